@@ -1,0 +1,84 @@
+"""The CLI's live view of a run: a line per step event, then a table of every step."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from flows.observe import StepEvent
+
+_STYLE = {"success": "green", "failed": "red", "skipped": "yellow", "completed_with_errors": "yellow",
+          "not_run": "dim"}
+_WORD = {"success": "done", "failed": "failed", "skipped": "skipped", "completed_with_errors": "partial",
+         "not_run": "not run"}
+
+
+@dataclass
+class StepRow:
+    step: str
+    status: str
+    duration_s: float | None
+    summary: str
+    attempts: int = 1
+    result: object = None
+
+
+class ProgressView:
+    """Listens to step events (from several threads) and prints them as they come."""
+
+    def __init__(self, console: Console, order: list[str]):
+        self.console = console
+        self.order = order
+        self.rows: dict[str, StepRow] = {}
+        self.attempts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: StepEvent) -> None:
+        with self._lock:
+            self._show(event)
+
+    def _show(self, event: StepEvent) -> None:
+        label = escape(event.label)
+        if event.kind == "started":
+            if not event.label.endswith("(skipped)"):
+                self.console.print(f"[cyan]  start[/]  {label}")
+        elif event.kind == "retrying":
+            self.attempts[event.step] = max(self.attempts.get(event.step, 1), event.attempt)
+            self.console.print(f"[magenta]  retry[/]  {label} (attempt {event.attempt})")
+        elif event.kind == "finished":
+            style = _STYLE.get(event.status, "white")
+            took = f" {event.duration_s:.1f}s" if event.duration_s is not None else ""
+            name = label.removesuffix(" (skipped)")
+            self.console.print(f"[{style}]{_WORD.get(event.status, event.status):>7}[/]  {name}{took}  "
+                               f"[dim]{escape(_one_line(event.summary))}[/]")
+        elif event.kind == "step_finished":
+            if event.status == "not_run":
+                self.console.print(f"[dim]not run  {label}  {escape(event.summary)}[/]")
+            elif event.label != event.step or event.result is None:
+                pass
+            self.rows[event.step] = StepRow(event.step, event.status, event.duration_s, event.summary,
+                                            self.attempts.get(event.step, 1), event.result)
+
+    def table(self) -> Table:
+        table = Table(title=None, show_lines=False, expand=False)
+        table.add_column("step")
+        table.add_column("status")
+        table.add_column("time", justify="right")
+        table.add_column("tries", justify="right")
+        table.add_column("summary", overflow="fold", max_width=80)
+        for step in self.order:
+            row = self.rows.get(step) or StepRow(step, "not_run", None, "")
+            style = _STYLE.get(row.status, "white")
+            took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
+            table.add_row(step, f"[{style}]{_WORD.get(row.status, row.status)}[/]", took, str(row.attempts),
+                          escape(_one_line(row.summary)))
+        return table
+
+
+def _one_line(text: str) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= 100 else line[:97] + "..."

@@ -1,0 +1,245 @@
+"""Cross-reference checks of a definition: step ids, agents, templates, expressions, cycles.
+
+They read the raw YAML data (not the validated model) so that they still run, and still
+report, when the file also has structural errors: `validate` shows everything at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from flows import expressions, graph, templates
+from flows._yaml import Document
+from flows.errors import ExpressionError, Problem, TemplateError, format_path
+from flows.spec import AgentSpec, RUNNABLE_AGENT_KINDS
+
+_EXPRESSION_ROOTS = {
+    "when": ("inputs", "steps", "item"),
+    "until": ("inputs", "steps", "result", "iteration"),
+    "gate": ("inputs", "steps", "result", "item", "iteration"),
+    "assert": ("inputs", "steps"),
+    "for_each": ("inputs", "steps"),
+}
+_UNSUPPORTED_STEPS = {
+    "workflow": "sub-workflows",
+    "approval": "human approval",
+}
+
+
+def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec],
+                   agents_source: str, agents_doc: Document | None) -> list[Problem]:
+    data = document.data
+    raw_steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    raw_inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
+    checker = _Checker(document, source, agents, set(map(str, raw_inputs)))
+    checker.collect_ids(raw_steps)
+    for index, step in enumerate(raw_steps):
+        if isinstance(step, dict):
+            checker.check_step(index, step)
+    if agents_doc is not None:
+        checker.check_agents(agents, agents_source, agents_doc)
+    checker.check_cycle(data.get("pattern", "sequential"))
+    return checker.problems
+
+
+class _Checker:
+    def __init__(self, document: Document, source: str, agents: dict[str, AgentSpec], inputs: set[str]):
+        self.document = document
+        self.source = source
+        self.agents = agents
+        self.inputs = inputs
+        self.problems: list[Problem] = []
+        self.ids: list[str] = []
+        self.explicit: dict[str, list[str]] = {}
+        self.referenced: dict[str, set[str]] = {}
+
+    def add(self, path: tuple, where: str, what: str, fix: str = "", got: str | None = None,
+            document: Document | None = None, source: str | None = None) -> None:
+        doc = document or self.document
+        self.problems.append(Problem(source or self.source, doc.line_of(path), where, what, fix, got))
+
+    # ---- step ids -------------------------------------------------------------------------
+    def collect_ids(self, raw_steps: list) -> None:
+        first_line: dict[str, int | None] = {}
+        for index, step in enumerate(raw_steps):
+            step_id = step.get("id") if isinstance(step, dict) else None
+            if not isinstance(step_id, str):
+                continue
+            path = ("steps", index, "id")
+            if step_id in first_line:
+                self.add(path, f"steps[{index}].id", f"duplicate step id `{step_id}` "
+                         f"(first used at line {first_line[step_id]})", "give each step its own id")
+                continue
+            first_line[step_id] = self.document.line_of(path)
+            self.ids.append(step_id)
+
+    def _unknown_step(self, name: str, path: tuple, where: str, how: str) -> None:
+        close = difflib.get_close_matches(name, self.ids, n=1, cutoff=0.6)
+        fix = f"did you mean `{close[0]}`?" if close else f"steps are: {', '.join(self.ids) or 'none'}"
+        self.add(path, where, f"{how} unknown step `{name}`", fix)
+
+    # ---- one step -------------------------------------------------------------------------
+    def check_step(self, index: int, step: dict) -> None:
+        step_id = step.get("id") if isinstance(step.get("id"), str) else f"#{index}"
+        base = ("steps", index)
+        prefix = f"steps[{index}]"
+        self.referenced.setdefault(step_id, set())
+
+        depends = step.get("depends_on")
+        if isinstance(depends, list):
+            self.explicit[step_id] = [d for d in depends if isinstance(d, str)]
+            for position, name in enumerate(depends):
+                if isinstance(name, str) and name not in self.ids:
+                    self._unknown_step(name, base + ("depends_on", position), f"{prefix}.depends_on",
+                                       "depends on")
+
+        has_items = step.get("for_each") is not None
+        has_iteration = step.get("repeat") is not None
+        for field, value, path in self._template_fields(step, base):
+            self._check_template(step_id, value, path, format_path(path), has_items, has_iteration)
+
+        for field, text, path in self._expression_fields(step, base):
+            roots = _EXPRESSION_ROOTS[field]
+            self._check_expression(step_id, text, path, format_path(path), roots, has_items)
+
+        self._check_kind(step, base, prefix)
+
+    def _template_fields(self, step: dict, base: tuple):
+        for field in ("prompt", "message", "workflow"):
+            if isinstance(step.get(field), str):
+                yield field, step[field], base + (field,)
+        if isinstance(step.get("run"), list):
+            for position, arg in enumerate(step["run"]):
+                if isinstance(arg, str):
+                    yield "run", arg, base + ("run", position)
+        if isinstance(step.get("with"), dict):
+            for key, value in step["with"].items():
+                for text in templates.strings_in(value):
+                    yield "with", text, base + ("with", key)
+
+    def _expression_fields(self, step: dict, base: tuple):
+        if isinstance(step.get("when"), str):
+            yield "when", step["when"], base + ("when",)
+        if isinstance(step.get("assert"), str):
+            yield "assert", step["assert"], base + ("assert",)
+        if isinstance(step.get("for_each"), str):
+            yield "for_each", step["for_each"], base + ("for_each",)
+        repeat = step.get("repeat")
+        if isinstance(repeat, dict) and isinstance(repeat.get("until"), str):
+            yield "until", repeat["until"], base + ("repeat", "until")
+        gate = step.get("gate")
+        gates = [gate] if isinstance(gate, str) else gate if isinstance(gate, list) else []
+        for position, text in enumerate(gates):
+            if isinstance(text, str):
+                path = base + ("gate",) + ((position,) if isinstance(gate, list) else ())
+                yield "gate", text, path
+
+    def _check_template(self, step_id: str, text: str, path: tuple, where: str,
+                        has_items: bool, has_iteration: bool) -> None:
+        if not templates.is_template(text):
+            return
+        try:
+            info = templates.inspect(text)
+        except TemplateError as exc:
+            self.add(path, where, str(exc), "close every {{ and {% and check the expression inside")
+            return
+        allowed = {"inputs", "steps"} | ({"item"} if has_items else set()) | ({"iteration"} if has_iteration else set())
+        for name in sorted(info.names - allowed):
+            if name == "item":
+                self.add(path, where, "`item` is used but the step has no `for_each`",
+                         "add `for_each:` to the step, or remove `item`")
+            elif name == "iteration":
+                self.add(path, where, "`iteration` is used but the step has no `repeat`",
+                         "add `repeat:` to the step, or remove `iteration`")
+            else:
+                self.add(path, where, f"template refers to unknown name `{name}`",
+                         f"use one of: {', '.join(sorted(allowed))}")
+        self._check_keys(step_id, info.keys.get("steps", ()), info.keys.get("inputs", ()), path, where)
+
+    def _check_expression(self, step_id: str, text: str, path: tuple, where: str,
+                          roots: tuple[str, ...], has_items: bool) -> None:
+        if "item" in roots and not has_items:
+            roots = tuple(r for r in roots if r != "item")
+        try:
+            parsed = expressions.parse(text, roots=roots)
+        except ExpressionError as exc:
+            self.add(path, where, f"expression is not valid: {exc}",
+                     "use comparisons, and/or/not, in, and names such as steps.ID.status")
+            return
+        self._check_keys(step_id, parsed.references("steps"), parsed.references("inputs"), path, where)
+
+    def _check_keys(self, step_id: str, steps: Any, inputs: Any, path: tuple, where: str) -> None:
+        for name in sorted(steps):
+            if name == step_id:
+                self.add(path, where, f"step `{step_id}` refers to its own result",
+                         "use `result` inside repeat.until or gate, or refer to an earlier step")
+            elif name not in self.ids:
+                self._unknown_step(name, path, where, "refers to")
+            else:
+                self.referenced[step_id].add(name)
+        for name in sorted(inputs):
+            if name not in self.inputs:
+                close = difflib.get_close_matches(name, sorted(self.inputs), n=1, cutoff=0.6)
+                fix = f"did you mean `{close[0]}`?" if close else f"declare it under `inputs:`"
+                self.add(path, where, f"refers to undeclared input `{name}`", fix)
+
+    def _check_kind(self, step: dict, base: tuple, prefix: str) -> None:
+        for kind, feature in _UNSUPPORTED_STEPS.items():
+            if step.get(kind) is not None:
+                self.add(base + (kind,), f"{prefix}.{kind}",
+                         f"`{kind}` steps ({feature}) are parsed but this version of agentflow cannot run them",
+                         "replace it with a run, call or agent step until a later version")
+        for field in ("agent", "fallback"):
+            name = step.get(field)
+            if not isinstance(name, str):
+                continue
+            agent = self.agents.get(name)
+            if agent is None:
+                self._unknown_agent(name, base + (field,), f"{prefix}.{field}")
+            elif agent.kind not in RUNNABLE_AGENT_KINDS:
+                self.add(base + (field,), f"{prefix}.{field}",
+                         f"agent `{name}` is of kind `{agent.kind}`, which this version of agentflow cannot run",
+                         f"use an agent of kind {' or '.join(RUNNABLE_AGENT_KINDS)} for now")
+
+    def _unknown_agent(self, name: str, path: tuple, where: str,
+                       document: Document | None = None, source: str | None = None) -> None:
+        defined = sorted(self.agents)
+        close = difflib.get_close_matches(name, defined, n=1, cutoff=0.6)
+        fix = (f"did you mean `{close[0]}`?" if close else
+               f"defined: {', '.join(defined) or 'none'}; add it to the agents file or under `agents:`")
+        self.add(path, where, f"agent `{name}` is not defined", fix, document=document, source=source)
+
+    # ---- agents file ----------------------------------------------------------------------
+    def check_agents(self, agents: dict[str, AgentSpec], source: str, document: Document) -> None:
+        base = ("agents",)  # the same path inline and in an agents file
+        for name, agent in agents.items():
+            if agent.fallback and agent.fallback not in agents:
+                self._unknown_agent(agent.fallback, base + (name, "fallback"), f"agents.{name}.fallback",
+                                    document, source)
+            for position, arg in enumerate(agent.command or []):
+                path = base + (name, "command", position)
+                if not templates.is_template(arg):
+                    continue
+                try:
+                    info = templates.inspect(arg)
+                except TemplateError as exc:
+                    self.add(path, f"agents.{name}.command", str(exc), "close every {{ and {%",
+                             document=document, source=source)
+                    continue
+                unknown = info.names - {"prompt", "inputs", "item", "with", "files", "step"}
+                for bad in sorted(unknown):
+                    self.add(path, f"agents.{name}.command", f"template refers to unknown name `{bad}`",
+                             "use prompt, inputs, item, with, files or step", document=document, source=source)
+
+    # ---- the graph ------------------------------------------------------------------------
+    def check_cycle(self, pattern: Any) -> None:
+        pattern = pattern if pattern in ("sequential", "parallel", "dag") else "dag"
+        deps = graph.dependencies(self.ids, self.explicit, self.referenced, pattern)
+        cycle = graph.find_cycle(deps)
+        if cycle:
+            first = self.ids.index(cycle[0])
+            self.add(("steps", first), f"steps[{first}]",
+                     f"the steps form a cycle: {' -> '.join(cycle)}",
+                     "remove one of these dependencies or references (under `sequential`, "
+                     "a step cannot refer to a later step)")

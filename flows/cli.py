@@ -1,0 +1,180 @@
+"""The `agentflow` command.
+
+Exit codes: 0 success; 1 the workflow failed, or `validate` found problems; 2 the
+definition or the inputs given are invalid (nothing ran); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from flows import _prefect_env
+
+_prefect_env.apply(_prefect_env.QUIET)
+_prefect_env.apply(_prefect_env.RELIABLE)
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from flows.errors import InputError, SpecError  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Durable AI-agent workflows in YAML, run on Prefect.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _load(path: Path):
+    from flows.loader import load_workflow
+
+    try:
+        return load_workflow(path)
+    except SpecError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        err.print(f"{len(exc.problems)} problem(s); nothing was run.", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _parse_inputs(pairs: list[str]) -> dict[str, str]:
+    given: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            err.print(f"-i {pair!r}: write inputs as key=value, e.g. -i feature='VAT invoice'", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        given[key.strip()] = value
+    return given
+
+
+@app.command()
+def run(
+    workflow: Path = typer.Argument(..., help="The workflow YAML file."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value; repeat for more."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+) -> None:
+    """Run a workflow now, showing each step as it starts and ends."""
+    from flows.inputs import validate_inputs
+
+    resolved = _load(workflow)
+    try:
+        values = validate_inputs(resolved.spec, _parse_inputs(inputs), from_strings=True)
+    except InputError as exc:
+        err.print(f"{workflow}: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    # Like `python -m`: `call: mymodule:fn` finds modules in the directory the user runs from.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    code = _run(resolved, values, as_json)
+    raise typer.Exit(code)
+
+
+def _run(resolved: Any, values: dict[str, Any], as_json: bool) -> int:
+    from flows._progress import ProgressView
+    from flows.compile import build_flow
+    from flows.observe import listening
+
+    console = err if as_json else out
+    spec = resolved.spec
+    flow = build_flow(resolved)
+    view = ProgressView(console, [s.id for s in spec.steps])
+    console.print(f"[bold]{spec.name}[/] ({len(spec.steps)} steps, {spec.pattern}) version {resolved.spec_hash}")
+    started = time.monotonic()
+    try:
+        with listening(view):
+            state = flow(**values, return_state=True)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        return EXIT_INTERRUPTED
+    elapsed = time.monotonic() - started
+    console.print(view.table())
+    run_id = str(state.state_details.flow_run_id) if state.state_details else "?"
+    ok = state.is_completed()
+    verdict = "[green]completed[/]" if ok else f"[red]{state.name.lower()}[/]"
+    console.print(f"run {run_id} {verdict} in {elapsed:.1f}s")
+    if not ok:
+        failed = [step for step, row in view.rows.items() if row.status == "failed"]
+        console.print(f"[red]failed steps: {', '.join(failed) or state.message}[/]")
+    if as_json:
+        document = {
+            "workflow": spec.name, "version": resolved.spec_hash, "run_id": run_id, "state": state.name,
+            "steps": {step: {"status": row.status, "duration_s": row.duration_s,
+                             **({"result": row.result.context()} if row.result is not None else {})}
+                      for step, row in view.rows.items()},
+        }
+        sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    return 0 if ok else EXIT_FAILED
+
+
+@app.command()
+def validate(workflows: list[Path] = typer.Argument(..., help="Workflow YAML files.")) -> None:
+    """Check definitions; print every problem as file:line: where: what; fix."""
+    from flows.loader import load_workflow
+
+    failed = 0
+    for path in workflows:
+        try:
+            resolved = load_workflow(path)
+        except SpecError as exc:
+            failed += 1
+            for problem in exc.problems:
+                out.print(str(problem), markup=False)
+            continue
+        out.print(f"{path}: ok ({len(resolved.spec.steps)} steps, version {resolved.spec_hash})", markup=False)
+    if failed:
+        err.print(f"{failed} of {len(workflows)} file(s) have problems", markup=False)
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def graph(
+    workflow: Path = typer.Argument(..., help="The workflow YAML file."),
+    mermaid: bool = typer.Option(False, "--mermaid", help="Print a mermaid flowchart."),
+) -> None:
+    """Print the step graph: which steps run together and what each waits for."""
+    from flows import graph as graph_
+    from flows.compile import step_dependencies
+
+    resolved = _load(workflow)
+    deps = step_dependencies(resolved.spec)
+    labels = {s.id: _label(s, resolved.agents) for s in resolved.spec.steps}
+    text = graph_.render_mermaid(deps, labels) if mermaid else graph_.render_text(deps, labels)
+    out.print(text, markup=False)
+
+
+def _label(step: Any, agents: dict) -> str:
+    extra = ""
+    if step.for_each is not None:
+        extra += " for_each"
+    if step.repeat is not None:
+        extra += f" repeat<={step.repeat.max}"
+    if step.when:
+        extra += " when"
+    if step.agent:
+        return f"agent {step.agent} ({agents[step.agent].kind}){extra}"
+    if step.run:
+        return f"run {step.run[0]}{extra}"
+    return f"{step.kind}{extra}"
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the workflow language (for editor completion)."""
+    from flows.schema import workflow_schema
+
+    sys.stdout.write(json.dumps(workflow_schema(), indent=2) + "\n")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

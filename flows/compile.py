@@ -1,0 +1,193 @@
+"""Spec → Prefect flow. Pure: no file, network or environment access.
+
+Everything a run needs is fixed here once: each step's upstream steps, its parsed
+expressions, and its own copy of the `agent_call` task carrying retries, backoff, timeout
+and tags. The flow body (`flows.runtime.execute`) only schedules.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import Flow, Task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows import expressions, graph, templates
+from flows.expressions import Expression
+from flows.errors import InputError
+from flows.inputs import validate_inputs
+from flows.observe import on_running
+from flows.runtime import execute
+from flows.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
+from tasks.agent_call import agent_call
+
+_PY_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
+# A Prefect timeout is a backstop for commands: their own timer kills the process group first.
+_PROCESS_TIMEOUT_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    step: Step
+    upstream: tuple[str, ...]
+    task: Task
+    agent: AgentSpec | None
+    criticality: str
+    timeout: float | None
+    when: Expression | None = None
+    until: Expression | None = None
+    gates: tuple[Expression, ...] = ()
+    assertion: Expression | None = None
+    for_each: Expression | None = None
+
+
+@dataclass(frozen=True)
+class CompiledWorkflow:
+    workflow: ResolvedWorkflow
+    plans: dict[str, StepPlan] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> Workflow:
+        return self.workflow.spec
+
+
+def step_dependencies(spec: Workflow) -> dict[str, list[str]]:
+    """Each step's upstream steps: depends_on, references, and the pattern's order."""
+    explicit = {s.id: list(s.depends_on) for s in spec.steps}
+    referenced = {s.id: _references(s) for s in spec.steps}
+    return graph.dependencies([s.id for s in spec.steps], explicit, referenced, spec.pattern)
+
+
+def _references(step: Step) -> set[str]:
+    found: set[str] = set()
+    texts = [step.prompt, step.message, *(step.run or []), *templates.strings_in(step.with_)]
+    if isinstance(step.for_each, list):
+        texts += templates.strings_in(step.for_each)
+    for text in texts:
+        if templates.is_template(text):
+            found |= set(templates.inspect(text).keys.get("steps", ()))
+    for text in _expression_texts(step):
+        found |= expressions.parse(text).references("steps")
+    found.discard(step.id)
+    return found
+
+
+def _expression_texts(step: Step) -> list[str]:
+    texts = [t for t in (step.when, step.assert_) if t]
+    if isinstance(step.for_each, str):
+        texts.append(step.for_each)
+    if step.repeat:
+        texts.append(step.repeat.until)
+    texts += [step.gate] if isinstance(step.gate, str) else list(step.gate or [])
+    return texts
+
+
+def compile_workflow(workflow: ResolvedWorkflow) -> CompiledWorkflow:
+    spec = workflow.spec
+    deps = step_dependencies(spec)
+    plans = {step.id: _plan(spec, workflow.agents, step, tuple(deps[step.id])) for step in spec.steps}
+    return CompiledWorkflow(workflow=workflow, plans=plans)
+
+
+def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tuple[str, ...]) -> StepPlan:
+    agent = agents.get(step.agent) if step.agent else None
+    defaults = spec.defaults
+    retries = _first(step.retries, agent.retries if agent else None, defaults.retries, 0)
+    backoff = step.retry_backoff or defaults.retry_backoff
+    timeout = _first(step.timeout, agent.timeout if agent else None, defaults.timeout)
+    agent_criticality = agent.criticality if agent and "criticality" in agent.model_fields_set else None
+    criticality = _first(step.criticality, agent_criticality, defaults.criticality, "high")
+    runs_process = step.run is not None or (agent is not None and agent.kind == "shell")
+    prefect_timeout = (timeout + _PROCESS_TIMEOUT_GRACE_S) if timeout and runs_process else timeout
+    delays: list[float] = []
+    jitter = None
+    if retries and backoff:
+        delays = [min(backoff.base_seconds * 2**n, backoff.max_seconds) for n in range(retries)]
+        jitter = backoff.jitter or None
+    elif retries:
+        delays = [min(1.0 * 2**n, 60.0) for n in range(retries)]
+    tags = {f"workflow:{spec.name}", f"step:{step.id}", f"kind:{step.kind}"}
+    if step.agent:
+        tags.add(f"agent:{step.agent}")
+    task = agent_call.with_options(
+        name=f"{spec.name}.{step.id}",
+        retries=retries,
+        retry_delay_seconds=delays or 0,
+        retry_jitter_factor=jitter,
+        timeout_seconds=prefect_timeout,
+        tags=tags,
+        on_running=[on_running],
+    )
+    gates = [step.gate] if isinstance(step.gate, str) else list(step.gate or [])
+    return StepPlan(
+        step=step,
+        upstream=upstream,
+        task=task,
+        agent=agent,
+        criticality=criticality,
+        timeout=timeout,
+        when=expressions.parse(step.when) if step.when else None,
+        until=expressions.parse(step.repeat.until) if step.repeat else None,
+        gates=tuple(expressions.parse(g) for g in gates),
+        assertion=expressions.parse(step.assert_) if step.assert_ else None,
+        for_each=expressions.parse(step.for_each) if isinstance(step.for_each, str) else None,
+    )
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def build_flow(workflow: ResolvedWorkflow) -> Flow:
+    """A Prefect flow named after the workflow, versioned by its hash, taking its inputs."""
+    compiled = compile_workflow(workflow)
+    spec = workflow.spec
+
+    def run(**inputs: Any) -> dict[str, Any]:
+        values = validate_inputs(spec, inputs)
+        return execute(compiled, values)
+
+    run.__signature__ = _signature(spec)  # type: ignore[attr-defined]
+    run.__name__ = run.__qualname__ = spec.name.replace("-", "_").replace(".", "_")
+    run.__doc__ = spec.description
+    return WorkflowFlow(
+        spec,
+        run,
+        name=spec.name,
+        version=workflow.spec_hash,
+        description=spec.description or None,
+        task_runner=ThreadPoolTaskRunner(max_workers=spec.max_parallel),
+        validate_parameters=False,  # validate_inputs gives the clearer error, for every caller
+        persist_result=False,
+    )
+
+
+class WorkflowFlow(Flow):
+    """A Prefect flow that checks a workflow's inputs before a flow run is even created.
+
+    Prefect binds arguments to the signature first and would report a missing input as a
+    ParameterBindError; this gives the workflow's own message instead. The flow body checks
+    again, for runs started by a deployment.
+    """
+
+    def __init__(self, spec: Workflow, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.workflow_spec = spec
+
+    def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any) -> Any:
+        if args:
+            raise InputError(f"workflow `{self.workflow_spec.name}` takes its inputs by name, "
+                             f"e.g. flow({next(iter(self.workflow_spec.inputs), 'name')}=...)")
+        values = validate_inputs(self.workflow_spec, kwargs)
+        return super().__call__(return_state=return_state, wait_for=wait_for, **values)
+
+
+def _signature(spec: Workflow) -> inspect.Signature:
+    parameters = []
+    for name, input_spec in spec.inputs.items():
+        default = inspect.Parameter.empty if input_spec.required else input_spec.default
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=_PY_TYPES[input_spec.type]))
+    return inspect.Signature(parameters)

@@ -1,0 +1,74 @@
+"""Check and convert the inputs of a run against the workflow's declared `inputs`."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from flows.errors import InputError
+from flows.spec import InputSpec, Workflow
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "array": (list,), "object": (dict,),
+}
+
+
+def validate_inputs(spec: Workflow, given: Mapping[str, Any], from_strings: bool = False) -> dict[str, Any]:
+    """The complete inputs of a run (defaults filled in); InputError lists every problem.
+
+    `from_strings` converts command-line text (`-i count=3`) to the declared type.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    declared = spec.inputs
+    for name in given:
+        if name not in declared:
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"declared: {', '.join(declared) or 'none'}"
+            problems.append(f"unknown input `{name}`; {hint}")
+    for name, input_spec in declared.items():
+        if name in given:
+            try:
+                values[name] = _convert(name, input_spec, given[name], from_strings)
+            except InputError as exc:
+                problems.append(str(exc))
+        elif input_spec.required:
+            problems.append(f"missing input `{name}` ({input_spec.type}); pass it with -i {name}=VALUE")
+        else:
+            values[name] = input_spec.default
+    if problems:
+        raise InputError(f"workflow `{spec.name}` got bad inputs:\n  " + "\n  ".join(problems))
+    return values
+
+
+def _convert(name: str, spec: InputSpec, value: Any, from_strings: bool) -> Any:
+    if from_strings and isinstance(value, str) and spec.type != "string":
+        value = _parse_text(name, spec.type, value)
+    expected = _TYPES[spec.type]
+    wrong_bool = isinstance(value, bool) and spec.type in ("integer", "number")
+    if not isinstance(value, expected) or wrong_bool:
+        raise InputError(f"input `{name}` must be {spec.type} (got {type(value).__name__} {value!r})")
+    if spec.enum is not None and value not in spec.enum:
+        raise InputError(f"input `{name}` must be one of {spec.enum} (got {value!r})")
+    return value
+
+
+def _parse_text(name: str, kind: str, text: str) -> Any:
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text) if "." in text or "e" in text.lower() else int(text)
+        if kind == "boolean":
+            lowered = text.strip().lower()
+            if lowered in ("true", "yes", "1", "on"):
+                return True
+            if lowered in ("false", "no", "0", "off"):
+                return False
+            raise ValueError(text)
+        return json.loads(text)
+    except ValueError:
+        raise InputError(f"input `{name}` must be {kind} (got {text!r})") from None

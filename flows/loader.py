@@ -1,0 +1,145 @@
+"""YAML file → `ResolvedWorkflow`, with every problem reported at once, each at its line.
+
+The loader does the I/O (reading the workflow and its agents file); structural checks come
+from the pydantic models, and the cross-references (step ids, agents, templates,
+expressions, cycles) from `flows.checks`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from flows import _yaml
+from flows._pydantic_errors import problems_from
+from flows.checks import check_workflow
+from flows.errors import Problem, SpecError, format_got, format_path
+from flows.spec import AgentsFile, AgentSpec, ResolvedWorkflow, Workflow
+
+
+def load_workflow(path: str | Path) -> ResolvedWorkflow:
+    """Load, check and resolve a workflow file; raise SpecError listing every problem."""
+    path = Path(path)
+    text = _read(path, "workflow")
+    return load_text(text, source=str(path), base_dir=path.parent)
+
+
+def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -> ResolvedWorkflow:
+    document = _parse(text, source)
+    problems: list[Problem] = _duplicate_keys(document, source)
+    if not isinstance(document.data, dict):
+        raise SpecError([Problem(source, document.line_of(()), "", "a workflow must be a YAML mapping",
+                                 "start with `name:` and `steps:`", format_got(document.data))])
+    spec, model_problems = _validate(Workflow, document, source)
+    problems += model_problems
+
+    agents, agent_problems, agents_source, agents_doc = _agents(document.data.get("agents"), document,
+                                                                 source, base_dir)
+    problems += agent_problems
+    problems += check_workflow(document, source, agents, agents_source, agents_doc)
+    if problems or spec is None:
+        raise SpecError(_sorted(problems))
+    return ResolvedWorkflow(spec=spec, agents=agents, source=source, spec_hash=_hash(spec, agents))
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem(str(path), None, "", f"{what} file not found",
+                                 "check the path (it is relative to the current directory)")]) from None
+    except IsADirectoryError:
+        raise SpecError([Problem(str(path), None, "", f"{what} path is a directory", "give a .yaml file")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem(str(path), None, "", f"{what} file is not UTF-8 text ({exc.reason})",
+                                 "save it as UTF-8")]) from None
+    except OSError as exc:
+        raise SpecError([Problem(str(path), None, "", f"{what} file cannot be read: {exc.strerror}",
+                                 "check its permissions")]) from None
+
+
+def _parse(text: str, source: str) -> _yaml.Document:
+    try:
+        return _yaml.parse(text)
+    except _yaml.YamlSyntaxError as exc:
+        raise SpecError([Problem(source, exc.line, "", f"YAML syntax error: {exc}",
+                                 "fix the indentation or quoting on that line")]) from None
+
+
+def _duplicate_keys(document: _yaml.Document, source: str) -> list[Problem]:
+    return [
+        Problem(source, line, format_path(path), f"key `{path[-1]}` appears twice (first at line {first})",
+                "keep one of them: YAML would silently use the last")
+        for path, first, line in document.duplicates
+    ]
+
+
+def _validate(model: type[BaseModel], document: _yaml.Document, source: str):
+    try:
+        return model.model_validate(document.data), []
+    except ValidationError as exc:
+        return None, problems_from(exc, model, document, source)
+
+
+def _agents(value: Any, document: _yaml.Document, source: str, base_dir: Path | None):
+    """The agent registry: from a file named in `agents:`, or inline; with its problems."""
+    if value is None:
+        return {}, [], source, document
+    if isinstance(value, dict):
+        agents: dict[str, AgentSpec] = {}
+        for name, raw in value.items():
+            try:
+                agents[str(name)] = AgentSpec.model_validate(raw)
+            except ValidationError:
+                pass  # already reported, at its line, by validating the whole workflow
+        return agents, [], source, document
+    if isinstance(value, str):
+        agents_path = (base_dir or Path(".")) / value
+        try:
+            text = _read(agents_path, "agents")
+            agents_doc = _parse(text, str(agents_path))
+        except SpecError as exc:
+            return {}, exc.problems, str(agents_path), None
+        if not isinstance(agents_doc.data, dict) or "agents" not in agents_doc.data:
+            return {}, [Problem(str(agents_path), agents_doc.line_of(()), "",
+                                "an agents file is a mapping with one key, `agents:`",
+                                "put the agent definitions under `agents:`")], str(agents_path), agents_doc
+        problems = _duplicate_keys(agents_doc, str(agents_path))
+        parsed, model_problems = _validate(AgentsFile, agents_doc, str(agents_path))
+        problems += model_problems
+        agents = dict(parsed.agents) if parsed else _valid_agents(agents_doc.data.get("agents"))
+        return agents, problems, str(agents_path), agents_doc
+    if isinstance(value, list):
+        return {}, [Problem(source, document.line_of(("agents",)), "agents",
+                            "agents from AgentConfig blocks are not supported by this version",
+                            "define the agents in a file (agents: agents.yaml) or inline")], source, document
+    return {}, [], source, document
+
+
+def _valid_agents(raw: Any) -> dict[str, AgentSpec]:
+    """The agents that are valid, so that references to them are not reported as missing."""
+    agents = {}
+    for name, value in (raw or {}).items() if isinstance(raw, dict) else []:
+        try:
+            agents[str(name)] = AgentSpec.model_validate(value)
+        except ValidationError:
+            pass  # reported by validating the whole file
+    return agents
+
+
+def _hash(spec: Workflow, agents: dict[str, AgentSpec]) -> str:
+    canonical = json.dumps(
+        {"workflow": spec.model_dump(mode="json", by_alias=True),
+         "agents": {k: v.model_dump(mode="json") for k, v in sorted(agents.items())}},
+        sort_keys=True, separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.file, p.line or 0))

@@ -1,0 +1,317 @@
+"""The flow body: schedule a compiled workflow's steps as Prefect task runs.
+
+A step starts as soon as every step it depends on has finished, so independent steps run
+at the same time (up to the workflow's `max_parallel`, and a step's own `max_parallel` for
+its `for_each` items). Conditions are evaluated and templates rendered here, before a task
+is submitted, so a task's input is exactly what its agent sees. A step that fails and is
+critical or high stops the run from starting anything new; running steps finish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flows import templates
+from flows.errors import AgentflowError, ExpressionError, TemplateError, WorkflowFailed
+from flows.observe import StepEvent, emit
+from tasks.request import AgentRequest
+from tasks.results import AgentResult
+
+if TYPE_CHECKING:
+    from flows.compile import CompiledWorkflow, StepPlan
+
+STOPPING_CRITICALITIES = ("critical", "high")
+
+
+@dataclass
+class _Job:
+    step: str
+    request: AgentRequest
+    index: int | None = None
+    started: float = 0.0
+
+
+@dataclass
+class _StepRun:
+    plan: "StepPlan"
+    started: float
+    items: list[Any] | None = None
+    item_results: dict[int, AgentResult] = field(default_factory=dict)
+    running: int = 0
+    iteration: int = 0
+
+
+def execute(compiled: "CompiledWorkflow", inputs: dict[str, Any]) -> dict[str, Any]:
+    """Run every step; return `{step: result}` or raise WorkflowFailed carrying the results."""
+    return _Scheduler(compiled, inputs).run()
+
+
+class _Scheduler:
+    def __init__(self, compiled: "CompiledWorkflow", inputs: dict[str, Any]):
+        self.compiled = compiled
+        self.spec = compiled.spec
+        self.inputs = inputs
+        self.waiting: list[str] = [s.id for s in self.spec.steps]
+        self.active: dict[str, _StepRun] = {}
+        self.results: dict[str, AgentResult] = {}
+        self.queue: deque[_Job] = deque()
+        self.running: dict[Any, tuple[_Job, Any]] = {}
+        self.failed: list[str] = []
+
+    # ---- the loop -------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        while True:
+            self._activate_ready()
+            if not self.queue and not self.running:
+                break
+            if not self.running and len(self.queue) == 1:
+                # Only one thing can happen now (a sequential chain): run it in the flow's own
+                # thread, which costs less than a submit and a wait.
+                job = self.queue.popleft()
+                self._mark_started(job)
+                state = self.compiled.plans[job.step].task(job.request, return_state=True)
+                self._finish(job, state)
+                continue
+            self._launch()
+            done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+            for wrapped in done:
+                job, future = self.running.pop(wrapped)
+                self.active[job.step].running -= 1
+                future.wait()  # already done: this only records the final state on the future
+                self._finish(job, future.state)
+        for step_id in self.waiting:
+            emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run",
+                           summary="not run: an upstream step failed"))
+        outputs = {sid: self.results[sid].context() for sid in self.spec_order() if sid in self.results}
+        if self.failed:
+            names = ", ".join(self.failed)
+            raise WorkflowFailed(f"workflow `{self.spec.name}` failed: step(s) {names} failed", outputs)
+        return outputs
+
+    def spec_order(self) -> list[str]:
+        return [s.id for s in self.spec.steps]
+
+    def _activate_ready(self) -> None:
+        if self.failed:
+            return
+        for step_id in list(self.waiting):
+            plan = self.compiled.plans[step_id]
+            if all(up in self.results for up in plan.upstream):
+                self.waiting.remove(step_id)
+                self._start_step(step_id)
+
+    def _launch(self) -> None:
+        limit = self.spec.max_parallel
+        for job in list(self.queue):
+            if len(self.running) >= limit:
+                return
+            step_run = self.active[job.step]
+            step_limit = step_run.plan.step.max_parallel
+            if step_limit and step_run.running >= step_limit:
+                continue
+            self.queue.remove(job)
+            self._mark_started(job)
+            step_run.running += 1
+            future = self.compiled.plans[job.step].task.submit(job.request)
+            self.running[future.wrapped_future] = (job, future)
+
+    def _mark_started(self, job: _Job) -> None:
+        job.started = time.monotonic()
+
+    # ---- starting a step ------------------------------------------------------------------
+    def _context(self, **extra: Any) -> dict[str, Any]:
+        steps = {sid: result.context() for sid, result in self.results.items()}
+        return {"inputs": self.inputs, "steps": steps, **extra}
+
+    def _start_step(self, step_id: str) -> None:
+        plan = self.compiled.plans[step_id]
+        step_run = _StepRun(plan=plan, started=time.monotonic())
+        self.active[step_id] = step_run
+        context = self._context()
+        try:
+            if plan.when is not None and not plan.when.evaluate(context):
+                message = f"skipped: `{plan.step.when}` is false"
+                self._enqueue(step_id, self._special(plan, "skip", message, f"{step_id} (skipped)"))
+                return
+            if plan.assertion is not None:
+                passed = bool(plan.assertion.evaluate(context))
+                request = self._special(plan, "assert", plan.step.message or f"`{plan.step.assert_}`", step_id)
+                self._enqueue(step_id, request.model_copy(update={"passed": passed}))
+                return
+            if plan.step.for_each is not None:
+                self._start_items(step_id, step_run, context)
+                return
+        except (ExpressionError, TemplateError) as exc:
+            self._enqueue(step_id, self._special(plan, "error", f"step `{step_id}`: {exc}", step_id))
+            return
+        if plan.step.repeat is not None:
+            step_run.iteration = 1
+            self._enqueue(step_id, self._request(plan, context, iteration=1))
+            return
+        self._enqueue(step_id, self._request(plan, context))
+
+    def _start_items(self, step_id: str, step_run: _StepRun, context: dict[str, Any]) -> None:
+        plan = step_run.plan
+        if plan.for_each is not None:
+            items = plan.for_each.evaluate(context)
+            if not isinstance(items, list):
+                raise ExpressionError(f"for_each `{plan.step.for_each}` gave {type(items).__name__}, not a list")
+        else:
+            items = templates.render_value(plan.step.for_each, context)
+        step_run.items = items
+        if not items:
+            self._complete(step_id, AgentResult(summary="no items", data={"items": []}))
+            return
+        for index, item in enumerate(items):
+            self._enqueue(step_id, self._request(plan, context, item=item, index=index), index)
+
+    def _enqueue(self, step_id: str, request: AgentRequest, index: int | None = None) -> None:
+        self.queue.append(_Job(step=step_id, request=request, index=index))
+
+    def _special(self, plan: "StepPlan", kind: str, message: str, label: str) -> AgentRequest:
+        return AgentRequest(workflow=self.spec.name, step=plan.step.id, label=label, kind=kind,
+                            agent=plan.step.agent, message=message)
+
+    def _request(self, plan: "StepPlan", context: dict[str, Any], item: Any = None,
+                 index: int | None = None, iteration: int | None = None) -> AgentRequest:
+        step = plan.step
+        label = step.id
+        if index is not None:
+            label = f"{step.id}[{_item_label(item, index)}]"
+        elif iteration is not None:
+            label = f"{step.id}#{iteration}"
+        local = {**context, "item": item, "iteration": iteration}
+        base = dict(workflow=self.spec.name, step=step.id, label=label, agent=step.agent,
+                    timeout=plan.timeout, item=item, iteration=iteration)
+        try:
+            prompt = templates.render(step.prompt, local)
+            params = templates.render_value(step.with_, local)
+            files = [templates.render(f, local) for f in step.files]
+            if step.run is not None:
+                argv = [templates.render(arg, local) for arg in step.run]
+                return AgentRequest(kind="process", argv=argv, prompt=prompt, files=files, params=params, **base)
+            if step.call is not None:
+                return AgentRequest(kind="python", callable=step.call, prompt=prompt, files=files,
+                                    params=params, **base)
+            agent = plan.agent
+            if agent is not None and agent.kind == "shell":
+                agent_context = {**local, "prompt": prompt, "with": params, "files": files, "step": step.id}
+                argv = [templates.render(arg, agent_context) for arg in agent.command or []]
+                return AgentRequest(kind="process", argv=argv, prompt=prompt, files=files, params=params, **base)
+            if agent is not None and agent.kind == "python":
+                return AgentRequest(kind="python", callable=agent.callable, prompt=prompt, files=files,
+                                    params=params, **base)
+            kind = agent.kind if agent else step.kind
+            raise TemplateError(f"steps of kind `{kind}` cannot run in this version")
+        except TemplateError as exc:
+            return AgentRequest(kind="error", message=f"step `{step.id}`: {exc}",
+                                **{k: v for k, v in base.items() if k != "timeout"})
+
+    # ---- finishing ------------------------------------------------------------------------
+    def _finish(self, job: _Job, state: Any) -> None:
+        result = _result_of(state)
+        duration = time.monotonic() - job.started
+        emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status=result.status,
+                       summary=result.summary, duration_s=duration, result=result))
+        step_run = self.active[job.step]
+        plan = step_run.plan
+        if job.index is not None:
+            step_run.item_results[job.index] = result
+            if len(step_run.item_results) == len(step_run.items or []):
+                self._complete(job.step, _aggregate(step_run))
+            return
+        if plan.step.repeat is not None and result.status != "failed":
+            self._after_iteration(job, step_run, result)
+            return
+        self._complete(job.step, result)
+
+    def _after_iteration(self, job: _Job, step_run: _StepRun, result: AgentResult) -> None:
+        plan = step_run.plan
+        context = self._context(result=result.context(), iteration=step_run.iteration)
+        try:
+            met = bool(plan.until.evaluate(context)) if plan.until else True
+        except ExpressionError as exc:
+            self._complete(job.step, _failed(f"step `{job.step}`: repeat.until: {exc}"))
+            return
+        if met or step_run.iteration >= plan.step.repeat.max:
+            metrics = {**result.metrics, "iterations": step_run.iteration, "until_met": met}
+            self._complete(job.step, result.model_copy(update={"metrics": metrics}))
+            return
+        step_run.iteration += 1
+        self._enqueue(job.step, self._request(plan, self._context(), iteration=step_run.iteration))
+
+    def _complete(self, step_id: str, result: AgentResult) -> None:
+        plan = self.compiled.plans[step_id]
+        if result.status in ("success", "completed_with_errors") and plan.gates:
+            result = _apply_gates(step_id, plan, result, self._context(result=result.context()))
+        self.results[step_id] = result
+        step_run = self.active[step_id]
+        emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
+                       summary=result.summary, duration_s=time.monotonic() - step_run.started, result=result))
+        if result.status == "failed" and plan.criticality in STOPPING_CRITICALITIES:
+            self.failed.append(step_id)
+            # Start nothing new: drop what is queued; what runs finishes.
+            for job in list(self.queue):
+                self.queue.remove(job)
+                if job.step not in self.waiting and job.step not in self.results:
+                    self.waiting.append(job.step)
+            self.waiting = list(dict.fromkeys(self.waiting))
+
+
+def _apply_gates(step_id: str, plan: "StepPlan", result: AgentResult, context: dict[str, Any]) -> AgentResult:
+    for gate in plan.gates:
+        try:
+            ok = bool(gate.evaluate(context))
+        except ExpressionError as exc:
+            return _failed(f"step `{step_id}`: gate: {exc}", result)
+        if not ok:
+            return _failed(f"step `{step_id}`: gate `{gate.text}` is not met", result)
+    return result
+
+
+def _failed(message: str, base: AgentResult | None = None) -> AgentResult:
+    base = base or AgentResult()
+    return base.model_copy(update={"status": "failed", "summary": message[:500], "error": message})
+
+
+def _result_of(state: Any) -> AgentResult:
+    if state.is_completed():
+        value = state.result()
+        return value if isinstance(value, AgentResult) else AgentResult(data=value)
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, BaseException):
+        message = str(error) or type(error).__name__
+        if not isinstance(error, AgentflowError):
+            message = f"{type(error).__name__}: {message}"
+    else:
+        message = state.message or state.name
+    first_line = message.strip().splitlines()[0] if message.strip() else state.name
+    return AgentResult(status="failed", summary=first_line[:500], error=message,
+                       output=getattr(error, "output", "") or "")
+
+
+def _aggregate(step_run: _StepRun) -> AgentResult:
+    items = step_run.items or []
+    results = [step_run.item_results[i] for i in range(len(items))]
+    failed = [r for r in results if r.status == "failed"]
+    ok = len(results) - len(failed)
+    status = "failed" if failed else "success"
+    summary = f"{ok}/{len(results)} items succeeded"
+    if failed:
+        summary += f"; first failure: {failed[0].summary}"
+    data = {"items": [{"item": item, **r.context()} for item, r in zip(items, results)]}
+    output = "\n".join(f"{_item_label(item, i)}: {r.summary}" for i, (item, r) in enumerate(zip(items, results)))
+    return AgentResult(status=status, summary=summary[:500], data=data, output=output,
+                       metrics={"items": len(results), "failed": len(failed)})
+
+
+def _item_label(item: Any, index: int) -> str:
+    if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+        text = str(item)
+        if 0 < len(text) <= 40 and "\n" not in text:
+            return text
+    return str(index)

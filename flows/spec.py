@@ -1,0 +1,208 @@
+"""Pure data models of a workflow definition and its agents (DESIGN.md §2, §3).
+
+No Prefect import and no I/O here: a `Workflow` is built from YAML by `flows.loader`
+and turned into a Prefect flow by `flows.compile`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `"30s"`, `"10m"`, `"24h"`, `"7d"`."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 24h, 7d")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 24h, 7d")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+StepId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+AgentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+Callable_ = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
+Criticality = Literal["critical", "high", "medium", "low"]
+
+STEP_KINDS = ("agent", "run", "call", "workflow", "approval", "assert")
+AGENT_KINDS = ("claude-code", "llm", "shell", "python", "http")
+# Kinds this version can execute; the others are parsed and validated only.
+RUNNABLE_AGENT_KINDS = ("shell", "python")
+RUNNABLE_STEP_KINDS = ("agent", "run", "call", "assert")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class InputSpec(_Model):
+    type: Literal["string", "integer", "number", "boolean", "array", "object"] = "string"
+    default: Any = None
+    description: str = ""
+    enum: list[Any] | None = None
+
+    @property
+    def required(self) -> bool:
+        return "default" not in self.model_fields_set
+
+
+class RetryBackoff(_Model):
+    base_seconds: float = Field(default=1.0, ge=0)
+    max_seconds: float = Field(default=60.0, ge=0)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+
+
+class CacheSpec(_Model):
+    ttl: Duration | None = None
+    key: list[Literal["inputs", "files", "commit", "agent"]] | None = None
+
+
+class Repeat(_Model):
+    until: str
+    max: int = Field(default=5, ge=1, le=100)
+
+
+class Approval(_Model):
+    message: str = "Approve to continue."
+    timeout: Duration | None = None
+
+
+class Compensate(_Model):
+    """What undoes a step when a later step fails (saga)."""
+
+    run: list[str] | None = None
+    call: Callable_ | None = None
+    agent: AgentName | None = None
+    prompt: str = ""
+
+
+class StepDefaults(_Model):
+    retries: int | None = Field(default=None, ge=0, le=50)
+    retry_backoff: RetryBackoff | None = None
+    timeout: Duration | None = None
+    cache: Union[bool, CacheSpec, None] = None
+    criticality: Criticality | None = None
+
+
+class Step(_Model):
+    id: StepId
+    # exactly one of these says what the step does
+    agent: AgentName | None = None
+    run: list[str] | None = Field(default=None, min_length=1)
+    call: Callable_ | None = None
+    workflow: str | None = None
+    approval: Union[Approval, str, None] = None
+    assert_: str | None = Field(default=None, alias="assert")
+
+    name: str = ""
+    message: str = ""
+    prompt: str = ""
+    files: list[str] = Field(default_factory=list)
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    depends_on: list[StepId] = Field(default_factory=list)
+    when: str | None = None
+    for_each: Union[list[Any], str, None] = None
+    max_parallel: int | None = Field(default=None, ge=1, le=1000)
+    repeat: Repeat | None = None
+    retries: int | None = Field(default=None, ge=0, le=50)
+    retry_backoff: RetryBackoff | None = None
+    timeout: Duration | None = None
+    cache: Union[bool, CacheSpec, None] = None
+    fallback: AgentName | None = None
+    criticality: Criticality | None = None
+    compensate: Compensate | None = None
+    gate: Union[str, list[str], None] = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> "Step":
+        chosen = [k for k in STEP_KINDS if getattr(self, _attr(k)) is not None]
+        if len(chosen) != 1:
+            kinds = ", ".join(STEP_KINDS)
+            got = ", ".join(chosen) if chosen else "none"
+            raise ValueError(f"a step needs exactly one of {kinds} (got {got})")
+        if self.for_each is not None and self.repeat is not None:
+            raise ValueError("for_each and repeat cannot be combined on one step; split it in two")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STEP_KINDS if getattr(self, _attr(k)) is not None)
+
+
+def _attr(kind: str) -> str:
+    return "assert_" if kind == "assert" else kind
+
+
+class AgentSpec(_Model):
+    kind: Literal["claude-code", "llm", "shell", "python", "http"]
+    description: str = ""
+    # claude-code
+    subagent: str | None = None
+    allowed_tools: list[str] = Field(default_factory=list)
+    # llm
+    model: str | None = None
+    system: str | None = None
+    base_url: str | None = None
+    # shell
+    command: list[str] | None = Field(default=None, min_length=1)
+    # python
+    callable: Callable_ | None = None
+    # http
+    url: str | None = None
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    # behaviour
+    ttl: Duration | None = None
+    timeout: Duration | None = None
+    retries: int | None = Field(default=None, ge=0, le=50)
+    criticality: Criticality = "high"
+    fallback: AgentName | None = None
+    fallback_prompt_suffix: str = ""
+    skip_if_unavailable: bool = False
+    concurrency: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "AgentSpec":
+        needed = {"shell": "command", "python": "callable", "http": "url", "llm": "model"}
+        field = needed.get(self.kind)
+        if field and getattr(self, field) is None:
+            raise ValueError(f"an agent of kind {self.kind} needs `{field}`")
+        return self
+
+
+class AgentsFile(_Model):
+    agents: dict[AgentName, AgentSpec]
+
+
+class Workflow(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    description: str = ""
+    version: str | None = None
+    pattern: Literal["sequential", "parallel", "dag"] = "sequential"
+    inputs: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], InputSpec] = Field(
+        default_factory=dict
+    )
+    defaults: StepDefaults = Field(default_factory=StepDefaults)
+    agents: Union[str, dict[AgentName, AgentSpec], list[str], None] = None
+    max_parallel: int = Field(default=8, ge=1, le=1000)
+    steps: list[Step] = Field(min_length=1)
+
+
+class ResolvedWorkflow(_Model):
+    """A workflow with its agents loaded and its identity fixed: what the compiler takes."""
+
+    spec: Workflow
+    agents: dict[str, AgentSpec]
+    source: str
+    spec_hash: str

@@ -1,0 +1,39 @@
+"""The one Prefect task that calls an agent: every step run is a run of `agent_call`.
+
+The compiler gives each step its own copy (`with_options`) carrying the step's retries,
+backoff, timeout and tags; the body only dispatches the request to its backend.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+
+from flows.errors import NOT_RETRYABLE, AssertionFailed, ConfigError
+from tasks.backends import Backend
+from tasks.backends.process import ProcessBackend
+from tasks.backends.python import PythonBackend
+from tasks.request import AgentRequest
+from tasks.results import AgentResult
+
+BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend()}
+
+
+def retry_if_useful(task_: object, task_run: TaskRun, state: State) -> bool:
+    """Retry failures a retry can fix; never a configuration or definition error."""
+    return not isinstance(state.data, NOT_RETRYABLE)
+
+
+@task(name="agent_call", task_run_name="{request.label}", retry_condition_fn=retry_if_useful,
+      persist_result=False)
+def agent_call(request: AgentRequest) -> AgentResult:
+    if request.kind == "skip":
+        return AgentResult(status="skipped", summary=request.message)
+    if request.kind == "error":
+        raise ConfigError(request.message)
+    if request.kind == "assert":
+        if not request.passed:
+            raise AssertionFailed(f"step `{request.step}`: {request.message}")
+        return AgentResult(summary=f"holds: {request.message}")
+    return BACKENDS[request.kind].call(request)

@@ -1,0 +1,36 @@
+"""`AgentRequest`: everything one agent call needs, already rendered.
+
+The flow renders templates and evaluates conditions before it submits a step, so a task's
+input is exactly what the agent sees: the natural thing to key a cache on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# process: run an argv (a `run` step or a shell agent); python: call module:function;
+# assert: report an already evaluated condition; skip: a step whose `when` was false;
+# error: a step that could not be prepared (its template failed), reported as its failure.
+Kind = Literal["process", "python", "assert", "skip", "error"]
+
+
+class AgentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workflow: str
+    step: str
+    label: str  # the task run's name: `review`, `gateways[bKash]`, `profile#2`, `review (skipped)`
+    kind: Kind
+    agent: str | None = None
+    prompt: str = ""
+    argv: list[str] = Field(default_factory=list)
+    callable: str | None = None
+    files: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = None
+    item: Any = None
+    iteration: int | None = None
+    passed: bool | None = None  # for kind=assert
+    message: str = ""  # why a step was skipped, the assert's message, or the preparation error

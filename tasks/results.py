@@ -1,0 +1,147 @@
+"""`AgentResult`, what every step returns, and the parsing of an agent's free-text output.
+
+The text format is the earlier engine's: a `## Summary` section (or else the first line),
+`Created:` / `Modified:` lines naming files, and a `## Metrics` section of `key: value` lines.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["success", "failed", "completed_with_errors", "skipped"]
+
+_SECTION = re.compile(r"^#{1,6}\s*(.+?)\s*$")
+_ARTIFACT = re.compile(r"^\s*[-*]?\s*(Created|Modified):\s*`?([^`\s]+)`?", re.IGNORECASE)
+_METRIC = re.compile(r"^\s*[-*]?\s*\**([A-Za-z][\w \-/]*?)\**\s*[:=]\s*(.+?)\s*$")
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?")
+MAX_OUTPUT = 1_000_000  # characters of output kept in a result
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    action: Literal["created", "modified"]
+
+
+class AgentResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status = "success"
+    summary: str = ""
+    output: str = ""
+    data: Any = None
+    artifacts: list[Artifact] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    confidence: float | None = None
+    error: str | None = None
+    # degraded mode (set by fallback handling)
+    degraded: bool = False
+    fallback_used: str | None = None
+    primary_agent: str | None = None
+    skipped_agent: str | None = None
+
+    def context(self) -> dict[str, Any]:
+        """The plain-data view that templates and expressions see as `steps.ID`."""
+        return self.model_dump(mode="json")
+
+
+RESULT_FIELDS = frozenset(AgentResult.model_fields)
+
+
+def parse_text(text: str) -> AgentResult:
+    """Build a result from an agent's free text; JSON output also becomes `data`."""
+    text = text if len(text) <= MAX_OUTPUT else text[-MAX_OUTPUT:]
+    sections = _sections(text)
+    summary = sections.get("summary", "").strip()
+    if not summary:
+        summary = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    summary = summary.splitlines()[0].strip() if summary else ""
+    data = _json(text)
+    if data is not None and isinstance(data, dict) and isinstance(data.get("summary"), str):
+        summary = data["summary"]
+    return AgentResult(
+        summary=summary[:500],
+        output=text,
+        data=data,
+        artifacts=_artifacts(text),
+        metrics=_metrics(sections.get("metrics", "")),
+    )
+
+
+def from_value(value: Any) -> AgentResult:
+    """Turn what a Python callable returned into a result.
+
+    An AgentResult passes through; a str is parsed as free text; a dict whose keys are all
+    AgentResult fields is taken as one; any other value becomes `data`.
+    """
+    if isinstance(value, AgentResult):
+        return value
+    if isinstance(value, str):
+        return parse_text(value)
+    if isinstance(value, dict) and value and set(value) <= RESULT_FIELDS:
+        return AgentResult.model_validate(value)
+    if value is None:
+        return AgentResult(summary="done")
+    summary = value.get("summary") if isinstance(value, dict) else None
+    return AgentResult(summary=str(summary or _describe(value)), data=value,
+                       output=json.dumps(value, default=str)[:MAX_OUTPUT])
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (list, tuple, dict)):
+        return f"{len(value)} {'items' if not isinstance(value, dict) else 'keys'}"
+    return str(value)[:200]
+
+
+def _sections(text: str) -> dict[str, str]:
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        match = _SECTION.match(line)
+        if match:
+            current = match.group(1).strip().lower()
+            sections.setdefault(current, [])
+        elif current is not None:
+            sections[current].append(line)
+    return {name: "\n".join(lines) for name, lines in sections.items()}
+
+
+def _artifacts(text: str) -> list[Artifact]:
+    found: dict[str, Artifact] = {}
+    for line in text.splitlines():
+        match = _ARTIFACT.match(line)
+        if match:
+            path = match.group(2).rstrip(".,;")
+            found[path] = Artifact(path=path, action=match.group(1).lower())
+    return list(found.values())
+
+
+def _metrics(section: str) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    for line in section.splitlines():
+        match = _METRIC.match(line)
+        if not match:
+            continue
+        key = re.sub(r"[^a-z0-9]+", "_", match.group(1).strip().lower()).strip("_")
+        raw = match.group(2).strip()
+        number = _NUMBER.match(raw.replace(",", ""))
+        if number:
+            value = float(number.group(0))
+            metrics[key] = int(value) if value.is_integer() and "." not in number.group(0) else value
+        else:
+            metrics[key] = raw
+    return metrics
+
+
+def _json(text: str) -> Any:
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "[{":
+        return None
+    try:
+        return json.loads(stripped)
+    except ValueError:
+        return None

@@ -1,0 +1,49 @@
+"""Shared fixtures: one real Prefect server for the whole session, and helpers to run the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import flows  # noqa: F401  (sets agentflow's Prefect defaults before Prefect is imported)
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server():
+    """A real Prefect server (SQLite in a temporary directory), shared by every test."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def cli(prefect_server, tmp_path):
+    """Run `agentflow ...` as a real subprocess against the session's server."""
+
+    def run(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 240):
+        environment = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(FIXTURES),
+                       **(env or {})}
+        return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd or REPO, env=environment,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def write(tmp_path):
+    """Write a workflow file (and optional extra files) into a temporary directory."""
+
+    def write_file(text: str, name: str = "wf.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write_file
