@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +106,10 @@ def parse(text: str, roots: Sequence[str] = ROOTS) -> Expression:
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"an expression is limited to {MAX_LENGTH} characters")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # Python's own lint of odd literals (`1if`) is not for our users' eyes.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"`{text}` does not parse: {exc.msg}") from None
     except (ValueError, MemoryError, RecursionError) as exc:

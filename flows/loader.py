@@ -99,6 +99,11 @@ def _agents(value: Any, document: _yaml.Document, source: str, base_dir: Path | 
         return agents, [], source, document
     if isinstance(value, str):
         agents_path = (base_dir or Path(".")) / value
+        if not agents_path.is_file():
+            return {}, [Problem(source, document.line_of(("agents",)), "agents",
+                                f"agents file `{value}` not found (looked in {agents_path.parent})",
+                                "the path is relative to the workflow file; fix it or create the file")], \
+                source, None
         try:
             text = _read(agents_path, "agents")
             agents_doc = _parse(text, str(agents_path))
