@@ -1,0 +1,155 @@
+"""The `agentflow` command as a user runs it: real subprocesses against a real server."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BAD = REPO / "tests" / "bad"
+
+
+def test_validate_reports_every_bad_file_and_exits_1(cli):
+    """`validate` over all bad files: exit 1, one line per problem, never a traceback."""
+    files = sorted(str(p) for p in BAD.glob("[0-9]*.yaml"))
+    done = cli("validate", *files)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    for path in files:
+        assert Path(path).name in done.stdout
+    assert f"{len(files)} of {len(files)} file(s) have problems" in done.stderr
+
+
+def test_validate_ok_exits_0(cli):
+    """`validate` of the shipped workflows passes."""
+    files = [str(p) for p in sorted((REPO / "workflows").glob("*.yaml")) if p.name != "agents.yaml"]
+    done = cli("validate", *files)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(": ok (") == len(files)
+
+
+def test_run_success_json_and_exit_0(cli, write, tmp_path):
+    """`run --json` prints the run's steps on stdout and exits 0."""
+    path = write("""
+name: cli-ok
+inputs:
+  who: {default: world}
+  times: {type: integer, default: 1}
+steps:
+  - {id: hello, run: [echo, "hello {{ inputs.who }} x{{ inputs.times }}"]}
+  - {id: skip, when: "inputs.times > 5", run: [echo, never]}
+""")
+    done = cli("run", str(path), "-i", "who=agentflow", "-i", "times=2", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["state"] == "Completed"
+    assert document["steps"]["hello"]["result"]["summary"] == "hello agentflow x2"
+    assert document["steps"]["skip"]["status"] == "skipped"
+    assert "skipped" in done.stderr and "hello agentflow x2" in done.stderr
+
+
+def test_run_failure_exits_1_with_table(cli, write, tmp_path):
+    """A failed step: exit 1, the table names it and its error, no traceback."""
+    path = write("""
+name: cli-fail
+steps:
+  - {id: boom, run: [sh, -c, "echo 'no route to gateway' >&2; exit 7"]}
+  - {id: after, run: [echo, after]}
+""")
+    done = cli("run", str(path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "no route to gateway" in done.stdout
+    assert "not run" in done.stdout
+    assert "failed steps: boom" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_run_invalid_definition_exits_2(cli):
+    """A bad definition: every problem on stderr, exit 2, nothing run."""
+    done = cli("run", str(BAD / "15-depends-on-unknown.yaml"))
+    assert done.returncode == 2
+    assert "depends on unknown step `biuld`; did you mean `build`?" in done.stderr
+    assert "nothing was run" in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-i", "count=three"], "input `count` must be integer (got 'three')"),
+    (["-i", "cuont=3"], "unknown input `cuont`; did you mean `count`?"),
+    ([], "missing input `count`"),
+    (["-i", "novalue"], "write inputs as key=value"),
+])
+def test_run_bad_inputs_exit_2(cli, write, tmp_path, args, message):
+    """Wrong, unknown, missing or malformed inputs: a clear message and exit 2."""
+    path = write("name: typed\ninputs:\n  count: {type: integer}\nsteps:\n  - {id: a, run: [echo, hi]}\n")
+    done = cli("run", str(path), *args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_schema_is_json_schema_and_matches_shipped_copy(cli):
+    """`schema` prints the language's JSON Schema; workflows/ ships the same for editors."""
+    done = cli("schema")
+    assert done.returncode == 0
+    schema = json.loads(done.stdout)
+    assert schema["title"] == "agentflow workflow"
+    assert {"name", "steps", "pattern", "inputs", "defaults"} <= set(schema["properties"])
+    shipped = json.loads((REPO / "workflows" / "workflow.schema.json").read_text())
+    assert shipped == schema, "run: agentflow schema > workflows/workflow.schema.json"
+
+
+def test_graph_text_and_mermaid(cli):
+    """`graph` shows levels and dependencies, and a mermaid flowchart."""
+    text = cli("graph", "workflows/repo-health.yaml")
+    assert text.returncode == 0
+    assert "level 1 (in parallel)" in text.stdout
+    assert "marker_lines  [run git when]  after markers" in text.stdout
+    mermaid = cli("graph", "workflows/repo-health.yaml", "--mermaid")
+    assert mermaid.stdout.startswith("flowchart TD")
+    assert "markers --> marker_lines" in mermaid.stdout
+
+
+def test_fifty_steps_all_recorded(cli, write, tmp_path, prefect_server):
+    """A 50-step run has all 50 task runs recorded by the server."""
+    steps = "\n".join(f"  - {{id: s{i}, call: 'probe:echo', prompt: '{i}'}}" for i in range(50))
+    path = write(f"name: fifty\npattern: parallel\nmax_parallel: 10\nsteps:\n{steps}\n")
+    done = cli("run", str(path), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    assert _count_task_runs(prefect_server, run_id) == 50
+
+
+def _count_task_runs(api_url: str, run_id: str) -> int:
+    import httpx
+
+    response = httpx.post(f"{api_url}/task_runs/count", json={"flow_runs": {"id": {"any_": [run_id]}}},
+                          timeout=30)
+    response.raise_for_status()
+    return int(response.json())
+
+
+def test_main_job_on_embedded_server_is_quiet_and_complete(tmp_path):
+    """README's main job on a fresh embedded server: exit 0, only agentflow's output, all steps recorded."""
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(home)
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "workflows/repo-health.yaml",
+                           "-i", f"report={tmp_path / 'report.md'}", "--json"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for noise in ("Traceback", "ERROR", "Error flushing", "telemetry", "Starting temporary server"):
+        assert noise not in done.stderr, done.stderr
+    document = json.loads(done.stdout)
+    assert "# Repository health" in (tmp_path / "report.md").read_text()
+    with sqlite3.connect(home / "prefect.db") as db:
+        (count,) = db.execute("select count(*) from task_run where flow_run_id = ?",
+                              (document["run_id"].replace("-", ""),)).fetchone() or (0,)
+        if count == 0:  # ids may be stored with dashes, depending on the dialect's UUID type
+            (count,) = db.execute("select count(*) from task_run where flow_run_id = ?",
+                                  (document["run_id"],)).fetchone()
+    assert count == len(document["steps"]) == 8
