@@ -43,6 +43,13 @@ def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec]
     return checker.problems
 
 
+def check_agents_file(agents: dict[str, AgentSpec], source: str, document: Document) -> list[Problem]:
+    """Checks of an agents file on its own (fallbacks defined, command templates valid)."""
+    checker = _Checker(document, source, agents, set())
+    checker.check_agents(agents, source, document)
+    return checker.problems
+
+
 class _Checker:
     def __init__(self, document: Document, source: str, agents: dict[str, AgentSpec], inputs: set[str]):
         self.document = document

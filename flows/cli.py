@@ -116,11 +116,15 @@ def _run(resolved: Any, values: dict[str, Any], as_json: bool) -> int:
 @app.command()
 def validate(workflows: list[Path] = typer.Argument(..., help="Workflow YAML files.")) -> None:
     """Check definitions; print every problem as file:line: where: what; fix."""
-    from flows.loader import load_workflow
+    from flows.loader import is_agents_file, load_agents_file, load_workflow
 
     failed = 0
     for path in workflows:
         try:
+            if is_agents_file(path):
+                agents = load_agents_file(path)
+                out.print(f"{path}: ok (agents file, {len(agents)} agents)", markup=False)
+                continue
             resolved = load_workflow(path)
         except SpecError as exc:
             failed += 1

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from flows import _yaml
 from flows._pydantic_errors import problems_from
-from flows.checks import check_workflow
+from flows.checks import check_agents_file, check_workflow
 from flows.errors import Problem, SpecError, format_got, format_path
 from flows.spec import AgentsFile, AgentSpec, ResolvedWorkflow, Workflow
 
@@ -26,6 +26,26 @@ def load_workflow(path: str | Path) -> ResolvedWorkflow:
     path = Path(path)
     text = _read(path, "workflow")
     return load_text(text, source=str(path), base_dir=path.parent)
+
+
+def is_agents_file(path: str | Path) -> bool:
+    """An agents file is a mapping with `agents:` and no `steps:` (used by `validate`)."""
+    try:
+        data = _yaml.parse(Path(path).read_text(encoding="utf-8")).data
+    except (OSError, UnicodeDecodeError, _yaml.YamlSyntaxError):
+        return False
+    return isinstance(data, dict) and "agents" in data and "steps" not in data and "name" not in data
+
+
+def load_agents_file(path: str | Path) -> dict[str, AgentSpec]:
+    """Load and check an agents file on its own; raise SpecError listing every problem."""
+    agents, problems, source, document = _agents(Path(path).name, _yaml.Document(data={}), str(path),
+                                                 Path(path).parent)
+    if document is not None and not problems:
+        problems += check_agents_file(agents, source, document)
+    if problems:
+        raise SpecError(_sorted(problems))
+    return agents
 
 
 def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -> ResolvedWorkflow:

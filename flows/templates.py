@@ -6,12 +6,13 @@ error rather than an empty string, so a prompt never silently loses a piece.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -78,15 +79,47 @@ def render(text: str, context: Mapping[str, Any]) -> str:
         raise TemplateError(f"template `{_short(text)}` failed: {exc}") from None
 
 
+_SOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{).)*)\}\}\s*$", re.S)
+
+
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every string inside lists and mappings (the `with:` parameters)."""
+    """Render every string inside lists and mappings (the `with:` parameters).
+
+    A string that is one `{{ expression }}` and nothing else keeps the expression's type,
+    so `with: {urls: "{{ inputs.urls }}"}` passes a mapping, not its text.
+    """
     if isinstance(value, str):
+        match = _SOLE_EXPRESSION.match(value)
+        if match:
+            return _native(match.group("expr"), value, context)
         return render(value, context)
     if isinstance(value, list):
         return [render_value(v, context) for v in value]
     if isinstance(value, dict):
         return {k: render_value(v, context) for k, v in value.items()}
     return value
+
+
+def _native(expression: str, text: str, context: Mapping[str, Any]) -> Any:
+    try:
+        compiled = _compiled_expression(expression.strip())
+        value = compiled(**context)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template does not compile: {exc.message}") from None
+    except UndefinedError as exc:
+        raise TemplateError(f"template `{_short(text)}` refers to something missing: {exc.message}") from None
+    except SecurityError as exc:
+        raise TemplateError(f"template `{_short(text)}` tried an unsafe operation: {exc}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise TemplateError(f"template `{_short(text)}` failed: {exc}") from None
+    if isinstance(value, Undefined):
+        raise TemplateError(f"template `{_short(text)}` refers to something missing")
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _compiled_expression(expression: str):
+    return _ENV.compile_expression(expression, undefined_to_none=False)
 
 
 def strings_in(value: Any) -> list[str]:
