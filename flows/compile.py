@@ -18,7 +18,6 @@ from flows import expressions, graph, templates
 from flows.expressions import Expression
 from flows.errors import InputError
 from flows.inputs import validate_inputs
-from flows.observe import on_running
 from flows.runtime import execute
 from flows.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
 from tasks.agent_call import agent_call
@@ -108,9 +107,12 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
         jitter = backoff.jitter or None
     elif retries:
         delays = [min(1.0 * 2**n, 60.0) for n in range(retries)]
-    tags = {f"workflow:{spec.name}", f"step:{step.id}", f"kind:{step.kind}"}
-    if step.agent:
-        tags.add(f"agent:{step.agent}")
+    # Only agent steps are tagged. For a tagged task run Prefect asks the server for tag
+    # concurrency limits (~15 ms a step, benchmarks/ B1), which is what makes `agent:NAME`
+    # limits hold across workers, and is noise next to an agent call but would double the
+    # cost of a quick `run`/`call` step. No per-step tag: each distinct tag set also starts
+    # its own client service (~300 ms); the step is in the task run's name.
+    tags = {f"workflow:{spec.name}", f"agent:{step.agent}"} if step.agent else set()
     task = agent_call.with_options(
         name=f"{spec.name}.{step.id}",
         retries=retries,
@@ -118,7 +120,6 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
         retry_jitter_factor=jitter,
         timeout_seconds=prefect_timeout,
         tags=tags,
-        on_running=[on_running],
     )
     gates = [step.gate] if isinstance(step.gate, str) else list(step.gate or [])
     return StepPlan(

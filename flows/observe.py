@@ -1,12 +1,14 @@
 """Step events for whoever watches a run in this process (the CLI's progress view).
 
-Events come from outside the task bodies: Prefect's `on_running` state hook (a step starts,
-or starts again after a failure: a retry) and the flow's scheduler (a step finished,
-failed or was skipped, with its result).
+Events come from outside the task bodies: the flow's scheduler (a step started, finished,
+failed or was skipped, with its result) and Prefect's `retry_condition_fn` (a retry).
+Prefect state hooks were the first choice, but each hook call writes two log lines to the
+API, which tripled the per-step cost of a no-op step (benchmarks/ B1).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +32,8 @@ class StepEvent:
     result: Any = None  # the AgentResult, on `finished`
 
 
+# A task run is named after its step: `review`, `gateways[bKash]`, `profile#2`, `x (skipped)`.
+_STEP_OF_LABEL = re.compile(r"[A-Za-z0-9_]*")
 Listener = Callable[[StepEvent], None]
 _listeners: list[Listener] = []
 _lock = threading.Lock()
@@ -53,11 +57,17 @@ def emit(event: StepEvent) -> None:
         listener(event)
 
 
-def on_running(task: Any, task_run: Any, state: Any) -> None:
-    """Prefect `on_running` hook: a first start, or a retry when the run count is above 1."""
-    if not _listeners:
-        return
-    step = next((t[5:] for t in task_run.tags if t.startswith("step:")), task_run.name)
-    attempt = max(task_run.run_count, 1)
-    emit(StepEvent(kind="retrying" if attempt > 1 else "started", step=step, label=task_run.name,
-                   attempt=attempt))
+def retry_condition(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry what a retry can fix, and say so to the listeners.
+
+    Prefect calls it only when the task has retries left, so a True here is a retry.
+    """
+    from flows.errors import NOT_RETRYABLE
+
+    if isinstance(state.data, NOT_RETRYABLE):
+        return False
+    if _listeners:
+        step = _STEP_OF_LABEL.match(task_run.name).group(0)
+        emit(StepEvent(kind="retrying", step=step, label=task_run.name, attempt=task_run.run_count + 1,
+                       summary=state.message or ""))
+    return True

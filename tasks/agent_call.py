@@ -7,10 +7,9 @@ backoff, timeout and tags; the body only dispatches the request to its backend.
 from __future__ import annotations
 
 from prefect import task
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 
-from flows.errors import NOT_RETRYABLE, AssertionFailed, ConfigError
+from flows.errors import AssertionFailed, ConfigError
+from flows.observe import retry_condition
 from tasks.backends import Backend
 from tasks.backends.process import ProcessBackend
 from tasks.backends.python import PythonBackend
@@ -20,12 +19,7 @@ from tasks.results import AgentResult
 BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend()}
 
 
-def retry_if_useful(task_: object, task_run: TaskRun, state: State) -> bool:
-    """Retry failures a retry can fix; never a configuration or definition error."""
-    return not isinstance(state.data, NOT_RETRYABLE)
-
-
-@task(name="agent_call", task_run_name="{request.label}", retry_condition_fn=retry_if_useful,
+@task(name="agent_call", task_run_name="{request.label}", retry_condition_fn=retry_condition,
       persist_result=False)
 def agent_call(request: AgentRequest) -> AgentResult:
     if request.kind == "skip":

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.errors import SpecError
-from flows.loader import load_text, load_workflow
+from flows.loader import load_agents_file, load_text, load_workflow
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = REPO / "tests" / "bad"
@@ -45,11 +45,19 @@ def test_bad_file_reports_its_problem(path: Path):
         assert matches, f"expected {wanted_file}:{line}: {text!r} in:\n" + "\n".join(reported)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "workflows").glob("*.yaml")), ids=lambda p: p.stem)
+SHIPPED = sorted(p for p in (REPO / "workflows").glob("*.yaml") if p.name != "agents.yaml")
+
+
+def test_shipped_agents_file_is_valid():
+    """workflows/agents.yaml loads on its own, with the earlier engine's five agents."""
+    agents = load_agents_file(REPO / "workflows" / "agents.yaml")
+    assert set(agents) == {"business-logic-validator", "context-gathering", "code-reviewer",
+                           "api-integration-tester", "performance-profiler"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_workflows_are_valid(path: Path):
     """Every shipped workflow loads and carries the schema line for editors."""
-    if path.name == "agents.yaml":
-        pytest.skip("agents.yaml is an agents file, loaded through the workflows that use it")
     resolved = load_workflow(path)
     assert resolved.spec.steps
     assert path.read_text().startswith("# yaml-language-server: $schema=workflow.schema.json")

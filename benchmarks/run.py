@@ -1,0 +1,238 @@
+"""agentflow's performance suite: `python benchmarks/run.py` prints a table and writes BENCHMARKS.md.
+
+B1  overhead: a 200-step sequential workflow of no-op `call` steps vs the same 200 steps as a
+    hand-written Prefect flow with plain tasks; same server, same process, interleaved.
+B2  fan-out: 50 independent steps that each sleep 1 s, max_parallel 50: wall time / 1 s.
+S   start-up: a started `prefect server` until healthy, the embedded server's start, and the
+    CLI's time to its first step (embedded server, and against a started server).
+
+It starts its own Prefect server on a free port with a temporary PREFECT_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+import flows  # noqa: E402,F401  (agentflow's Prefect defaults, before Prefect is imported)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, str, float]:
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    while time.monotonic() - started < 120:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url, time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the Prefect server did not become healthy within 120 s")
+
+
+def b1(rounds: int, steps: int) -> dict:
+    from prefect import flow, task
+
+    from flows import build_flow
+    from flows.loader import load_text
+
+    lines = "\n".join(f"  - {{id: s{i}, call: 'bench_steps:noop'}}" for i in range(steps))
+    ours = build_flow(load_text(f"name: b1-agentflow\npattern: sequential\nsteps:\n{lines}\n"))
+
+    @task(name="noop", task_run_name="s{i}", persist_result=False)
+    def noop_task(i: int) -> int:
+        return i
+
+    tagged_task = noop_task.with_options(tags={"workflow:b1", "agent:noop"})
+
+    @flow(name="b1-hand-written", persist_result=False)
+    def hand() -> None:
+        for i in range(steps):
+            noop_task(i)
+
+    @flow(name="b1-hand-written-tagged", persist_result=False)
+    def hand_tagged() -> None:
+        for i in range(steps):
+            tagged_task(i)
+
+    ours()  # warm all three (imports, flow registration)
+    hand()
+    hand_tagged()
+    samples: dict[str, list[float]] = {"ours": [], "hand": [], "hand_tagged": []}
+    for _ in range(rounds):
+        for name, fn in (("ours", ours), ("hand", hand), ("hand_tagged", hand_tagged)):
+            started = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - started) * 1000 / steps)
+    result = {name: statistics.median(values) for name, values in samples.items()}
+    return {**result, "ours_all": samples["ours"], "hand_all": samples["hand"]}
+
+
+def b2(rounds: int, width: int) -> dict:
+    from flows import build_flow
+    from flows.loader import load_text
+    from flows.observe import listening
+
+    lines = "\n".join(f"  - {{id: s{i}, call: 'bench_steps:sleep1'}}" for i in range(width))
+    fan = build_flow(load_text(f"name: b2-fanout\npattern: parallel\nmax_parallel: {width}\nsteps:\n{lines}\n"))
+    from prefect import flow, task
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    @task(name="sleep1", persist_result=False)
+    def sleep_task(i: int) -> int:
+        time.sleep(1)
+        return i
+
+    @flow(name="b2-hand-written", task_runner=ThreadPoolTaskRunner(max_workers=width), persist_result=False)
+    def hand() -> float:
+        started = time.perf_counter()
+        futures = [sleep_task.submit(i) for i in range(width)]
+        for future in futures:
+            future.result()
+        return time.perf_counter() - started
+
+    fan()  # warm
+    hand()
+    phases, walls, hand_phases = [], [], []
+    for _ in range(rounds):
+        hand_phases.append(hand())
+        marks: list[float] = []
+        with listening(lambda event: marks.append(time.perf_counter())):
+            started = time.perf_counter()
+            fan()
+            walls.append(time.perf_counter() - started)
+        phases.append(max(marks) - started)  # until the last step finished (before flow teardown)
+    return {"steps_phase": statistics.median(phases), "flow_wall": statistics.median(walls),
+            "hand_phase": statistics.median(hand_phases)}
+
+
+def startup(api_url: str) -> dict:
+    workflow = ROOT / "benchmarks" / "one-step.yaml"
+    results = {}
+    probe = ("import time, flows; from prefect.server.api.server import SubprocessASGIServer;"
+             "s = SubprocessASGIServer(); t = time.perf_counter(); s.start(timeout=120);"
+             "print(time.perf_counter() - t); s.stop()")
+    with tempfile.TemporaryDirectory() as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env["PREFECT_HOME"] = home
+        fresh = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=ROOT)
+        warm = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=ROOT)
+        results["embedded_fresh_s"] = float(fresh.stdout.strip().splitlines()[-1])
+        results["embedded_warm_s"] = float(warm.stdout.strip().splitlines()[-1])
+        results["cli_embedded_first_step_s"], results["cli_embedded_total_s"] = _cli_first_step(workflow, env)
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    results["cli_server_first_step_s"], results["cli_server_total_s"] = _cli_first_step(workflow, env)
+    return results
+
+
+def _cli_first_step(workflow: Path, env: dict) -> tuple[float, float]:
+    env = {**env, "PYTHONPATH": str(ROOT / "benchmarks")}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(workflow)], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = None
+    for line in process.stdout:
+        if first is None and line.strip().startswith("start"):
+            first = time.perf_counter() - started
+    process.wait()
+    return first or float("nan"), time.perf_counter() - started
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import prefect
+
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, Prefect {prefect.__version__}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--quick", action="store_true", help="B1 and B2 only; print, do not write the file")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="agentflow-bench-"))
+    server, url, server_start = start_server(home)
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        r1 = b1(args.rounds, 200)
+        r2 = b2(args.rounds, 50)
+        if args.quick:
+            print(f"B1 ours {r1['ours']:.2f} ms/step, hand {r1['hand']:.2f}, tagged {r1['hand_tagged']:.2f}, "
+                  f"ratio {r1['ours'] / r1['hand']:.3f}; "
+                  f"B2 steps phase {r2['steps_phase']:.3f}, flow {r2['flow_wall']:.3f}, hand {r2['hand_phase']:.3f}")
+            return
+        rs = startup(url)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    ratio = r1["ours"] / r1["hand"]
+    rows = [
+        ("B1 agentflow, ms per step (200 sequential no-op steps)", f"{r1['ours']:.2f}", ""),
+        ("B1 hand-written Prefect flow, ms per step", f"{r1['hand']:.2f}", ""),
+        ("B1 ratio agentflow / hand-written", f"{ratio:.3f}", "target <= 1.10"),
+        ("B1 hand-written with two task tags, ms per step", f"{r1['hand_tagged']:.2f}",
+         "Prefect asks the server for tag concurrency limits per tagged task run"),
+        ("B2 50 x 1 s steps, steps phase / 1 s", f"{r2['steps_phase']:.3f}", "target <= 1.11"),
+        ("B2 50 x 1 s steps, whole flow call / 1 s", f"{r2['flow_wall']:.3f}", "includes flow start and end"),
+        ("B2 peer: 50 plain Prefect tasks submitted by hand / 1 s", f"{r2['hand_phase']:.3f}",
+         "same task runner, same server"),
+        ("started `prefect server` healthy after, s (fresh home)", f"{server_start:.1f}", ""),
+        ("embedded server start, s (fresh home / warm)", f"{rs['embedded_fresh_s']:.1f} / {rs['embedded_warm_s']:.1f}", ""),
+        ("CLI to first step, embedded server, s", f"{rs['cli_embedded_first_step_s']:.1f}",
+         f"whole run {rs['cli_embedded_total_s']:.1f} s"),
+        ("CLI to first step, started server, s", f"{rs['cli_server_first_step_s']:.1f}",
+         f"whole run {rs['cli_server_total_s']:.1f} s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    table = "\n".join(f"{name:<{width}}  {value:>12}  {note}" for name, value, note in rows)
+    print(table)
+    md = ["# Benchmarks", "", f"Machine: {machine()}.", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},"
+          f" {args.rounds} interleaved rounds, medians; `python benchmarks/run.py`.", "",
+          "| measure | value | note |", "|---|---:|---|"]
+    md += [f"| {name} | {value} | {note} |" for name, value, note in rows]
+    md += ["", "B1 rounds (ms per step): agentflow " + ", ".join(f"{v:.2f}" for v in r1["ours_all"])
+           + "; hand-written " + ", ".join(f"{v:.2f}" for v in r1["hand_all"]) + "."]
+    Path(args.out).write_text("\n".join(md) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
