@@ -60,6 +60,7 @@ class _Scheduler:
         self.waiting: list[str] = [s.id for s in self.spec.steps]
         self.active: dict[str, _StepRun] = {}
         self.results: dict[str, AgentResult] = {}
+        self.step_views: dict[str, dict[str, Any]] = {}
         self.queue: deque[_Job] = deque()
         self.running: dict[Any, tuple[_Job, Any]] = {}
         self.failed: list[str] = []
@@ -88,7 +89,7 @@ class _Scheduler:
         for step_id in self.waiting:
             emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run",
                            summary="not run: an upstream step failed"))
-        outputs = {sid: self.results[sid].context() for sid in self.spec_order() if sid in self.results}
+        outputs = {sid: self.step_views[sid] for sid in self.spec_order() if sid in self.step_views}
         if self.failed:
             names = ", ".join(self.failed)
             raise WorkflowFailed(f"workflow `{self.spec.name}` failed: step(s) {names} failed", outputs)
@@ -127,8 +128,9 @@ class _Scheduler:
 
     # ---- starting a step ------------------------------------------------------------------
     def _context(self, **extra: Any) -> dict[str, Any]:
-        steps = {sid: result.context() for sid, result in self.results.items()}
-        return {"inputs": self.inputs, "steps": steps, **extra}
+        # `steps` is built once per completed step, not per read: templates and expressions
+        # only read it, and rebuilding it for every step made a long run quadratic.
+        return {"inputs": self.inputs, "steps": self.step_views, **extra}
 
     def _start_step(self, step_id: str) -> None:
         plan = self.compiled.plans[step_id]
@@ -252,6 +254,7 @@ class _Scheduler:
         if result.status in ("success", "completed_with_errors") and plan.gates:
             result = _apply_gates(step_id, plan, result, self._context(result=result.context()))
         self.results[step_id] = result
+        self.step_views[step_id] = result.context()
         step_run = self.active[step_id]
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
                        summary=result.summary, duration_s=time.monotonic() - step_run.started, result=result))

@@ -153,3 +153,34 @@ def test_main_job_on_embedded_server_is_quiet_and_complete(tmp_path):
             (count,) = db.execute("select count(*) from task_run where flow_run_id = ?",
                                   (document["run_id"],)).fetchone()
     assert count == len(document["steps"]) == 8
+
+
+def test_progress_shows_retries_and_skips_and_ui_names(cli, write, tmp_path, prefect_server):
+    """The live view shows retries and skips; the server has the skipped step as a completed task run."""
+    counter = tmp_path / "count"
+    path = write(f"""
+name: cli-progress
+steps:
+  - id: flaky
+    call: "probe:flaky"
+    with: {{path: "{counter}", fail_times: 2}}
+    retries: 2
+    retry_backoff: {{base_seconds: 0, max_seconds: 0, jitter: 0}}
+  - id: optional
+    when: "steps.flaky.data.calls > 5"
+    run: [echo, never]
+""")
+    done = cli("run", str(path), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "retry  flaky (attempt 2)" in done.stderr
+    assert "retry  flaky (attempt 3)" in done.stderr
+    assert "skipped  optional" in done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    import httpx
+
+    runs = httpx.post(f"{prefect_server}/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}},
+                      timeout=30).json()
+    by_name = {r["name"]: r for r in runs}
+    assert by_name["optional (skipped)"]["state"]["type"] == "COMPLETED"
+    assert by_name["flaky"]["run_count"] == 3
+    assert by_name["flaky"]["state"]["type"] == "COMPLETED"
