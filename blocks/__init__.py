@@ -1,0 +1,1 @@
+"""Prefect Block types for agent configurations and credentials (arrives with the agent backends)."""

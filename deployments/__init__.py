@@ -1,0 +1,1 @@
+"""prefect.yaml generation and the Python client for deployments (arrives with deployments)."""

@@ -35,6 +35,7 @@ class ProgressView:
         self.order = order
         self.rows: dict[str, StepRow] = {}
         self.attempts: dict[str, int] = {}
+        self.fanned_out: set[str] = set()  # steps that ran as several task runs
         self._lock = threading.Lock()
 
     def __call__(self, event: StepEvent) -> None:
@@ -50,18 +51,23 @@ class ProgressView:
             self.attempts[event.step] = max(self.attempts.get(event.step, 1), event.attempt)
             self.console.print(f"[magenta]  retry[/]  {label} (attempt {event.attempt})")
         elif event.kind == "finished":
-            style = _STYLE.get(event.status, "white")
-            took = f" {event.duration_s:.1f}s" if event.duration_s is not None else ""
-            name = label.removesuffix(" (skipped)")
-            self.console.print(f"[{style}]{_WORD.get(event.status, event.status):>7}[/]  {name}{took}  "
-                               f"[dim]{escape(_one_line(event.summary))}[/]")
+            if event.label != event.step and not event.label.endswith(" (skipped)"):
+                self.fanned_out.add(event.step)
+            self._line(event.status, label.removesuffix(" (skipped)"), event.duration_s, event.summary)
         elif event.kind == "step_finished":
             if event.status == "not_run":
                 self.console.print(f"[dim]not run  {label}  {escape(event.summary)}[/]")
-            elif event.label != event.step or event.result is None:
-                pass
+            elif event.step in self.fanned_out:
+                # for_each and repeat: one line for the step as a whole, after its items
+                self._line(event.status, label, event.duration_s, event.summary)
             self.rows[event.step] = StepRow(event.step, event.status, event.duration_s, event.summary,
                                             self.attempts.get(event.step, 1), event.result)
+
+    def _line(self, status: str, name: str, duration_s: float | None, summary: str) -> None:
+        style = _STYLE.get(status, "white")
+        took = f" {duration_s:.1f}s" if duration_s is not None else ""
+        self.console.print(f"[{style}]{_WORD.get(status, status):>7}[/]  {name}{took}  "
+                           f"[dim]{escape(_one_line(summary))}[/]")
 
     def table(self) -> Table:
         table = Table(title=None, show_lines=False, expand=False)

@@ -108,10 +108,11 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
     elif retries:
         delays = [min(1.0 * 2**n, 60.0) for n in range(retries)]
     # Only agent steps are tagged. For a tagged task run Prefect asks the server for tag
-    # concurrency limits (~15 ms a step, benchmarks/ B1), which is what makes `agent:NAME`
-    # limits hold across workers, and is noise next to an agent call but would double the
-    # cost of a quick `run`/`call` step. No per-step tag: each distinct tag set also starts
-    # its own client service (~300 ms); the step is in the task run's name.
+    # concurrency limits: one more API call per task run (1-2 ms on a quiet server, over
+    # 10 ms on a busy one; benchmarks/ B1). That call is what makes `agent:NAME` limits hold
+    # across workers, and is noise next to an agent call, but not next to a quick `run` or
+    # `call` step. No per-step tag: each distinct tag set also starts its own client service
+    # (~300 ms a step, measured); the step is in the task run's name.
     tags = {f"workflow:{spec.name}", f"agent:{step.agent}"} if step.agent else set()
     task = agent_call.with_options(
         name=f"{spec.name}.{step.id}",

@@ -88,7 +88,7 @@ class _Scheduler:
                 self._finish(job, future.state)
         for step_id in self.waiting:
             emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run",
-                           summary="not run: an upstream step failed"))
+                           summary=f"not run: the run stopped after {', '.join(self.failed)} failed"))
         outputs = {sid: self.step_views[sid] for sid in self.spec_order() if sid in self.step_views}
         if self.failed:
             names = ", ".join(self.failed)
