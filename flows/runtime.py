@@ -3,8 +3,9 @@
 A step starts as soon as every step it depends on has finished, so independent steps run
 at the same time (up to the workflow's `max_parallel`, and a step's own `max_parallel` for
 its `for_each` items). Conditions are evaluated and templates rendered here, before a task
-is submitted, so a task's input is exactly what its agent sees. A step that fails and is
-critical or high stops the run from starting anything new; running steps finish.
+is submitted, so a task's input is exactly what its agent sees. It is passed `quote`d: it
+holds no futures, and Prefect's search for them cost 0.1-0.3 ms a step. A step that fails
+and is critical or high stops the run from starting anything new; running steps finish.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prefect.results import ResultRecord
+from prefect.utilities.annotations import quote
 
 from flows import templates
 from flows.errors import AgentflowError, ExpressionError, TemplateError, WorkflowFailed
@@ -76,7 +78,7 @@ class _Scheduler:
                 # thread, which costs less than a submit and a wait.
                 job = self.queue.popleft()
                 self._mark_started(job)
-                state = self.compiled.plans[job.step].task(job.request, return_state=True)
+                state = self.compiled.plans[job.step].task(quote(job.request), return_state=True)
                 self._finish(job, state)
                 continue
             self._launch()
@@ -119,7 +121,7 @@ class _Scheduler:
             self.queue.remove(job)
             self._mark_started(job)
             step_run.running += 1
-            future = self.compiled.plans[job.step].task.submit(job.request)
+            future = self.compiled.plans[job.step].task.submit(quote(job.request))
             self.running[future.wrapped_future] = (job, future)
 
     def _mark_started(self, job: _Job) -> None:
