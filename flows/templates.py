@@ -7,7 +7,8 @@ error rather than an empty string, so a prompt never silently loses a piece.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -67,8 +68,15 @@ def render(text: str, context: Mapping[str, Any]) -> str:
     """Render `text` in the sandbox; a missing name or a blocked access is a TemplateError."""
     if not is_template(text):
         return text
-    try:
+    with _as_template_error(text):
         return _compiled(text).render(**context)
+
+
+@contextmanager
+def _as_template_error(text: str) -> Iterator[None]:
+    """Jinja's errors, as one TemplateError that quotes the template."""
+    try:
+        yield
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template does not compile: {exc.message}") from None
     except UndefinedError as exc:
@@ -101,19 +109,11 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
 
 
 def _native(expression: str, text: str, context: Mapping[str, Any]) -> Any:
-    try:
-        compiled = _compiled_expression(expression.strip())
-        value = compiled(**context)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template does not compile: {exc.message}") from None
-    except UndefinedError as exc:
-        raise TemplateError(f"template `{_short(text)}` refers to something missing: {exc.message}") from None
-    except SecurityError as exc:
-        raise TemplateError(f"template `{_short(text)}` tried an unsafe operation: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise TemplateError(f"template `{_short(text)}` failed: {exc}") from None
+    with _as_template_error(text):
+        value = _compiled_expression(expression.strip())(**context)
     if isinstance(value, Undefined):
-        raise TemplateError(f"template `{_short(text)}` refers to something missing")
+        detail = getattr(value, "_undefined_message", "")
+        raise TemplateError(f"template `{_short(text)}` refers to something missing: {detail}")
     return value
 
 

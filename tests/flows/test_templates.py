@@ -38,3 +38,13 @@ def test_syntax_error_names_the_template_line():
     """A template that does not compile says so, with its own line."""
     with pytest.raises(TemplateError, match="template line 2"):
         templates.inspect("ok\n{{ broken ")
+
+
+def test_sole_expression_keeps_its_type():
+    """`with:` values that are one expression pass mappings and numbers, not their text."""
+    context = {"inputs": {"urls": {"bKash": "http://127.0.0.1/x"}, "n": 2}}
+    value = templates.render_value({"urls": "{{ inputs.urls }}", "n": "{{ inputs.n + 1 }}", "s": "n={{ inputs.n }}"},
+                                   context)
+    assert value == {"urls": {"bKash": "http://127.0.0.1/x"}, "n": 3, "s": "n=2"}
+    with pytest.raises(TemplateError, match="'dict object' has no attribute 'nope'"):
+        templates.render_value("{{ inputs.nope }}", context)
