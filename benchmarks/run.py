@@ -90,6 +90,7 @@ def b1(rounds: int, steps: int) -> dict:
 
     from flows import build_flow
     from flows.loader import load_text
+    from flows.observe import listening
 
     lines = "\n".join(f"  - {{id: s{i}, call: 'bench_steps:noop'}}" for i in range(steps))
     ours = build_flow(load_text(f"name: b1-agentflow\npattern: sequential\nsteps:\n{lines}\n"))
@@ -100,30 +101,52 @@ def b1(rounds: int, steps: int) -> dict:
 
     tagged_task = noop_task.with_options(tags={"workflow:b1", "agent:noop"})
 
+    # Each variant returns the time its steps took, measured inside the flow: the fixed cost
+    # of a flow run (creating it; joining its heartbeat thread, which waits up to 1 s at the
+    # end) is the same for all and, divided by 200, swamped the per-step comparison.
     @flow(name="b1-hand-written", persist_result=False)
-    def hand() -> None:
+    def hand() -> float:
+        started = time.perf_counter()
         for i in range(steps):
             noop_task(i)
+        return time.perf_counter() - started
 
     @flow(name="b1-hand-written-tagged", persist_result=False)
-    def hand_tagged() -> None:
+    def hand_tagged() -> float:
+        started = time.perf_counter()
         for i in range(steps):
             tagged_task(i)
+        return time.perf_counter() - started
+
+    def ours_steps(return_state: bool = True):
+        marks: list[float] = []
+        with listening(lambda event: marks.append(time.perf_counter())):
+            state = ours(return_state=True)
+        return state, max(marks) - min(marks)
+
+    def hand_steps(fn):
+        def run(return_state: bool = True):
+            state = fn(return_state=True)
+            return state, state.result()
+        return run
 
     ours()  # warm all three (imports, flow registration)
     hand()
     hand_tagged()
     samples: dict[str, list[float]] = {"ours": [], "hand": [], "hand_tagged": []}
-    for _ in range(rounds):
-        for name, fn in (("ours", ours), ("hand", hand), ("hand_tagged", hand_tagged)):
+    walls: dict[str, list[float]] = {"ours": [], "hand": [], "hand_tagged": []}
+    # The tagged flow runs in rounds of its own, after the others.
+    schedule = [(("ours", ours_steps), ("hand", hand_steps(hand))) for _ in range(rounds)]
+    schedule += [(("hand_tagged", hand_steps(hand_tagged)),) for _ in range(rounds)]
+    for pair in schedule:
+        for name, fn in pair:
             started = time.perf_counter()
-            state = fn(return_state=True)
-            samples[name].append((time.perf_counter() - started) * 1000 / steps)
+            state, inside = fn()
+            walls[name].append((time.perf_counter() - started) * 1000 / steps)
+            samples[name].append(inside * 1000 / steps)
             settle(state, steps)
     result = {name: statistics.median(values) for name, values in samples.items()}
-    # Rounds are bimodal (about 11 or 21 ms a step for the same flow, as the server's
-    # background services come and go); the best round of each is the least disturbed.
-    result.update({f"{name}_min": min(values) for name, values in samples.items()})
+    result.update({f"{name}_wall": statistics.median(values) for name, values in walls.items()})
     return {**result, "ours_all": samples["ours"], "hand_all": samples["hand"]}
 
 
@@ -230,6 +253,7 @@ def main() -> None:
         r2 = b2(args.rounds, 50)
         if args.quick:
             print(f"B1 ours {r1['ours']:.2f} ms/step, hand {r1['hand']:.2f}, tagged {r1['hand_tagged']:.2f}, "
+                  f"walls {r1['ours_wall']:.2f}/{r1['hand_wall']:.2f}, "
                   f"ratio {r1['ours'] / r1['hand']:.3f}; "
                   f"B2 steps phase {r2['steps_phase']:.3f}, flow {r2['flow_wall']:.3f}, hand {r2['hand_phase']:.3f}")
             return
@@ -242,11 +266,11 @@ def main() -> None:
             server.kill()
     ratio = r1["ours"] / r1["hand"]
     rows = [
-        ("B1 agentflow, ms per step (200 sequential no-op steps)", f"{r1['ours']:.2f}", ""),
+        ("B1 agentflow, ms per step (200 sequential no-op steps)", f"{r1['ours']:.2f}", "first step start to last end"),
         ("B1 hand-written Prefect flow, ms per step", f"{r1['hand']:.2f}", ""),
         ("B1 ratio agentflow / hand-written, medians", f"{ratio:.3f}", "target <= 1.10"),
-        ("B1 ratio agentflow / hand-written, best rounds", f"{r1['ours_min'] / r1['hand_min']:.3f}",
-         f"best {r1['ours_min']:.2f} vs {r1['hand_min']:.2f} ms"),
+        ("B1 whole flow call, ms per step: agentflow / hand-written",
+         f"{r1['ours_wall']:.2f} / {r1['hand_wall']:.2f}", "includes the flow run's fixed cost"),
         ("B1 hand-written with two task tags, ms per step", f"{r1['hand_tagged']:.2f}",
          "Prefect asks the server for tag concurrency limits per tagged task run"),
         ("B2 50 x 1 s steps, steps phase / 1 s", f"{r2['steps_phase']:.3f}", "target <= 1.11"),
