@@ -11,10 +11,10 @@ from rich.table import Table
 
 from flows.observe import StepEvent
 
-_STYLE = {"success": "green", "failed": "red", "skipped": "yellow", "completed_with_errors": "yellow",
-          "not_run": "dim"}
-_WORD = {"success": "done", "failed": "failed", "skipped": "skipped", "completed_with_errors": "partial",
-         "not_run": "not run"}
+_STYLE = {"cached": "blue", "success": "green", "failed": "red", "skipped": "yellow",
+          "completed_with_errors": "yellow", "not_run": "dim"}
+_WORD = {"cached": "cached", "success": "done", "failed": "failed", "skipped": "skipped",
+         "completed_with_errors": "partial", "not_run": "not run"}
 
 
 @dataclass
@@ -25,6 +25,7 @@ class StepRow:
     summary: str
     attempts: int = 1
     result: object = None
+    cached: bool = False
 
 
 class ProgressView:
@@ -53,7 +54,8 @@ class ProgressView:
         elif event.kind == "finished":
             if event.label != event.step and not event.label.endswith(" (skipped)"):
                 self.fanned_out.add(event.step)
-            self._line(event.status, label.removesuffix(" (skipped)"), event.duration_s, event.summary)
+            status = "cached" if event.cached and event.status == "success" else event.status
+            self._line(status, label.removesuffix(" (skipped)"), event.duration_s, event.summary)
         elif event.kind == "step_finished":
             if event.status == "not_run":
                 self.console.print(f"[dim]not run  {label}  {escape(event.summary)}[/]")
@@ -61,7 +63,7 @@ class ProgressView:
                 # for_each and repeat: one line for the step as a whole, after its items
                 self._line(event.status, label, event.duration_s, event.summary)
             self.rows[event.step] = StepRow(event.step, event.status, event.duration_s, event.summary,
-                                            self.attempts.get(event.step, 1), event.result)
+                                            self.attempts.get(event.step, 1), event.result, event.cached)
 
     def _line(self, status: str, name: str, duration_s: float | None, summary: str) -> None:
         style = _STYLE.get(status, "white")
@@ -78,9 +80,10 @@ class ProgressView:
         table.add_column("summary", overflow="fold", max_width=80)
         for step in self.order:
             row = self.rows.get(step) or StepRow(step, "not_run", None, "")
-            style = _STYLE.get(row.status, "white")
+            status = "cached" if row.cached and row.status == "success" else row.status
+            style = _STYLE.get(status, "white")
             took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
-            table.add_row(step, f"[{style}]{_WORD.get(row.status, row.status)}[/]", took, str(row.attempts),
+            table.add_row(step, f"[{style}]{_WORD.get(status, status)}[/]", took, str(row.attempts),
                           escape(_one_line(row.summary)))
         return table
 

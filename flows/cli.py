@@ -59,6 +59,8 @@ def run(
     workflow: Path = typer.Argument(..., help="The workflow YAML file."),
     inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value; repeat for more."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write cached step results."),
+    refresh: bool = typer.Option(False, "--refresh", help="Recompute cached steps and overwrite their entries."),
 ) -> None:
     """Run a workflow now, showing each step as it starts and ends."""
     from flows.inputs import validate_inputs
@@ -72,18 +74,21 @@ def run(
     # Like `python -m`: `call: mymodule:fn` finds modules in the directory the user runs from.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    code = _run(resolved, values, as_json)
+    if no_cache and refresh:
+        err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    code = _run(resolved, values, as_json, "off" if no_cache else "refresh" if refresh else "use")
     raise typer.Exit(code)
 
 
-def _run(resolved: Any, values: dict[str, Any], as_json: bool) -> int:
+def _run(resolved: Any, values: dict[str, Any], as_json: bool, cache: str) -> int:
     from flows._progress import ProgressView
     from flows.compile import build_flow
     from flows.observe import listening
 
     console = err if as_json else out
     spec = resolved.spec
-    flow = build_flow(resolved)
+    flow = build_flow(resolved, cache=cache)
     view = ProgressView(console, [s.id for s in spec.steps])
     console.print(f"[bold]{spec.name}[/] ({len(spec.steps)} steps, {spec.pattern}) version {resolved.spec_hash}")
     started = time.monotonic()
@@ -105,7 +110,7 @@ def _run(resolved: Any, values: dict[str, Any], as_json: bool) -> int:
     if as_json:
         document = {
             "workflow": spec.name, "version": resolved.spec_hash, "run_id": run_id, "state": state.name,
-            "steps": {step: {"status": row.status, "duration_s": row.duration_s,
+            "steps": {step: {"status": row.status, "duration_s": row.duration_s, "cached": row.cached,
                              **({"result": row.result.context()} if row.result is not None else {})}
                       for step, row in view.rows.items()},
         }

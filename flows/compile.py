@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from prefect import Flow, Task
+from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import expressions, graph, templates
@@ -21,6 +23,7 @@ from flows.inputs import validate_inputs
 from flows.runtime import execute
 from flows.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
 from tasks.agent_call import agent_call
+from tasks.cache import KEY_PARTS, StepCachePolicy
 
 _PY_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
 # A Prefect timeout is a backstop for commands: their own timer kills the process group first.
@@ -35,6 +38,10 @@ class StepPlan:
     agent: AgentSpec | None
     criticality: str
     timeout: float | None
+    cache: bool = False
+    cache_ttl: float | None = None
+    cache_parts: tuple[str, ...] = ()
+    definition: dict[str, Any] = field(default_factory=dict)  # the step as written, for its cache key
     when: Expression | None = None
     until: Expression | None = None
     gates: tuple[Expression, ...] = ()
@@ -83,14 +90,43 @@ def _expression_texts(step: Step) -> list[str]:
     return texts
 
 
-def compile_workflow(workflow: ResolvedWorkflow) -> CompiledWorkflow:
+CACHE_MODES = ("use", "off", "refresh")
+DEFAULT_TTL_S = 24 * 3600.0
+
+
+def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use") -> CompiledWorkflow:
     spec = workflow.spec
     deps = step_dependencies(spec)
-    plans = {step.id: _plan(spec, workflow.agents, step, tuple(deps[step.id])) for step in spec.steps}
+    plans = {step.id: _plan(spec, workflow.agents, step, tuple(deps[step.id]), cache) for step in spec.steps}
     return CompiledWorkflow(workflow=workflow, plans=plans)
 
 
-def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tuple[str, ...]) -> StepPlan:
+def _cache_settings(spec: Workflow, step: Step, agent: AgentSpec | None) -> tuple[bool, float, tuple[str, ...]]:
+    """Whether a step's results are cached, for how long, and on which parts of the key.
+
+    `cache:` on the step, else in `defaults`; without either, agent steps are cached (they
+    are the expensive calls) and `run`/`call` steps are not (they may have side effects,
+    such as writing a report, that a cache hit would skip).
+    """
+    setting = step.cache if step.cache is not None else spec.defaults.cache
+    if setting is None:
+        enabled = step.agent is not None
+        setting_ttl, parts = None, None
+    elif isinstance(setting, bool):
+        enabled, setting_ttl, parts = setting, None, None
+    else:
+        enabled, setting_ttl, parts = True, setting.ttl, setting.key
+    if step.kind == "assert":
+        enabled = False
+    step_ttl = step.cache.ttl if step.cache is not None and not isinstance(step.cache, bool) else None
+    ttl = _first(step_ttl, agent.ttl if agent else None, setting_ttl, DEFAULT_TTL_S)
+    if ttl <= 0:
+        enabled = False  # a zero TTL reuses nothing (and Prefect reads timedelta(0) as "never expires")
+    return enabled, ttl, tuple(parts) if parts else KEY_PARTS
+
+
+def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tuple[str, ...],
+          cache_mode: str = "use") -> StepPlan:
     agent = agents.get(step.agent) if step.agent else None
     defaults = spec.defaults
     retries = _first(step.retries, agent.retries if agent else None, defaults.retries, 0)
@@ -114,7 +150,14 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
     # `call` step. No per-step tag: each distinct tag set also starts its own client service
     # (~300 ms a step, measured); the step is in the task run's name.
     tags = {f"workflow:{spec.name}", f"agent:{step.agent}"} if step.agent else set()
+    cached, ttl, parts = _cache_settings(spec, step, agent)
+    cached = cached and cache_mode != "off"
+    cache_options: dict[str, Any] = (
+        dict(cache_policy=StepCachePolicy(), cache_expiration=timedelta(seconds=ttl), persist_result=True,
+             refresh_cache=cache_mode == "refresh")
+        if cached else dict(cache_policy=NO_CACHE, persist_result=False))
     task = agent_call.with_options(
+        **cache_options,
         name=f"{spec.name}.{step.id}",
         retries=retries,
         retry_delay_seconds=delays or 0,
@@ -130,6 +173,10 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
         agent=agent,
         criticality=criticality,
         timeout=timeout,
+        cache=cached,
+        cache_ttl=ttl if cached else None,
+        cache_parts=parts,
+        definition=step.model_dump(mode="json", by_alias=True, exclude_defaults=True),
         when=expressions.parse(step.when) if step.when else None,
         until=expressions.parse(step.repeat.until) if step.repeat else None,
         gates=tuple(expressions.parse(g) for g in gates),
@@ -142,9 +189,15 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def build_flow(workflow: ResolvedWorkflow) -> Flow:
-    """A Prefect flow named after the workflow, versioned by its hash, taking its inputs."""
-    compiled = compile_workflow(workflow)
+def build_flow(workflow: ResolvedWorkflow, cache: str = "use") -> Flow:
+    """A Prefect flow named after the workflow, versioned by its hash, taking its inputs.
+
+    `cache`: "use" cached step results, turn caching "off" (neither read nor write), or
+    "refresh" (recompute every cached step and overwrite its entry).
+    """
+    if cache not in CACHE_MODES:
+        raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)} (got {cache!r})")
+    compiled = compile_workflow(workflow, cache)
     spec = workflow.spec
 
     def run(**inputs: Any) -> dict[str, Any]:

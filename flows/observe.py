@@ -30,6 +30,7 @@ class StepEvent:
     summary: str = ""
     duration_s: float | None = None
     result: Any = None  # the AgentResult, on `finished`
+    cached: bool = False  # answered from the step cache, without calling the agent
 
 
 # A task run is named after its step: `review`, `gateways[bKash]`, `profile#2`, `x (skipped)`.

@@ -22,6 +22,7 @@ from prefect.utilities.annotations import quote
 from flows import templates
 from flows.errors import AgentflowError, ExpressionError, TemplateError, WorkflowFailed
 from flows.observe import StepEvent, emit
+from tasks.cache import RepoState, hash_files, read_repo_state, step_key
 from tasks.request import AgentRequest
 from tasks.results import AgentResult
 
@@ -66,6 +67,8 @@ class _Scheduler:
         self.queue: deque[_Job] = deque()
         self.running: dict[Any, tuple[_Job, Any]] = {}
         self.failed: list[str] = []
+        self._repo: RepoState | None = None
+        self.cached: set[str] = set()  # steps answered (at least in part) from the cache
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -177,6 +180,7 @@ class _Scheduler:
             self._enqueue(step_id, self._request(plan, context, item=item, index=index), index)
 
     def _enqueue(self, step_id: str, request: AgentRequest, index: int | None = None) -> None:
+        request = self._with_cache_key(self.compiled.plans[step_id], request)
         self.queue.append(_Job(step=step_id, request=request, index=index))
 
     def _special(self, plan: "StepPlan", kind: str, message: str, label: str) -> AgentRequest:
@@ -218,12 +222,27 @@ class _Scheduler:
             return AgentRequest(kind="error", message=f"step `{step.id}`: {exc}",
                                 **{k: v for k, v in base.items() if k != "timeout"})
 
+    def _with_cache_key(self, plan: "StepPlan", request: AgentRequest) -> AgentRequest:
+        """Key the request on everything that can change its answer (tasks/cache.py)."""
+        if not plan.cache or request.kind not in ("process", "python"):
+            return request
+        if self._repo is None:
+            self._repo = read_repo_state(".")  # once per run: every step sees the same commit
+        key, _ = step_key(
+            workflow=self.spec.name, step_definition=plan.definition, request=request.key_view(),
+            agent=plan.agent.model_dump(mode="json") if plan.agent else None, repo=self._repo,
+            files=hash_files(request.files) if "files" in plan.cache_parts else {}, parts=plan.cache_parts)
+        return request.model_copy(update={"cache_key": key})
+
     # ---- finishing ------------------------------------------------------------------------
     def _finish(self, job: _Job, state: Any) -> None:
         result = _result_of(state)
         duration = time.monotonic() - job.started
+        cached = state.name == "Cached"
+        if cached:
+            self.cached.add(job.step)
         emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status=result.status,
-                       summary=result.summary, duration_s=duration, result=result))
+                       summary=result.summary, duration_s=duration, result=result, cached=cached))
         step_run = self.active[job.step]
         plan = step_run.plan
         if job.index is not None:
@@ -259,7 +278,8 @@ class _Scheduler:
         self.step_views[step_id] = result.context()
         step_run = self.active[step_id]
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
-                       summary=result.summary, duration_s=time.monotonic() - step_run.started, result=result))
+                       summary=result.summary, duration_s=time.monotonic() - step_run.started, result=result,
+                       cached=step_id in self.cached))
         if result.status == "failed" and plan.criticality in STOPPING_CRITICALITIES:
             self.failed.append(step_id)
             # Start nothing new: drop what is queued; what runs finishes.

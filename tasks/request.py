@@ -34,3 +34,8 @@ class AgentRequest(BaseModel):
     iteration: int | None = None
     passed: bool | None = None  # for kind=assert
     message: str = ""  # why a step was skipped, the assert's message, or the preparation error
+    cache_key: str | None = None  # set by the flow when the step's result may be cached
+
+    def key_view(self) -> dict[str, Any]:
+        """What the agent sees, for the cache key: not the run's labels, not the key itself."""
+        return self.model_dump(mode="json", exclude={"label", "timeout", "cache_key", "workflow", "step"})

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-import flows  # noqa: F401  (sets agentflow's Prefect defaults before Prefect is imported)
-import pytest
+# Step results of this session go to a directory of its own, so that an entry written by an
+# earlier session (same inputs, same content) cannot turn a test's expected miss into a hit.
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="agentflow-test-results-")
+
+import flows  # noqa: E402,F401  (sets agentflow's Prefect defaults before Prefect is imported)
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
