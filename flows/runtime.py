@@ -10,6 +10,7 @@ and is critical or high stops the run from starting anything new; running steps 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -19,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 from prefect.results import ResultRecord
 from prefect.utilities.annotations import quote
 
-from flows import templates
+from flows import requests, templates
 from flows.errors import AgentflowError, ExpressionError, TemplateError, WorkflowFailed
 from flows.observe import StepEvent, emit
-from tasks.cache import RepoState, hash_files, read_repo_state, step_key
+from tasks import cache_index
+from tasks.cache import RepoState, read_repo_state
 from tasks.request import AgentRequest
 from tasks.results import AgentResult
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from flows.compile import CompiledWorkflow, StepPlan
 
 STOPPING_CRITICALITIES = ("critical", "high")
+_log = logging.getLogger("agentflow")
 
 
 @dataclass
@@ -69,6 +72,7 @@ class _Scheduler:
         self.failed: list[str] = []
         self._repo: RepoState | None = None
         self.cached: set[str] = set()  # steps answered (at least in part) from the cache
+        self.key_parts: dict[str, dict[str, Any]] = {}  # cache key -> what it was made of
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -189,50 +193,17 @@ class _Scheduler:
 
     def _request(self, plan: "StepPlan", context: dict[str, Any], item: Any = None,
                  index: int | None = None, iteration: int | None = None) -> AgentRequest:
-        step = plan.step
-        label = step.id
-        if index is not None:
-            label = f"{step.id}[{_item_label(item, index)}]"
-        elif iteration is not None:
-            label = f"{step.id}#{iteration}"
-        local = {**context, "item": item, "iteration": iteration}
-        base = dict(workflow=self.spec.name, step=step.id, label=label, agent=step.agent,
-                    timeout=plan.timeout, item=item, iteration=iteration)
-        try:
-            prompt = templates.render(step.prompt, local)
-            params = templates.render_value(step.with_, local)
-            files = [templates.render(f, local) for f in step.files]
-            if step.run is not None:
-                argv = [templates.render(arg, local) for arg in step.run]
-                return AgentRequest(kind="process", argv=argv, prompt=prompt, files=files, params=params, **base)
-            if step.call is not None:
-                return AgentRequest(kind="python", callable=step.call, prompt=prompt, files=files,
-                                    params=params, **base)
-            agent = plan.agent
-            if agent is not None and agent.kind == "shell":
-                agent_context = {**local, "prompt": prompt, "with": params, "files": files, "step": step.id}
-                argv = [templates.render(arg, agent_context) for arg in agent.command or []]
-                return AgentRequest(kind="process", argv=argv, prompt=prompt, files=files, params=params, **base)
-            if agent is not None and agent.kind == "python":
-                return AgentRequest(kind="python", callable=agent.callable, prompt=prompt, files=files,
-                                    params=params, **base)
-            kind = agent.kind if agent else step.kind
-            raise TemplateError(f"steps of kind `{kind}` cannot run in this version")
-        except TemplateError as exc:
-            return AgentRequest(kind="error", message=f"step `{step.id}`: {exc}",
-                                **{k: v for k, v in base.items() if k != "timeout"})
+        return requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration)
 
     def _with_cache_key(self, plan: "StepPlan", request: AgentRequest) -> AgentRequest:
-        """Key the request on everything that can change its answer (tasks/cache.py)."""
-        if not plan.cache or request.kind not in ("process", "python"):
+        if not plan.cache:
             return request
         if self._repo is None:
             self._repo = read_repo_state(".")  # once per run: every step sees the same commit
-        key, _ = step_key(
-            workflow=self.spec.name, step_definition=plan.definition, request=request.key_view(),
-            agent=plan.agent.model_dump(mode="json") if plan.agent else None, repo=self._repo,
-            files=hash_files(request.files) if "files" in plan.cache_parts else {}, parts=plan.cache_parts)
-        return request.model_copy(update={"cache_key": key})
+        keyed, components = requests.with_cache_key(self.spec.name, plan, request, self._repo)
+        if keyed.cache_key:
+            self.key_parts[keyed.cache_key] = components
+        return keyed
 
     # ---- finishing ------------------------------------------------------------------------
     def _finish(self, job: _Job, state: Any) -> None:
@@ -241,6 +212,8 @@ class _Scheduler:
         cached = state.name == "Cached"
         if cached:
             self.cached.add(job.step)
+        if job.request.cache_key and result.status != "failed":
+            self._index(job, cached)
         emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status=result.status,
                        summary=result.summary, duration_s=duration, result=result, cached=cached))
         step_run = self.active[job.step]
@@ -254,6 +227,18 @@ class _Scheduler:
             self._after_iteration(job, step_run, result)
             return
         self._complete(job.step, result)
+
+    def _index(self, job: _Job, hit: bool) -> None:
+        """Tell the cache index (for `plan` and `cache stats`); never fail a run over it."""
+        plan = self.compiled.plans[job.step]
+        key = job.request.cache_key or ""
+        try:
+            if not hit:
+                cache_index.record_entry(self.spec.name, job.step, plan.step.agent, key,
+                                         self.key_parts.get(key, {}), plan.cache_ttl or 0)
+            cache_index.record_outcome(plan.step.agent, job.step, hit)
+        except OSError as exc:
+            _log.warning("agentflow: could not update the cache index (%s); results are unaffected", exc)
 
     def _after_iteration(self, job: _Job, step_run: _StepRun, result: AgentResult) -> None:
         plan = step_run.plan
@@ -344,14 +329,6 @@ def _aggregate(step_run: _StepRun) -> AgentResult:
     if failed:
         summary += f"; first failure: {failed[0].summary}"
     data = {"items": [{"item": item, **r.context()} for item, r in zip(items, results)]}
-    output = "\n".join(f"{_item_label(item, i)}: {r.summary}" for i, (item, r) in enumerate(zip(items, results)))
+    output = "\n".join(f"{requests.item_label(item, i)}: {r.summary}" for i, (item, r) in enumerate(zip(items, results)))
     return AgentResult(status=status, summary=summary[:500], data=data, output=output,
                        metrics={"items": len(results), "failed": len(failed)})
-
-
-def _item_label(item: Any, index: int) -> str:
-    if isinstance(item, (str, int, float)) and not isinstance(item, bool):
-        text = str(item)
-        if 0 < len(text) <= 40 and "\n" not in text:
-            return text
-    return str(index)
