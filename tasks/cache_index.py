@@ -2,10 +2,10 @@
 
 Prefect stores each step result under its key; this index adds what `plan`, `cache stats`
 and `cache clear` need: which workflow, step and agent a key belongs to, the parts the key
-was made of (so `plan` can say which one changed), and hit/miss counts. It lives in
-`$PREFECT_HOME/agentflow/cache-index`, one JSON file per entry plus an append-only log of
-hits and misses: a local index; with a shared storage block the results are shared, their
-explanations are per machine.
+was made of (so `plan` can say which one changed), and hit/miss counts. It lives beside the
+local result records (`$PREFECT_HOME/storage/agentflow-index` by default), one JSON file per
+entry plus an append-only log of hits and misses: a local index; with a shared storage block
+the results are shared, their explanations are per machine.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from typing import Any
 
 
 def index_dir() -> Path:
+    """Beside the local result records (Prefect's `results.local_storage_path`)."""
     from prefect.settings import get_current_settings
 
-    return Path(get_current_settings().home) / "agentflow" / "cache-index"
+    return Path(get_current_settings().results.local_storage_path).expanduser() / "agentflow-index"
 
 
 def _safe(name: str) -> str:

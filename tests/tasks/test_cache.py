@@ -160,3 +160,47 @@ def test_hit_across_processes_shows_cached(repo, cli, tmp_path_factory):
     assert json.loads(first.stdout)["steps"]["review"]["cached"] is False
     assert json.loads(second.stdout)["steps"]["review"]["cached"] is True
     assert "cached  review" in second.stderr
+
+
+def test_plan_agrees_with_run_and_says_why(repo, cli, tmp_path_factory):
+    """`plan` predicts each run's hit or miss, names the changed part, and calls no agent."""
+    env = {"PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path_factory.mktemp("results"))}
+
+    def plan() -> dict:
+        done = cli("plan", "wf.yaml", "--json", cwd=repo, env=env)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)[0]
+
+    first = plan()
+    assert (first["outcome"], first["reason"]) == ("miss", "no cached result yet")
+    assert calls(repo) == 0
+    assert cli("run", "wf.yaml", cwd=repo, env=env).returncode == 0
+    assert plan()["outcome"] == "hit"
+    assert cli("run", "wf.yaml", cwd=repo, env=env).returncode == 0
+    assert calls(repo) == 1
+    (repo / "src" / "vat.py").write_text("RATE = 5\n")
+    edited = plan()
+    assert edited["outcome"] == "miss"
+    assert edited["reason"] == "uncommitted changes differ; files changed: src/vat.py"
+    changed_input = cli("plan", "wf.yaml", "-i", "topic=SD", "--json", cwd=repo, env=env)
+    assert "rendered prompt changed" in json.loads(changed_input.stdout)[0]["reason"]
+    assert cli("run", "wf.yaml", cwd=repo, env=env).returncode == 0
+    assert calls(repo) == 2
+
+
+def test_cache_stats_and_clear(repo, cli, tmp_path_factory):
+    """`cache stats` counts entries, hits and misses per agent; `cache clear --agent` removes them."""
+    env = {"PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path_factory.mktemp("results"))}
+    for _ in range(2):
+        assert cli("run", "wf.yaml", cwd=repo, env=env).returncode == 0
+    stats = cli("cache", "stats", cwd=repo, env=env)
+    assert stats.returncode == 0
+    row = next(line for line in stats.stdout.splitlines() if "counter" in line)
+    assert [cell.strip() for cell in row.strip("│ ").split("│")][1:] == ["1", "1", row.split("│")[4].strip(),
+                                                                       "1", "1", "50%"]
+    assert "removed 0" in cli("cache", "clear", "--agent", "someone-else", cwd=repo, env=env).stdout
+    assert "removed 1" in cli("cache", "clear", "--agent", "counter", cwd=repo, env=env).stdout
+    assert cli("run", "wf.yaml", cwd=repo, env=env).returncode == 0
+    assert calls(repo) == 2
+    bad = cli("cache", "clear", "--older-than", "soon", cwd=repo, env=env)
+    assert bad.returncode == 2 and "--older-than" in bad.stderr
