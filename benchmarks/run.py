@@ -192,6 +192,32 @@ def b2(rounds: int, width: int) -> dict:
             "hand_phase": statistics.median(hand_phases)}
 
 
+def b3(steps: int = 20) -> dict:
+    """A workflow of 1 s agent steps, run twice: the second run is answered from the cache."""
+    from flows import build_flow
+    from flows.loader import load_text
+    from flows.observe import listening
+
+    lines = "\n".join(f"  - {{id: s{i}, agent: sleeper, prompt: 'step {i} {{{{ inputs.nonce }}}}'}}"
+                      for i in range(steps))
+    text = (f"name: b3-cache\ninputs:\n  nonce: {{default: ''}}\nagents:\n"
+            f"  sleeper: {{kind: python, callable: 'bench_steps:sleep1', ttl: 1h}}\nsteps:\n{lines}\n")
+    flow = build_flow(load_text(text))
+    nonce = str(time.time())  # a key no earlier benchmark run has written
+    timings = []
+    for _ in range(2):
+        marks: list[float] = []
+        with listening(lambda event: marks.append(time.perf_counter())):
+            started = time.perf_counter()
+            state = flow(nonce=nonce, return_state=True)
+            total = time.perf_counter() - started
+        timings.append((total, max(marks) - min(marks)))
+        settle(state, steps)
+    (first_total, first_steps), (second_total, second_steps) = timings
+    return {"first_total": first_total, "second_total": second_total, "first_steps": first_steps,
+            "second_steps": second_steps, "per_cached_step_ms": second_steps * 1000 / steps}
+
+
 def startup(api_url: str) -> dict:
     workflow = ROOT / "benchmarks" / "one-step.yaml"
     results = {}
@@ -257,6 +283,7 @@ def main() -> None:
                   f"ratio {r1['ours'] / r1['hand']:.3f}; "
                   f"B2 steps phase {r2['steps_phase']:.3f}, flow {r2['flow_wall']:.3f}, hand {r2['hand_phase']:.3f}")
             return
+        r3 = b3()
         rs = startup(url)
     finally:
         server.terminate()
@@ -277,6 +304,12 @@ def main() -> None:
         ("B2 50 x 1 s steps, whole flow call / 1 s", f"{r2['flow_wall']:.3f}", "includes flow start and end"),
         ("B2 peer: 50 plain Prefect tasks submitted by hand / 1 s", f"{r2['hand_phase']:.3f}",
          "same task runner, same server"),
+        ("B3 20 x 1 s cached agent steps: first run / second run, s (flow call)",
+         f"{r3['first_total']:.2f} / {r3['second_total']:.2f}",
+         f"{r3['first_total'] / r3['second_total']:.1f}x faster; steps only "
+         f"{r3['first_steps'] / r3['second_steps']:.0f}x (target >= 15x)"),
+        ("B3 ms per cached step", f"{r3['per_cached_step_ms']:.1f}",
+         f"fixed cost per flow run {r3['second_total'] - r3['second_steps']:.2f} s (creation, heartbeat join)"),
         ("started `prefect server` healthy after, s (fresh home)", f"{server_start:.1f}", ""),
         ("embedded server start, s (fresh home / warm)", f"{rs['embedded_fresh_s']:.1f} / {rs['embedded_warm_s']:.1f}", ""),
         ("CLI to first step, embedded server, s", f"{rs['cli_embedded_first_step_s']:.1f}",
