@@ -184,3 +184,26 @@ steps:
     assert by_name["optional (skipped)"]["state"]["type"] == "COMPLETED"
     assert by_name["flaky"]["run_count"] == 3
     assert by_name["flaky"]["state"]["type"] == "COMPLETED"
+
+
+def test_runs_and_status(cli, write, tmp_path):
+    """`runs` lists a finished run; `status PREFIX` shows its steps; an unknown id exits 2."""
+    path = write("""
+name: cli-status
+steps:
+  - {id: first, run: [echo, one]}
+  - {id: second, when: "steps.first.status == 'failed'", run: [echo, two]}
+""")
+    done = cli("run", str(path), "--json", cwd=tmp_path)
+    run_id = json.loads(done.stdout)["run_id"]
+    listing = cli("runs", "--workflow", "cli-status")
+    assert listing.returncode == 0 and run_id[:8] in listing.stdout and "Completed" in listing.stdout
+    status = cli("status", run_id[:10])
+    assert status.returncode == 0, status.stderr
+    assert f"run {run_id}  cli-status" in status.stdout
+    assert "first" in status.stdout and "second (skipped)" in status.stdout
+    missing = cli("status", "ffffffff-0000")
+    assert missing.returncode == 2 and "no run id starts with" in missing.stderr
+    failed = write("name: cli-status-fail\nsteps:\n  - {id: bad, run: [sh, -c, 'exit 1']}\n", "fail.yaml")
+    failed_id = json.loads(cli("run", str(failed), "--json", cwd=tmp_path).stdout)["run_id"]
+    assert cli("status", failed_id).returncode == 1

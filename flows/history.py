@@ -1,0 +1,115 @@
+"""Runs and their steps as the Prefect server records them (`agentflow runs`, `agentflow status`)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flows.errors import AgentflowError
+
+SEARCH_LIMIT = 200  # recent runs searched for an id prefix
+
+
+class RunNotFound(AgentflowError, LookupError):
+    """No run, or more than one, matches the id (prefix) given."""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    workflow: str
+    version: str | None
+    state: str
+    started: datetime | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class StepRow:
+    name: str
+    state: str
+    started: datetime | None
+    duration_s: float | None
+    tries: int
+
+
+def _client():
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def list_runs(limit: int = 20, workflow: str | None = None) -> list[RunRow]:
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with _client() as client:
+        flow_filter = FlowFilter(name=FlowFilterName(any_=[workflow])) if workflow else None
+        runs = client.read_flow_runs(flow_filter=flow_filter, sort=FlowRunSort.START_TIME_DESC, limit=limit)
+        names = _flow_names(client, {r.flow_id for r in runs})
+    return [_row(run, names) for run in runs]
+
+
+def find_run(run_id: str) -> RunRow:
+    """A run by its full id or a unique prefix of it."""
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.exceptions import ObjectNotFound
+
+    text = run_id.strip().lower()
+    with _client() as client:
+        try:
+            whole = uuid.UUID(text)
+        except ValueError:
+            whole = None  # not a whole UUID: look for a prefix among recent runs
+        if whole is not None:
+            try:
+                run = client.read_flow_run(whole)
+            except ObjectNotFound:
+                raise RunNotFound(f"no run has id {run_id}; `agentflow runs` lists recent runs") from None
+            return _row(run, _flow_names(client, {run.flow_id}))
+
+        runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=SEARCH_LIMIT)
+        matches = [r for r in runs if str(r.id).startswith(text)]
+        names = _flow_names(client, {r.flow_id for r in matches})
+    if not matches:
+        raise RunNotFound(f"no run id starts with {run_id!r} among the last {SEARCH_LIMIT} runs; "
+                          "`agentflow runs` lists recent runs")
+    if len(matches) > 1:
+        ids = ", ".join(str(r.id)[:12] for r in matches[:5])
+        raise RunNotFound(f"{run_id!r} matches {len(matches)} runs ({ids}); give more of the id")
+    return _row(matches[0], names)
+
+
+def run_steps(run_id: str) -> list[StepRow]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with _client() as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(run_id)])),
+                                      sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+    return [StepRow(name=t.name, state=t.state.name if t.state else "?", started=t.start_time,
+                    duration_s=_duration(t), tries=max(t.run_count, 1)) for t in tasks]
+
+
+def _flow_names(client: Any, ids: set) -> dict:
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterId
+
+    if not ids:
+        return {}
+    flows = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=list(ids))))
+    return {f.id: f.name for f in flows}
+
+
+def _row(run: Any, names: dict) -> RunRow:
+    return RunRow(id=str(run.id), workflow=names.get(run.flow_id, "?"), version=run.flow_version,
+                  state=run.state.name if run.state else "?", started=run.start_time, duration_s=_duration(run))
+
+
+def _duration(run: Any) -> float | None:
+    if run.total_run_time and run.total_run_time.total_seconds():
+        return run.total_run_time.total_seconds()
+    if run.start_time and run.end_time:
+        return (run.end_time - run.start_time).total_seconds()
+    return None
