@@ -55,15 +55,8 @@ def _parse_inputs(pairs: list[str]) -> dict[str, str]:
     return given
 
 
-@app.command()
-def run(
-    workflow: Path = typer.Argument(..., help="The workflow YAML file."),
-    inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value; repeat for more."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write cached step results."),
-    refresh: bool = typer.Option(False, "--refresh", help="Recompute cached steps and overwrite their entries."),
-) -> None:
-    """Run a workflow now, showing each step as it starts and ends."""
+def _prepare(workflow: Path, inputs: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The loaded workflow and its checked inputs, or exit 2 saying what is wrong."""
     from flows.inputs import validate_inputs
 
     resolved = _load(workflow)
@@ -75,6 +68,19 @@ def run(
     # Like `python -m`: `call: mymodule:fn` finds modules in the directory the user runs from.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    return resolved, values
+
+
+@app.command()
+def run(
+    workflow: Path = typer.Argument(..., help="The workflow YAML file."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value; repeat for more."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write cached step results."),
+    refresh: bool = typer.Option(False, "--refresh", help="Recompute cached steps and overwrite their entries."),
+) -> None:
+    """Run a workflow now, showing each step as it starts and ends."""
+    resolved, values = _prepare(workflow, inputs)
     if no_cache and refresh:
         err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
         raise typer.Exit(EXIT_INVALID)
@@ -128,17 +134,9 @@ def plan(
     """Dry run: which steps would be answered from the cache now, and why not. Calls no agent."""
     from rich.table import Table
 
-    from flows.inputs import validate_inputs
     from flows.plan import plan_workflow
 
-    resolved = _load(workflow)
-    try:
-        values = validate_inputs(resolved.spec, _parse_inputs(inputs), from_strings=True)
-    except InputError as exc:
-        err.print(f"{workflow}: {exc}", markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    resolved, values = _prepare(workflow, inputs)
     verdicts = plan_workflow(resolved, values)
     if as_json:
         sys.stdout.write(json.dumps([v.__dict__ for v in verdicts], indent=2) + "\n")
