@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,10 @@ def run(
     raise typer.Exit(code)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(resolved: Any, values: dict[str, Any], as_json: bool, cache: str) -> int:
     from flows._progress import ProgressView
     from flows.compile import build_flow
@@ -99,12 +104,18 @@ def _run(resolved: Any, values: dict[str, Any], as_json: bool, cache: str) -> in
     view = ProgressView(console, [s.id for s in spec.steps])
     console.print(f"[bold]{spec.name}[/] ({len(spec.steps)} steps, {spec.pattern}) version {resolved.spec_hash}")
     started = time.monotonic()
+    # SIGTERM (a cancelled CI job, `kill`) ends the run like Ctrl-C: the flow's scheduler
+    # stops the running commands (flows/runtime.py), then this reports it and exits 130.
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
     try:
         with listening(view):
             state = flow(**values, return_state=True)
     except KeyboardInterrupt:
-        console.print("[red]interrupted[/]")
+        console.print("[red]interrupted[/]: running commands were stopped")
         return EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     elapsed = time.monotonic() - started
     console.print(view.table())
     run_id = str(state.state_details.flow_run_id) if state.state_details else "?"

@@ -24,6 +24,7 @@ from flows import requests, templates
 from flows.errors import AgentflowError, ExpressionError, TemplateError, WorkflowFailed
 from flows.observe import StepEvent, emit
 from tasks import cache_index
+from tasks.backends.process import kill_running
 from tasks.cache import RepoState, read_repo_state
 from tasks.request import AgentRequest
 from tasks.results import AgentResult
@@ -76,6 +77,18 @@ class _Scheduler:
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        try:
+            self._loop()
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM, cancellation) while steps run: stop their commands
+            # now. They run in sessions of their own, and Prefect joins its worker threads
+            # before it lets the interruption through, which would otherwise wait for them.
+            if self.running:
+                kill_running()
+            raise
+        return self._outcome()
+
+    def _loop(self) -> None:
         while True:
             self._activate_ready()
             if not self.queue and not self.running:
@@ -95,6 +108,8 @@ class _Scheduler:
                 self.active[job.step].running -= 1
                 future.wait()  # already done: this only records the final state on the future
                 self._finish(job, future.state)
+
+    def _outcome(self) -> dict[str, Any]:
         for step_id in self.waiting:
             emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run",
                            summary=f"not run: the run stopped after {', '.join(self.failed)} failed"))

@@ -207,3 +207,39 @@ steps:
     failed = write("name: cli-status-fail\nsteps:\n  - {id: bad, run: [sh, -c, 'exit 1']}\n", "fail.yaml")
     failed_id = json.loads(cli("run", str(failed), "--json", cwd=tmp_path).stdout)["run_id"]
     assert cli("status", failed_id).returncode == 1
+
+
+@pytest.mark.parametrize("sig, name", [(2, "SIGINT"), (15, "SIGTERM")])
+def test_interrupt_stops_running_commands(cli, write, tmp_path, prefect_server, sig, name):
+    """Ctrl-C or SIGTERM ends the run with 130 and kills the running commands, not waiting for them."""
+    import os
+
+    fifos = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    path = write(f"""
+name: cli-interrupt
+pattern: parallel
+steps:
+  - {{id: a, run: [sh, -c, "echo $$ > {fifos[0]}; exec sleep 300"]}}
+  - {{id: b, run: [sh, -c, "echo $$ > {fifos[1]}; exec sleep 300"]}}
+""")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(REPO / "tests" / "fixtures")}
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(path)], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = [int(fifo.read_text()) for fifo in fifos]  # blocks until each command has started
+    process.send_signal(sig)
+    out, _ = process.communicate(timeout=120)  # far less than the commands' 300 s
+    assert process.returncode == 130, out
+    assert "interrupted: running commands were stopped" in out
+    for pid in pids:
+        assert _gone(pid), f"command {pid} still runs after {name}"
+
+
+def _gone(pid: int) -> bool:
+    """True if the process no longer exists or is a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 
 from flows.errors import ConfigError, StepFailed, StepTimeout
@@ -16,6 +17,20 @@ from tasks.request import AgentRequest
 from tasks.results import AgentResult, parse_text
 
 STDERR_TAIL = 2000
+
+# Commands running now, so that an interrupted run can stop them (their own sessions do not
+# get the terminal's Ctrl-C, and a Python thread cannot be interrupted while it waits).
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+
+
+def kill_running() -> int:
+    """Kill every command this process started and that still runs (with its children)."""
+    with _live_lock:
+        processes = list(_live)
+    for process in processes:
+        _kill_group(process)
+    return len(processes)
 
 
 class ProcessBackend:
@@ -38,6 +53,8 @@ class ProcessBackend:
         except PermissionError:
             raise ConfigError(f"step `{request.step}`: command `{argv[0]}` is not executable; "
                               "check its permissions") from None
+        with _live_lock:
+            _live.add(process)
         try:
             stdout, stderr = process.communicate(input=request.prompt or None, timeout=request.timeout)
         except subprocess.TimeoutExpired:
@@ -50,6 +67,9 @@ class ProcessBackend:
             _kill_group(process)
             process.wait()
             raise
+        finally:
+            with _live_lock:
+                _live.discard(process)
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if process.returncode != 0:
             tail = stderr.strip()[-STDERR_TAIL:] or "(no stderr)"
