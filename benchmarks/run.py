@@ -104,19 +104,18 @@ def b1(rounds: int, steps: int) -> dict:
     # Each variant returns the time its steps took, measured inside the flow: the fixed cost
     # of a flow run (creating it; joining its heartbeat thread, which waits up to 1 s at the
     # end) is the same for all and, divided by 200, swamped the per-step comparison.
-    @flow(name="b1-hand-written", persist_result=False)
-    def hand() -> float:
-        started = time.perf_counter()
-        for i in range(steps):
-            noop_task(i)
-        return time.perf_counter() - started
+    def hand_written(name: str, step_task):
+        @flow(name=name, persist_result=False)
+        def steps_by_hand() -> float:
+            started = time.perf_counter()
+            for i in range(steps):
+                step_task(i)
+            return time.perf_counter() - started
 
-    @flow(name="b1-hand-written-tagged", persist_result=False)
-    def hand_tagged() -> float:
-        started = time.perf_counter()
-        for i in range(steps):
-            tagged_task(i)
-        return time.perf_counter() - started
+        return steps_by_hand
+
+    hand = hand_written("b1-hand-written", noop_task)
+    hand_tagged = hand_written("b1-hand-written-tagged", tagged_task)
 
     def ours_steps(return_state: bool = True):
         marks: list[float] = []

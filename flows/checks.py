@@ -28,7 +28,12 @@ _UNSUPPORTED_STEPS = {
 
 
 def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec],
-                   agents_source: str, agents_doc: Document | None) -> list[Problem]:
+                   agents_source: str, agents_doc: Document | None
+                   ) -> tuple[list[Problem], dict[str, list[str]]]:
+    """Every cross-reference problem, and the step graph those references make.
+
+    The graph is computed here once, for the cycle check, and kept by the loader so that the
+    compiler, `graph` and `plan` use exactly the dependencies that were checked."""
     data = document.data
     raw_steps = data.get("steps") if isinstance(data.get("steps"), list) else []
     raw_inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
@@ -39,8 +44,8 @@ def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec]
             checker.check_step(index, step)
     if agents_doc is not None:
         checker.check_agents(agents, agents_source, agents_doc)
-    checker.check_cycle(data.get("pattern", "sequential"))
-    return checker.problems
+    deps = checker.check_cycle(data.get("pattern", "sequential"))
+    return checker.problems, deps
 
 
 def check_agents_file(agents: dict[str, AgentSpec], source: str, document: Document) -> list[Problem]:
@@ -120,6 +125,10 @@ class _Checker:
             for position, arg in enumerate(step["run"]):
                 if isinstance(arg, str):
                     yield "run", arg, base + ("run", position)
+        if isinstance(step.get("for_each"), list):
+            for position, value in enumerate(step["for_each"]):
+                for text in templates.strings_in(value):
+                    yield "for_each", text, base + ("for_each", position)
         if isinstance(step.get("with"), dict):
             for key, value in step["with"].items():
                 for text in templates.strings_in(value):
@@ -188,7 +197,7 @@ class _Checker:
         for name in sorted(inputs):
             if name not in self.inputs:
                 close = difflib.get_close_matches(name, sorted(self.inputs), n=1, cutoff=0.6)
-                fix = f"did you mean `{close[0]}`?" if close else f"declare it under `inputs:`"
+                fix = f"did you mean `{close[0]}`?" if close else "declare it under `inputs:`"
                 self.add(path, where, f"refers to undeclared input `{name}`", fix)
 
     def _check_kind(self, step: dict, base: tuple, prefix: str) -> None:
@@ -240,7 +249,7 @@ class _Checker:
                              "use prompt, inputs, item, with, files or step", document=document, source=source)
 
     # ---- the graph ------------------------------------------------------------------------
-    def check_cycle(self, pattern: Any) -> None:
+    def check_cycle(self, pattern: Any) -> dict[str, list[str]]:
         pattern = pattern if pattern in ("sequential", "parallel", "dag") else "dag"
         deps = graph.dependencies(self.ids, self.explicit, self.referenced, pattern)
         cycle = graph.find_cycle(deps)
@@ -250,3 +259,4 @@ class _Checker:
                      f"the steps form a cycle: {' -> '.join(cycle)}",
                      "remove one of these dependencies or references (under `sequential`, "
                      "a step cannot refer to a later step)")
+        return deps

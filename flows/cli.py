@@ -301,10 +301,9 @@ def graph(
 ) -> None:
     """Print the step graph: which steps run together and what each waits for."""
     from flows import graph as graph_
-    from flows.compile import step_dependencies
 
     resolved = _load(workflow)
-    deps = step_dependencies(resolved.spec)
+    deps = resolved.dependencies
     labels = {s.id: _label(s, resolved.agents) for s in resolved.spec.steps}
     text = graph_.render_mermaid(deps, labels) if mermaid else graph_.render_text(deps, labels)
     out.print(text, markup=False)

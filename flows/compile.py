@@ -1,7 +1,6 @@
 """Spec → Prefect flow. Pure: no file, network or environment access.
 
-Everything a run needs is fixed here once: each step's upstream steps, its parsed
-expressions, and its own copy of the `agent_call` task carrying retries, backoff, timeout
+Everything a run needs is fixed here once: each step's parsed expressions, and its own copy of the `agent_call` task carrying retries, backoff, timeout
 and tags. The flow body (`flows.runtime.execute`) only schedules.
 """
 
@@ -16,7 +15,7 @@ from prefect import Flow, Task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import expressions, graph, templates
+from flows import expressions
 from flows.expressions import Expression
 from flows.errors import InputError
 from flows.inputs import validate_inputs
@@ -59,45 +58,14 @@ class CompiledWorkflow:
         return self.workflow.spec
 
 
-def step_dependencies(spec: Workflow) -> dict[str, list[str]]:
-    """Each step's upstream steps: depends_on, references, and the pattern's order."""
-    explicit = {s.id: list(s.depends_on) for s in spec.steps}
-    referenced = {s.id: _references(s) for s in spec.steps}
-    return graph.dependencies([s.id for s in spec.steps], explicit, referenced, spec.pattern)
-
-
-def _references(step: Step) -> set[str]:
-    found: set[str] = set()
-    texts = [step.prompt, step.message, *(step.run or []), *templates.strings_in(step.with_)]
-    if isinstance(step.for_each, list):
-        texts += templates.strings_in(step.for_each)
-    for text in texts:
-        if templates.is_template(text):
-            found |= set(templates.inspect(text).keys.get("steps", ()))
-    for text in _expression_texts(step):
-        found |= expressions.parse(text).references("steps")
-    found.discard(step.id)
-    return found
-
-
-def _expression_texts(step: Step) -> list[str]:
-    texts = [t for t in (step.when, step.assert_) if t]
-    if isinstance(step.for_each, str):
-        texts.append(step.for_each)
-    if step.repeat:
-        texts.append(step.repeat.until)
-    texts += [step.gate] if isinstance(step.gate, str) else list(step.gate or [])
-    return texts
-
-
 CACHE_MODES = ("use", "off", "refresh")
 DEFAULT_TTL_S = 24 * 3600.0
 
 
 def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use") -> CompiledWorkflow:
     spec = workflow.spec
-    deps = step_dependencies(spec)
-    plans = {step.id: _plan(spec, workflow.agents, step, tuple(deps[step.id]), cache) for step in spec.steps}
+    deps = workflow.dependencies
+    plans = {step.id: _plan(spec, workflow.agents, step, deps[step.id], cache) for step in spec.steps}
     return CompiledWorkflow(workflow=workflow, plans=plans)
 
 

@@ -60,10 +60,12 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -
     agents, agent_problems, agents_source, agents_doc = _agents(document.data.get("agents"), document,
                                                                  source, base_dir)
     problems += agent_problems
-    problems += check_workflow(document, source, agents, agents_source, agents_doc)
+    reference_problems, dependencies = check_workflow(document, source, agents, agents_source, agents_doc)
+    problems += reference_problems
     if problems or spec is None:
         raise SpecError(_sorted(problems))
-    return ResolvedWorkflow(spec=spec, agents=agents, source=source, spec_hash=_hash(spec, agents))
+    return ResolvedWorkflow(spec=spec, agents=agents, source=source, spec_hash=_hash(spec, agents),
+                            dependencies={k: tuple(v) for k, v in dependencies.items()})
 
 
 def _read(path: Path, what: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows import graph, requests
-from flows.compile import compile_workflow, step_dependencies
+from flows.compile import compile_workflow
 from flows.errors import ExpressionError
 from flows.spec import ResolvedWorkflow
 from tasks import cache_index
@@ -36,7 +36,7 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
     views: dict[str, dict[str, Any]] = {}
     pending: set[str] = set()  # steps whose result is only known after they run
     verdicts: dict[str, Verdict] = {}
-    order = [s for level in graph.levels(step_dependencies(workflow.spec)) for s in level]
+    order = [s for level in graph.levels(workflow.dependencies) for s in level]
     for step_id in order:
         plan = compiled.plans[step_id]
         context = {"inputs": inputs, "steps": views}

@@ -206,3 +206,5 @@ class ResolvedWorkflow(_Model):
     agents: dict[str, AgentSpec]
     source: str
     spec_hash: str
+    # each step's upstream steps: depends_on, `{{ steps.X }}`/expression references, pattern
+    dependencies: dict[str, tuple[str, ...]]

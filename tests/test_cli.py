@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from procs import gone
 
 REPO = Path(__file__).resolve().parent.parent
 BAD = REPO / "tests" / "bad"
@@ -233,13 +234,5 @@ steps:
     assert process.returncode == 130, out
     assert "interrupted: running commands were stopped" in out
     for pid in pids:
-        assert _gone(pid), f"command {pid} still runs after {name}"
+        assert gone(pid), f"command {pid} still runs after {name}"
 
-
-def _gone(pid: int) -> bool:
-    """True if the process no longer exists or is a zombie waiting to be reaped."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-from pathlib import Path
-
 import pytest
+from procs import gone
 
 from flows import build_flow
 from flows.errors import InputError, WorkflowFailed
@@ -231,20 +227,7 @@ steps:
     with pytest.raises(WorkflowFailed) as caught:
         flow()
     assert "timed out after 1s" in caught.value.results["slow"]["error"]
-    child = int(pid_file.read_text())
-    with pytest.raises(ProcessLookupError):
-        _wait_gone(child)
-
-
-def _wait_gone(pid: int) -> None:
-    """Raise ProcessLookupError once `pid` is gone (a killed child may need reaping by init)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        os.kill(pid, 0)  # raises ProcessLookupError when the process no longer exists
-        status = Path(f"/proc/{pid}/stat")
-        if status.exists() and status.read_text().split()[2] == "Z":
-            raise ProcessLookupError(pid)  # a zombie: dead, waiting for its parent to reap it
-        os.sched_yield()
+    assert gone(int(pid_file.read_text())), "the command's child outlived the timeout"
 
 
 def test_assert_step_fails_with_its_message():
