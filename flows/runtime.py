@@ -11,11 +11,13 @@ and is critical or high stops the run from starting anything new; running steps 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from prefect.results import ResultRecord
 from prefect.utilities.annotations import quote
@@ -24,7 +26,7 @@ from flows import requests, templates
 from flows.errors import AgentflowError, ExpressionError, TemplateError, WorkflowFailed
 from flows.observe import StepEvent, emit
 from tasks import cache_index
-from tasks.backends.process import kill_running
+from tasks.backends.process import allow_commands, kill_running
 from tasks.cache import RepoState, read_repo_state
 from tasks.request import AgentRequest
 from tasks.results import AgentResult
@@ -77,6 +79,8 @@ class _Scheduler:
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        allow_commands()
+        restore = _kill_commands_on_sigterm()
         try:
             self._loop()
         except BaseException:
@@ -86,6 +90,8 @@ class _Scheduler:
             if self.running:
                 kill_running()
             raise
+        finally:
+            restore()
         return self._outcome()
 
     def _loop(self) -> None:
@@ -304,6 +310,28 @@ def _apply_gates(step_id: str, plan: "StepPlan", result: AgentResult, context: d
 def _failed(message: str, base: AgentResult | None = None) -> AgentResult:
     base = base or AgentResult()
     return base.model_copy(update={"status": "failed", "summary": message[:500], "error": message})
+
+
+def _kill_commands_on_sigterm() -> Callable[[], None]:
+    """Kill running commands the moment SIGTERM arrives, then let Prefect's handler act.
+
+    Prefect turns SIGTERM into an exception in the flow's thread; killing at the signal
+    itself does not depend on where that exception surfaces. Returns what restores the
+    handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: Any) -> None:
+        kill_running()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _state_value(state: Any) -> Any:

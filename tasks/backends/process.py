@@ -22,15 +22,29 @@ STDERR_TAIL = 2000
 # get the terminal's Ctrl-C, and a Python thread cannot be interrupted while it waits).
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
+_stopping = False  # set by kill_running: a command that starts afterwards is killed at once
 
 
 def kill_running() -> int:
-    """Kill every command this process started and that still runs (with its children)."""
+    """Kill every command this process started and that still runs (with its children).
+
+    Also kills a command whose Popen is under way right now: it registers after this and
+    finds `_stopping` set (without that, a command that had just started survived).
+    """
+    global _stopping
     with _live_lock:
+        _stopping = True
         processes = list(_live)
     for process in processes:
         _kill_group(process)
     return len(processes)
+
+
+def allow_commands() -> None:
+    """Start of a run: commands may run again after an earlier kill_running in this process."""
+    global _stopping
+    with _live_lock:
+        _stopping = False
 
 
 class ProcessBackend:
@@ -55,6 +69,9 @@ class ProcessBackend:
                               "check its permissions") from None
         with _live_lock:
             _live.add(process)
+            stopping = _stopping
+        if stopping:
+            _kill_group(process)
         try:
             stdout, stderr = process.communicate(input=request.prompt or None, timeout=request.timeout)
         except subprocess.TimeoutExpired:
