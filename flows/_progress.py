@@ -11,9 +11,9 @@ from rich.table import Table
 
 from flows.observe import StepEvent
 
-_STYLE = {"cached": "blue", "success": "green", "failed": "red", "skipped": "yellow",
+_STYLE = {"cached": "blue", "reused": "blue", "success": "green", "failed": "red", "skipped": "yellow",
           "completed_with_errors": "yellow", "not_run": "dim"}
-_WORD = {"cached": "cached", "success": "done", "failed": "failed", "skipped": "skipped",
+_WORD = {"cached": "cached", "reused": "reused", "success": "done", "failed": "failed", "skipped": "skipped",
          "completed_with_errors": "partial", "not_run": "not run"}
 
 
@@ -26,6 +26,14 @@ class StepRow:
     attempts: int = 1
     result: object = None
     cached: bool = False
+    reused: bool = False
+
+
+def _display(status: str, cached: bool, reused: bool) -> str:
+    """`reused`: done before the run was resumed; `cached`: answered from the step cache."""
+    if status != "success":
+        return status
+    return "reused" if reused else "cached" if cached else status
 
 
 class ProgressView:
@@ -37,6 +45,7 @@ class ProgressView:
         self.rows: dict[str, StepRow] = {}
         self.attempts: dict[str, int] = {}
         self.fanned_out: set[str] = set()  # steps that ran as several task runs
+        self.run_id: str | None = None
         self._lock = threading.Lock()
 
     def __call__(self, event: StepEvent) -> None:
@@ -45,7 +54,13 @@ class ProgressView:
 
     def _show(self, event: StepEvent) -> None:
         label = escape(event.label)
-        if event.kind == "started":
+        if event.kind == "run_started":
+            self.run_id = event.label
+            again = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+            self.console.print(f"run {event.label}{again}", markup=False)
+            # Out at once even into a pipe: if this process is killed, this is the id to resume.
+            self.console.file.flush()
+        elif event.kind == "started":
             if not event.label.endswith("(skipped)"):
                 self.console.print(f"[cyan]  start[/]  {label}")
         elif event.kind == "retrying":
@@ -54,7 +69,7 @@ class ProgressView:
         elif event.kind == "finished":
             if event.label != event.step and not event.label.endswith(" (skipped)"):
                 self.fanned_out.add(event.step)
-            status = "cached" if event.cached and event.status == "success" else event.status
+            status = _display(event.status, event.cached, event.reused)
             self._line(status, label.removesuffix(" (skipped)"), event.duration_s, event.summary)
         elif event.kind == "step_finished":
             if event.status == "not_run":
@@ -63,7 +78,8 @@ class ProgressView:
                 # for_each and repeat: one line for the step as a whole, after its items
                 self._line(event.status, label, event.duration_s, event.summary)
             self.rows[event.step] = StepRow(event.step, event.status, event.duration_s, event.summary,
-                                            self.attempts.get(event.step, 1), event.result, event.cached)
+                                            self.attempts.get(event.step, 1), event.result, event.cached,
+                                            event.reused)
 
     def _line(self, status: str, name: str, duration_s: float | None, summary: str) -> None:
         style = _STYLE.get(status, "white")
@@ -80,7 +96,7 @@ class ProgressView:
         table.add_column("summary", overflow="fold", max_width=80)
         for step in self.order:
             row = self.rows.get(step) or StepRow(step, "not_run", None, "")
-            status = "cached" if row.cached and row.status == "success" else row.status
+            status = _display(row.status, row.cached, row.reused)
             style = _STYLE.get(status, "white")
             took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
             table.add_row(step, f"[{style}]{_WORD.get(status, status)}[/]", took, str(row.attempts),

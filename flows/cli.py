@@ -11,8 +11,9 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from flows import _prefect_env
 
@@ -81,35 +82,37 @@ def run(
     refresh: bool = typer.Option(False, "--refresh", help="Recompute cached steps and overwrite their entries."),
 ) -> None:
     """Run a workflow now, showing each step as it starts and ends."""
+    from flows.compile import build_flow
+
     resolved, values = _prepare(workflow, inputs)
     if no_cache and refresh:
         err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    code = _run(resolved, values, as_json, "off" if no_cache else "refresh" if refresh else "use")
-    raise typer.Exit(code)
+    flow = build_flow(resolved, cache="off" if no_cache else "refresh" if refresh else "use")
+    raise typer.Exit(_run(resolved, as_json, lambda: flow(**values, return_state=True)))
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _run(resolved: Any, values: dict[str, Any], as_json: bool, cache: str) -> int:
+def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "") -> int:
+    """Run `invoke` (which returns the flow run's final state) showing each step; the exit code."""
     from flows._progress import ProgressView
-    from flows.compile import build_flow
     from flows.observe import listening
 
     console = err if as_json else out
     spec = resolved.spec
-    flow = build_flow(resolved, cache=cache)
     view = ProgressView(console, [s.id for s in spec.steps])
-    console.print(f"[bold]{spec.name}[/] ({len(spec.steps)} steps, {spec.pattern}) version {resolved.spec_hash}")
+    console.print(f"[bold]{spec.name}[/] ({len(spec.steps)} steps, {spec.pattern}) version {resolved.spec_hash}"
+                  f"{doing}")
     started = time.monotonic()
     # SIGTERM (a cancelled CI job, `kill`) ends the run like Ctrl-C: the flow's scheduler
     # stops the running commands (flows/runtime.py), then this reports it and exits 130.
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
     try:
         with listening(view):
-            state = flow(**values, return_state=True)
+            state = invoke()
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: running commands were stopped")
         return EXIT_INTERRUPTED
@@ -129,6 +132,7 @@ def _run(resolved: Any, values: dict[str, Any], as_json: bool, cache: str) -> in
         document = {
             "workflow": spec.name, "version": resolved.spec_hash, "run_id": run_id, "state": state.name,
             "steps": {step: {"status": row.status, "duration_s": row.duration_s, "cached": row.cached,
+                             "reused": row.reused,
                              **({"result": row.result.context()} if row.result is not None else {})}
                       for step, row in view.rows.items()},
         }
@@ -172,12 +176,14 @@ def runs(
     """Recent runs, newest first, as the Prefect server records them."""
     from rich.table import Table
 
+    from flows import crash
     from flows.history import list_runs
 
     table = Table()
     for column in ("run", "workflow", "state", "started", "time", "version"):
         table.add_column(column)
     for row in list_runs(limit, workflow):
+        row = replace(row, state=crash.check(row.id, row.state))
         started = row.started.strftime("%Y-%m-%d %H:%M:%S") if row.started else "-"
         took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
         table.add_row(row.id[:8], row.workflow, row.state, started, took, row.version or "-")
@@ -191,11 +197,14 @@ def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix 
 
     from flows.history import RunNotFound, find_run, run_steps
 
+    from flows import crash
+
     try:
         run = find_run(run_id)
     except RunNotFound as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    run = replace(run, state=crash.check(run.id, run.state))
     took = f" in {run.duration_s:.1f}s" if run.duration_s is not None else ""
     out.print(f"run {run.id}  {run.workflow} (version {run.version or '-'})  {run.state}{took}", markup=False)
     table = Table()
@@ -206,6 +215,72 @@ def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix 
                       f"{step.duration_s:.1f}s" if step.duration_s is not None else "-", str(step.tries))
     out.print(table)
     raise typer.Exit(0 if run.state in ("Completed", "Cached") else EXIT_FAILED)
+
+
+@app.command()
+def resume(
+    run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it."),
+    force: bool = typer.Option(False, "--force", help="Go on even if the definition changed since the run started."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+) -> None:
+    """Finish a crashed, failed or cancelled run; steps it completed are not run again."""
+    from flows import journal
+    from flows import resume as resume_
+
+    prepared = _resolve_run(lambda: resume_.prepare_resume(run_id, force))
+    for change in prepared.changes:
+        err.print(f"note: {change}", markup=False)
+    _enter(prepared)
+    done = len(journal.Journal(prepared.run_id).done)
+    doing = f"\nresuming run {prepared.run_id} ({prepared.state}; {done} step call(s) done before)"
+    raise typer.Exit(_run(prepared.workflow, as_json, lambda: resume_.resume(prepared), doing))
+
+
+@app.command()
+def rerun(
+    run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it."),
+    from_step: str = typer.Option(..., "--from", help="The step to run again, with everything downstream of it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+) -> None:
+    """Run a step and everything downstream of it again, as a new run; reuse the rest."""
+    from flows import resume as resume_
+
+    prepared, again = _resolve_run(lambda: resume_.prepare_rerun(run_id, from_step))
+    for change in prepared.changes:
+        err.print(f"note: the definition changed since run {prepared.run_id[:8]}: {change}", markup=False)
+    _enter(prepared)
+    order = [s.id for s in prepared.workflow.spec.steps if s.id in again]
+    doing = f"\nrerun of {prepared.run_id} from `{from_step}`: running again {', '.join(order)}"
+    raise typer.Exit(_run(prepared.workflow, as_json, lambda: resume_.rerun(prepared, again), doing))
+
+
+def _resolve_run(prepare: Callable[[], Any]) -> Any:
+    """The prepared run, or exit: 0 if there is nothing to do, 2 if it cannot be done."""
+    from flows.history import RunNotFound
+    from flows.resume import NothingToResume, ResumeRefused
+
+    try:
+        return prepare()
+    except NothingToResume as exc:
+        out.print(str(exc), markup=False)
+        raise typer.Exit(0) from None
+    except (RunNotFound, ResumeRefused) as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except SpecError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        err.print(f"{len(exc.problems)} problem(s) in the run's definition; nothing was run.", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _enter(prepared: Any) -> None:
+    """Work where the run worked: its steps' relative paths and repository are there."""
+    for note in prepared.notes:
+        err.print(f"note: {note}", markup=False)
+    os.chdir(prepared.record.cwd)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect or clear cached step results.")

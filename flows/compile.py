@@ -52,6 +52,7 @@ class StepPlan:
 class CompiledWorkflow:
     workflow: ResolvedWorkflow
     plans: dict[str, StepPlan] = field(default_factory=dict)
+    cache_mode: str = "use"
 
     @property
     def spec(self) -> Workflow:
@@ -62,11 +63,14 @@ CACHE_MODES = ("use", "off", "refresh")
 DEFAULT_TTL_S = 24 * 3600.0
 
 
-def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use") -> CompiledWorkflow:
+def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use",
+                     refresh: frozenset[str] = frozenset()) -> CompiledWorkflow:
+    """`refresh`: steps to compute again even if cached (`agentflow rerun --from`)."""
     spec = workflow.spec
     deps = workflow.dependencies
-    plans = {step.id: _plan(spec, workflow.agents, step, deps[step.id], cache) for step in spec.steps}
-    return CompiledWorkflow(workflow=workflow, plans=plans)
+    modes = {s.id: "refresh" if s.id in refresh and cache == "use" else cache for s in spec.steps}
+    plans = {step.id: _plan(spec, workflow.agents, step, deps[step.id], modes[step.id]) for step in spec.steps}
+    return CompiledWorkflow(workflow=workflow, plans=plans, cache_mode=cache)
 
 
 def _cache_settings(spec: Workflow, step: Step, agent: AgentSpec | None) -> tuple[bool, float, tuple[str, ...]]:
@@ -157,15 +161,16 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def build_flow(workflow: ResolvedWorkflow, cache: str = "use") -> Flow:
+def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozenset[str] = frozenset()) -> Flow:
     """A Prefect flow named after the workflow, versioned by its hash, taking its inputs.
 
     `cache`: "use" cached step results, turn caching "off" (neither read nor write), or
-    "refresh" (recompute every cached step and overwrite its entry).
+    "refresh" (recompute every cached step and overwrite its entry); `refresh` names steps
+    to recompute whatever `cache` says.
     """
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)} (got {cache!r})")
-    compiled = compile_workflow(workflow, cache)
+    compiled = compile_workflow(workflow, cache, refresh)
     spec = workflow.spec
 
     def run(**inputs: Any) -> dict[str, Any]:

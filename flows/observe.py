@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 # started / retrying / finished: one task run (a step, one of its items or iterations);
-# step_finished: the step as a whole, with its final result (status `not_run` if never started).
-EventKind = Literal["started", "retrying", "finished", "step_finished"]
+# step_finished: the step as a whole, with its final result (status `not_run` if never started);
+# run_started: the flow run began (label: its id; attempt: 2 and more on a resume).
+EventKind = Literal["run_started", "started", "retrying", "finished", "step_finished"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class StepEvent:
     duration_s: float | None = None
     result: Any = None  # the AgentResult, on `finished`
     cached: bool = False  # answered from the step cache, without calling the agent
+    reused: bool = False  # done by this run before it was resumed: taken from its journal
 
 
 # A task run is named after its step: `review`, `gateways[bKash]`, `profile#2`, `x (skipped)`.

@@ -11,6 +11,7 @@ and is critical or high stops the run from starting anything new; running steps 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from prefect.results import ResultRecord
 from prefect.utilities.annotations import quote
 
+from flows import journal as journal_
 from flows import requests, templates
 from flows.errors import AgentflowError, ExpressionError, TemplateError, WorkflowFailed
 from flows.observe import StepEvent, emit
@@ -44,6 +46,7 @@ class _Job:
     request: AgentRequest
     index: int | None = None
     started: float = 0.0
+    fingerprint: str = ""  # its identity in the run journal
 
 
 @dataclass
@@ -76,10 +79,15 @@ class _Scheduler:
         self._repo: RepoState | None = None
         self.cached: set[str] = set()  # steps answered (at least in part) from the cache
         self.key_parts: dict[str, dict[str, Any]] = {}  # cache key -> what it was made of
+        self.journal: journal_.Journal | None = None
+        self.reused: deque[tuple[_Job, AgentResult]] = deque()  # calls this run had done before
+        self.reused_steps: set[str] = set()
+        self._agent_views: dict[str, dict[str, Any] | None] = {}
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        allow_commands()
+        self.journal = self._open_journal()
+        allow_commands(self.journal.directory / "procs" if self.journal else None)
         restore = _kill_commands_on_sigterm()
         try:
             self._loop()
@@ -92,11 +100,40 @@ class _Scheduler:
             raise
         finally:
             restore()
+            if self.journal is not None:
+                self.journal.close()
         return self._outcome()
+
+    def _open_journal(self) -> journal_.Journal | None:
+        """This flow run's journal, and its record: created on the first attempt, a new
+        attempt noted on a resume (whose completed calls the journal then holds)."""
+        from prefect.context import FlowRunContext
+
+        context = FlowRunContext.get()
+        if context is None or context.flow_run is None:
+            return None
+        run_id = str(context.flow_run.id)
+        self._repo = read_repo_state(".")  # once per run: every step sees the same commit
+        record = journal_.read_record(run_id)
+        if record is None:
+            workflow = self.compiled.workflow
+            source = workflow.source if workflow.source.startswith("<") else os.path.abspath(workflow.source)
+            record = journal_.RunRecord(
+                run_id=run_id, workflow=self.spec.name, source=source, cwd=os.getcwd(),
+                spec_hash=workflow.spec_hash, definition=definition_of(workflow), inputs=self.inputs,
+                repo=self._repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
+        record.attempts.append(journal_.this_attempt())
+        journal_.write_record(record)
+        emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
+        return journal_.Journal(run_id)
 
     def _loop(self) -> None:
         while True:
             self._activate_ready()
+            if self.reused:
+                job, result = self.reused.popleft()
+                self._settle(job, result, duration=None, cached=False, reused=True)
+                continue
             if not self.queue and not self.running:
                 break
             if not self.running and len(self.queue) == 1:
@@ -205,8 +242,19 @@ class _Scheduler:
             self._enqueue(step_id, self._request(plan, context, item=item, index=index), index)
 
     def _enqueue(self, step_id: str, request: AgentRequest, index: int | None = None) -> None:
-        request = self._with_cache_key(self.compiled.plans[step_id], request)
-        self.queue.append(_Job(step=step_id, request=request, index=index))
+        plan = self.compiled.plans[step_id]
+        job = _Job(step=step_id, request=request, index=index)
+        if self.journal is not None:
+            if step_id not in self._agent_views:
+                self._agent_views[step_id] = plan.agent.model_dump(mode="json") if plan.agent else None
+            job.fingerprint = journal_.fingerprint(request.label, plan.definition, self._agent_views[step_id],
+                                                   request.key_view())
+            done = self.journal.lookup(request.label, job.fingerprint)
+            if done is not None:
+                self.reused.append((job, done))
+                return
+        job.request = self._with_cache_key(plan, request)
+        self.queue.append(job)
 
     def _special(self, plan: "StepPlan", kind: str, message: str, label: str) -> AgentRequest:
         return AgentRequest(workflow=self.spec.name, step=plan.step.id, label=label, kind=kind,
@@ -220,7 +268,7 @@ class _Scheduler:
         if not plan.cache:
             return request
         if self._repo is None:
-            self._repo = read_repo_state(".")  # once per run: every step sees the same commit
+            self._repo = read_repo_state(".")  # outside a flow run (no journal): read here, once
         keyed, components = requests.with_cache_key(self.spec.name, plan, request, self._repo)
         if keyed.cache_key:
             self.key_parts[keyed.cache_key] = components
@@ -231,12 +279,21 @@ class _Scheduler:
         result = _result_of(state)
         duration = time.monotonic() - job.started
         cached = state.name == "Cached"
+        if result.status != "failed":
+            if self.journal is not None:
+                self.journal.record(job.request.label, journal_.Done(job.step, job.fingerprint, result))
+            if job.request.cache_key:
+                self._index(job, cached)
+        self._settle(job, result, duration, cached, reused=False)
+
+    def _settle(self, job: _Job, result: AgentResult, duration: float | None, cached: bool, reused: bool) -> None:
         if cached:
             self.cached.add(job.step)
-        if job.request.cache_key and result.status != "failed":
-            self._index(job, cached)
+        if reused:
+            self.reused_steps.add(job.step)
         emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status=result.status,
-                       summary=result.summary, duration_s=duration, result=result, cached=cached))
+                       summary=result.summary, duration_s=duration, result=result, cached=cached,
+                       reused=reused))
         step_run = self.active[job.step]
         plan = step_run.plan
         if job.index is not None:
@@ -285,7 +342,7 @@ class _Scheduler:
         step_run = self.active[step_id]
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
                        summary=result.summary, duration_s=time.monotonic() - step_run.started, result=result,
-                       cached=step_id in self.cached))
+                       cached=step_id in self.cached, reused=step_id in self.reused_steps))
         if result.status == "failed" and plan.criticality in STOPPING_CRITICALITIES:
             self.failed.append(step_id)
             # Start nothing new: drop what is queued; what runs finishes.
@@ -294,6 +351,13 @@ class _Scheduler:
                 if job.step not in self.waiting and job.step not in self.results:
                     self.waiting.append(job.step)
             self.waiting = list(dict.fromkeys(self.waiting))
+
+
+def definition_of(workflow: Any) -> dict[str, Any]:
+    """A workflow's definition as loaded, for a run to pin and `resume` to compare."""
+    return {"spec": workflow.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+            "agents": {name: agent.model_dump(mode="json", exclude_defaults=True)
+                       for name, agent in sorted(workflow.agents.items())}}
 
 
 def _apply_gates(step_id: str, plan: "StepPlan", result: AgentResult, context: dict[str, Any]) -> AgentResult:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 from flows.errors import ConfigError, StepFailed, StepTimeout
 from tasks.request import AgentRequest
@@ -23,6 +24,9 @@ STDERR_TAIL = 2000
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
 _stopping = False  # set by kill_running: a command that starts afterwards is killed at once
+# Where the current run notes the commands it has running (`<run dir>/procs/PID`), so that
+# if this process is killed the commands it leaves behind can be found and stopped.
+_track_dir: Path | None = None
 
 
 def kill_running() -> int:
@@ -40,11 +44,61 @@ def kill_running() -> int:
     return len(processes)
 
 
-def allow_commands() -> None:
-    """Start of a run: commands may run again after an earlier kill_running in this process."""
-    global _stopping
+def allow_commands(track_dir: Path | None = None) -> None:
+    """Start of a run: commands may run again after an earlier kill_running in this process;
+    note each running command in `track_dir` if given."""
+    global _stopping, _track_dir
     with _live_lock:
         _stopping = False
+        _track_dir = track_dir
+
+
+def process_start(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), or None if there is no such process.
+
+    Read from /proc: a pid alone may have been reused by another process since.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return -1  # exists but unreadable: alive, start unknown
+    # The command name (field 2) may hold spaces and parentheses: count after the last `)`.
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[19])  # field 22 of stat: starttime
+
+
+def kill_orphans(track_dir: Path) -> list[int]:
+    """Kill the process groups of the commands noted in `track_dir` that still run (a crashed
+    run's commands); return their pids. A pid now used by another process is left alone."""
+    killed = []
+    for note in sorted(track_dir.glob("[0-9]*")):
+        pid = int(note.name)
+        try:
+            noted = int(note.read_text() or "0")
+        except (OSError, ValueError):
+            noted = 0
+        if process_start(pid) == noted:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        note.unlink(missing_ok=True)
+    return killed
+
+
+def _note(process: subprocess.Popen, directory: Path | None) -> Path | None:
+    if directory is None:
+        return None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / str(process.pid)
+        path.write_text(str(process_start(process.pid) or 0))
+        return path
+    except OSError:
+        return None  # tracking helps clean up after a crash; it never fails a step
 
 
 class ProcessBackend:
@@ -70,6 +124,8 @@ class ProcessBackend:
         with _live_lock:
             _live.add(process)
             stopping = _stopping
+            track_dir = _track_dir
+        note = _note(process, track_dir)
         if stopping:
             _kill_group(process)
         try:
@@ -87,6 +143,8 @@ class ProcessBackend:
         finally:
             with _live_lock:
                 _live.discard(process)
+            if note is not None:
+                note.unlink(missing_ok=True)
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if process.returncode != 0:
             tail = stderr.strip()[-STDERR_TAIL:] or "(no stderr)"

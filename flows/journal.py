@@ -1,0 +1,174 @@
+"""The run journal: what a run has finished, kept so that a resumed run never does it again.
+
+Every step call that completes (a step, one `for_each` item, one `repeat` round) is appended
+to its run's journal the moment the scheduler learns of it, whatever the step's cache
+settings. A resumed run (the same Prefect flow run started again: `agentflow resume`, a flow
+retry, `prefect flow-run retry`) reads the journal and takes a call's result from it instead
+of calling again, as long as the call is the same: same label, same step definition, same
+agent, same rendered request (its fingerprint). The cache answers "has anyone computed this
+at this commit?"; the journal answers "has this run already done this?", and is never
+expired, cleared or keyed on the commit.
+
+A run's directory also holds its record (`run.json`: what it was started from, pinned for
+resume) and one file per command running now (`procs/PID`), so that the commands a crashed
+run left behind can be found and stopped. It lives beside the local result records:
+`<results.local_storage_path>/agentflow-runs/<flow run id>/`. Local to the machine that ran
+the run: resume it there (or share the directory).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import pickle
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.backends.process import process_start
+from tasks.results import AgentResult
+
+_log = logging.getLogger("agentflow")
+
+
+def runs_dir() -> Path:
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().results.local_storage_path).expanduser() / "agentflow-runs"
+
+
+def run_dir(run_id: str) -> Path:
+    return runs_dir() / run_id
+
+
+class Attempt(BaseModel):
+    """One process that ran (part of) the run: enough to tell later whether it still lives."""
+
+    pid: int
+    host: str
+    proc_start: int | None = None  # the process's start time in clock ticks (guards pid reuse)
+    started: float
+
+
+class RunRecord(BaseModel):
+    """What a run was started from, pinned so that `resume` finishes that same run."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    workflow: str
+    source: str  # the workflow file, absolute (or `<text>`)
+    cwd: str  # steps run here (relative paths, the repository)
+    spec_hash: str
+    definition: dict[str, Any]  # {"spec": ..., "agents": ...} as loaded, to say what changed
+    inputs: dict[str, Any]
+    repo: dict[str, Any] = Field(default_factory=dict)  # commit and dirty hash when it started
+    cache: str = "use"
+    created: float
+    attempts: list[Attempt] = Field(default_factory=list)
+
+
+def read_record(run_id: str) -> RunRecord | None:
+    path = run_dir(run_id) / "run.json"
+    try:
+        return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def write_record(record: RunRecord) -> None:
+    directory = run_dir(record.run_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f"run.json.{os.getpid()}.tmp"
+    temporary.write_text(record.model_dump_json(indent=1), encoding="utf-8")
+    os.replace(temporary, directory / "run.json")  # never a half-written record
+
+
+def this_attempt() -> Attempt:
+    return Attempt(pid=os.getpid(), host=socket.gethostname(), proc_start=process_start(os.getpid()),
+                   started=time.time())
+
+
+def fingerprint(label: str, definition: dict[str, Any], agent: dict[str, Any] | None,
+                request_view: dict[str, Any]) -> str:
+    """Identity of one step call within a run. No repository state: a resumed run takes a
+    completed call from the journal even if the commit moved since."""
+    canonical = json.dumps({"label": label, "step": definition, "agent": agent, "request": request_view},
+                           sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Done:
+    step: str
+    fingerprint: str
+    result: AgentResult
+
+
+class Journal:
+    """The completed calls of one run: read at start, appended to as calls complete."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.directory = run_dir(run_id)
+        self.path = self.directory / "steps.jsonl"
+        self.done: dict[str, Done] = {}  # by label: `review`, `gateways[bKash]`, `profile#2`
+        self._lock = threading.Lock()
+        self._handle: Any = None
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            lines = self.path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                result = pickle.loads(base64.b64decode(entry["result"]))
+            except Exception:  # a line cut short by a kill: the call it names did not count
+                continue
+            if isinstance(result, AgentResult):
+                self.done[entry["label"]] = Done(entry.get("step", ""), entry["fp"], result)
+
+    def lookup(self, label: str, fp: str) -> AgentResult | None:
+        found = self.done.get(label)
+        return found.result if found is not None and found.fingerprint == fp else None
+
+    def record(self, label: str, done: Done) -> None:
+        try:
+            payload = base64.b64encode(pickle.dumps(done.result, protocol=pickle.HIGHEST_PROTOCOL)).decode()
+        except Exception as exc:  # noqa: BLE001 - an unpicklable value costs a redo on resume, not the run
+            _log.warning("agentflow: step call %s is not kept for resume: its result cannot be pickled (%s)",
+                         label, exc)
+            return
+        line = json.dumps({"label": label, "step": done.step, "fp": done.fingerprint, "at": time.time(),
+                           "result": payload}) + "\n"
+        with self._lock:
+            if self._handle is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self._handle = open(self.path, "a", encoding="utf-8")
+            # One write and a flush per call: after a kill the file ends at a whole line or
+            # a torn last line, which _load skips. The page cache survives the process.
+            self._handle.write(line)
+            self._handle.flush()
+            self.done[label] = done
+
+    def seed(self, entries: dict[str, Done]) -> None:
+        """Start a new run with calls another run did (`agentflow rerun`)."""
+        for label, done in entries.items():
+            self.record(label, done)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None

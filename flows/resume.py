@@ -1,0 +1,189 @@
+"""Finishing a run (`agentflow resume`) and running part of one again (`agentflow rerun --from`).
+
+Resume starts the same Prefect flow run again (its state forced back to Scheduled, then
+`run_flow` with that flow run): the flow body finds the run's journal and takes every call
+that completed from it (flows/journal.py), so only what had not completed runs. The UI keeps
+one run, whose history shows the crash and the resume.
+
+Rerun starts a new flow run of the same workflow and inputs whose journal is seeded with the
+old run's calls, except those of the step asked for and everything downstream of it; those
+are computed again (their cache entries refreshed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows import crash, graph, journal
+from flows.errors import AgentflowError
+from flows.history import find_run
+from flows.loader import load_workflow
+from flows.runtime import definition_of
+from flows.spec import ResolvedWorkflow
+from tasks.cache import read_repo_state
+
+
+class ResumeRefused(AgentflowError):
+    """The run cannot be resumed (or rerun) as asked; the message says why and what to do."""
+
+
+class NothingToResume(AgentflowError):
+    """The run already completed."""
+
+
+@dataclass
+class Prepared:
+    run_id: str
+    record: journal.RunRecord
+    workflow: ResolvedWorkflow
+    state: str  # the run's state before this (Crashed, Failed, Cancelled...)
+    changes: list[str] = field(default_factory=list)  # how the definition differs from the run's
+    notes: list[str] = field(default_factory=list)  # worth telling the user (commit moved...)
+
+
+def prepare_resume(run_id: str, force: bool = False) -> Prepared:
+    row = find_run(run_id)
+    state = crash.check(row.id, row.state)
+    if state in ("Completed", "Cached"):
+        raise NothingToResume(f"run {row.id} already completed; `agentflow rerun {row.id[:8]} --from STEP` "
+                              "runs a step and what follows it again")
+    record = _record(row.id)
+    if state in crash.ACTIVE:
+        alive = crash.attempt_alive(record.attempts[-1]) if record.attempts else None
+        where = record.attempts[-1] if record.attempts else None
+        if alive or not force:
+            whom = f"pid {where.pid} on {where.host}" if where else "its process"
+            raise ResumeRefused(f"run {row.id} is still {state} ({whom}); wait for it to end or stop it "
+                                "(kill the process)" + ("" if alive else "; if that machine died, "
+                                                        "`agentflow resume --force` takes the run over"))
+    prepared = _load(row.id, record, state)
+    if prepared.changes and not force:
+        raise ResumeRefused(
+            f"the definition of run {row.id} changed since it started ({record.source}):\n  - "
+            + "\n  - ".join(prepared.changes)
+            + "\nresume finishes the run as it was defined: undo the change, or `agentflow resume --force` to "
+              "go on with the new definition (changed steps and what depends on them run again), or "
+              f"`agentflow rerun {row.id[:8]} --from STEP`")
+    return prepared
+
+
+def resume(prepared: Prepared) -> Any:
+    """Start the run's flow run again; return its final state. Call from the run's directory."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+    from prefect.states import Scheduled
+
+    from flows.compile import build_flow
+
+    flow = build_flow(prepared.workflow, cache=prepared.record.cache)
+    crash.crash_orphaned_tasks(prepared.run_id)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(uuid.UUID(prepared.run_id), Scheduled(message="resumed by agentflow"), force=True)
+        flow_run = client.read_flow_run(uuid.UUID(prepared.run_id))
+    return run_flow(flow, flow_run=flow_run, parameters=prepared.record.inputs, return_type="state")
+
+
+def prepare_rerun(run_id: str, from_step: str) -> tuple[Prepared, set[str]]:
+    """The run to rerun from, and the steps that will run again."""
+    row = find_run(run_id)
+    state = crash.check(row.id, row.state)
+    if state in crash.ACTIVE:
+        raise ResumeRefused(f"run {row.id} is still {state}; rerun it once it has ended")
+    prepared = _load(row.id, _record(row.id), state)
+    steps = [s.id for s in prepared.workflow.spec.steps]
+    if from_step not in steps:
+        raise ResumeRefused(f"workflow `{prepared.workflow.spec.name}` has no step `{from_step}`; "
+                            f"its steps: {', '.join(steps)}")
+    again = {from_step} | graph.downstream(prepared.workflow.dependencies, from_step)
+    return prepared, again
+
+
+def rerun(prepared: Prepared, again: set[str]) -> Any:
+    """A new flow run: the old run's calls outside `again` are reused, the rest computed."""
+    from prefect.client.orchestration import get_client
+    from prefect.flow_engine import run_flow
+
+    from flows.compile import build_flow
+
+    flow = build_flow(prepared.workflow, cache=prepared.record.cache, refresh=frozenset(again))
+    old = journal.Journal(prepared.run_id)
+    kept = {label: done for label, done in old.done.items() if done.step not in again}
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run(flow, parameters=prepared.record.inputs,
+                                          tags=[f"rerun-of:{prepared.run_id[:8]}"])
+    new = journal.Journal(str(flow_run.id))
+    new.seed(kept)
+    new.close()
+    return run_flow(flow, flow_run=flow_run, parameters=prepared.record.inputs, return_type="state")
+
+
+def _record(run_id: str) -> journal.RunRecord:
+    record = journal.read_record(run_id)
+    if record is None:
+        raise ResumeRefused(f"run {run_id} has no agentflow journal here ({journal.run_dir(run_id)}): it was not "
+                            "started by agentflow on this machine, or with another results path; resume it "
+                            "where it ran (same PREFECT_HOME / PREFECT_RESULTS_LOCAL_STORAGE_PATH)")
+    if record.source.startswith("<"):
+        raise ResumeRefused(f"run {run_id} was defined from {record.source}, not a file: resume it from Python "
+                            "with flows.resume.resume(...) after loading the same definition")
+    return record
+
+
+def _load(run_id: str, record: journal.RunRecord, state: str) -> Prepared:
+    from flows.errors import SpecError
+
+    try:
+        workflow = load_workflow(record.source)
+    except FileNotFoundError:
+        raise ResumeRefused(f"run {run_id} was defined in {record.source}, which no longer exists; "
+                            "restore the file to resume the run") from None
+    except SpecError:
+        raise
+    prepared = Prepared(run_id=run_id, record=record, workflow=workflow, state=state)
+    if workflow.spec_hash != record.spec_hash:
+        prepared.changes = describe_changes(record.definition, definition_of(workflow))
+        if not prepared.changes:  # same content, other hash: say so rather than nothing
+            prepared.changes = [f"version {record.spec_hash} -> {workflow.spec_hash}"]
+    repo = read_repo_state(record.cwd).key_part()
+    if record.repo.get("commit") and repo != record.repo:
+        before, now = record.repo.get("commit", "")[:10], (repo.get("commit") or "none")[:10]
+        what = f"the commit moved ({before} -> {now})" if before != now else "uncommitted changes differ"
+        prepared.notes.append(f"{what} since the run started: completed steps are kept, the rest run on "
+                              "the tree as it is now")
+    return prepared
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two definitions (flows.runtime.definition_of), as short phrases."""
+    changes: list[str] = []
+    old_spec, new_spec = old.get("spec", {}), new.get("spec", {})
+    old_steps = {s["id"]: s for s in old_spec.get("steps", [])}
+    new_steps = {s["id"]: s for s in new_spec.get("steps", [])}
+    for step_id in new_steps.keys() - old_steps.keys():
+        changes.append(f"step `{step_id}` was added")
+    for step_id in old_steps.keys() - new_steps.keys():
+        changes.append(f"step `{step_id}` was removed")
+    for step_id in old_steps.keys() & new_steps.keys():
+        fields = _differing(old_steps[step_id], new_steps[step_id])
+        if fields:
+            changes.append(f"step `{step_id}` changed: {', '.join(fields)}")
+    if [s for s in old_steps if s in new_steps] != [s for s in new_steps if s in old_steps]:
+        changes.append("the steps' order changed")
+    rest = _differing({k: v for k, v in old_spec.items() if k != "steps"},
+                      {k: v for k, v in new_spec.items() if k != "steps"})
+    changes += [f"`{name}` changed" for name in rest]
+    old_agents, new_agents = old.get("agents", {}), new.get("agents", {})
+    for name in sorted(old_agents.keys() | new_agents.keys()):
+        if name not in new_agents:
+            changes.append(f"agent `{name}` was removed")
+        elif name not in old_agents:
+            changes.append(f"agent `{name}` was added")
+        elif old_agents[name] != new_agents[name]:
+            changes.append(f"agent `{name}` changed: {', '.join(_differing(old_agents[name], new_agents[name]))}")
+    return sorted(changes)
+
+
+def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))

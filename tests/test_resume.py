@@ -1,0 +1,260 @@
+"""Crash and resume, as a user meets them: a real `agentflow run` killed with SIGKILL.
+
+Steps are real commands (tests/fixtures/step.py) that note each call in a log and append
+their name to an output file; a step told to hold announces its pid on a FIFO and waits to
+be killed, which is how the test knows where the run is without sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from procs import gone
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+STEP = [sys.executable, str(FIXTURES / "step.py")]
+
+
+def _step(name: str, hold: bool = False, at_start: bool = False) -> str:
+    argv = [*STEP, "out.txt", name, "calls.txt"]
+    if hold:
+        argv += [f"hold-{name}", "announce"] + (["--at-start"] if at_start else [])
+    return json.dumps(argv)
+
+
+def _five(hold_at_start: bool = False) -> str:
+    steps = "\n".join(f"  - {{id: s{n}, run: {_step(f's{n}', hold=n == 3, at_start=hold_at_start)}}}"
+                      for n in range(1, 6))
+    return f"name: five\nsteps:\n{steps}\n"
+
+
+FAN_OUT = f"""
+name: fan
+steps:
+  - {{id: before, run: {_step('before')}}}
+  - id: items
+    for_each: [a, b, c, d]
+    max_parallel: 2
+    run: {json.dumps([*STEP, "out.txt", "{{ item }}", "calls.txt", "hold-{{ item }}", "announce"])}
+  - {{id: after, run: {_step('after')}}}
+"""
+
+
+class Killed:
+    """A run started in the background and killed with SIGKILL once `holders` steps hold."""
+
+    def __init__(self, cli_env: dict, cwd: Path, workflow: Path, holders: int):
+        self.cwd = cwd
+        os.mkfifo(cwd / "announce")
+        self.process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(workflow)], cwd=cwd,
+                                        env={**cli_env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        self.run_id = self._run_id()
+        self.held = self._announcements(holders)  # name -> pid of the held step's process
+
+    def _run_id(self) -> str:
+        """The CLI prints the run's id as the run starts (it is what one resumes)."""
+        seen = []
+        for line in self.process.stdout:
+            seen.append(line)
+            if line.startswith("run "):
+                return line.split()[1]
+        pytest.fail(f"the run printed no id: {''.join(seen)}")
+
+    def _announcements(self, count: int) -> dict[str, int]:
+        # O_RDWR: opening does not wait for a writer and reading never sees end-of-file.
+        fd = os.open(self.cwd / "announce", os.O_RDWR | os.O_NONBLOCK)
+        text = ""
+        deadline = time.monotonic() + 120
+        try:
+            while text.count("\n") < count:
+                if self.process.poll() is not None:
+                    pytest.fail(f"the run ended before its steps held: {self.process.stdout.read()}")
+                if time.monotonic() > deadline:
+                    pytest.fail("no step held within 120 s")
+                ready, _, _ = select.select([fd], [], [], 1.0)
+                if ready:
+                    text += os.read(fd, 4096).decode()
+        finally:
+            os.close(fd)
+        return {name: int(pid) for name, pid in (line.split() for line in text.splitlines())}
+
+    def kill(self) -> str:
+        """SIGKILL the run's process; return the run's id."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process.stdout.close()
+        return self.run_id
+
+
+@pytest.fixture
+def cli_env(prefect_server):
+    return {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(FIXTURES)}
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _uninterrupted(cli, tmp_path: Path, text: str) -> dict:
+    """The same workflow run without a crash: its steps' results, from `run --json`."""
+    directory = tmp_path / "uninterrupted"
+    directory.mkdir()
+    (directory / "wf.yaml").write_text(text)
+    done = cli("run", "wf.yaml", "--json", cwd=directory)
+    assert done.returncode == 0, done.stderr
+    return _results(done.stdout)
+
+
+def _results(stdout: str) -> dict:
+    """Each step's status, summary and data, without timings (which differ run to run)."""
+    steps = json.loads(stdout)["steps"]
+    return {step: (row["status"], row["result"]["summary"], _timeless(row["result"]["data"]))
+            for step, row in steps.items()}
+
+
+def _timeless(value):
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if k != "metrics"}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("at_start", [False, True], ids=["during-step-3", "step-boundary"])
+def test_kill_9_then_resume_runs_each_step_once(cli, cli_env, tmp_path, at_start):
+    """kill -9 during step 3 of 5 (or as it starts, before it has done anything): the run shows
+    Crashed, its orphaned command is killed, resume runs 3-5 once and reuses 1-2."""
+    text = _five(hold_at_start=at_start)
+    (tmp_path / "wf.yaml").write_text(text)
+    (tmp_path / "hold-s3").touch()
+    run = Killed(cli_env, tmp_path, tmp_path / "wf.yaml", holders=1)
+    orphan = run.held["s3"]
+
+    refused = cli("resume", run.run_id, cwd=tmp_path)
+    assert refused.returncode == 2 and "still Running (pid" in refused.stderr, refused.stderr
+    run_id = run.kill()
+    assert not gone(orphan), "the held step should have outlived the killed run (own session)"
+    assert _lines(tmp_path / "out.txt") == ["s1", "s2"]
+    (tmp_path / "hold-s3").unlink()
+
+    listed = cli("runs", "-n", "50", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if run_id[:8] in line)
+    assert "Crashed" in row
+    assert gone(orphan), "the crashed run's command should be killed when the crash is found"
+
+    resumed = cli("resume", run_id[:8], "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    assert f"run {run_id} (attempt 2)" in resumed.stderr
+    assert _lines(tmp_path / "out.txt") == ["s1", "s2", "s3", "s4", "s5"]
+    expected_calls = ["s1", "s2", "s3", "s4", "s5"] if at_start else ["s1", "s2", "s3", "s3", "s4", "s5"]
+    assert _lines(tmp_path / "calls.txt") == expected_calls
+    document = json.loads(resumed.stdout)
+    assert [document["steps"][s]["reused"] for s in ("s1", "s2", "s3", "s4", "s5")] == [True, True, False, False,
+                                                                                          False]
+    assert _results(resumed.stdout) == _uninterrupted(cli, tmp_path, text)
+
+    status = cli("status", run_id, cwd=tmp_path)
+    assert status.returncode == 0 and "Completed" in status.stdout.splitlines()[0], status.stdout
+    again = cli("resume", run_id, cwd=tmp_path)
+    assert again.returncode == 0 and "already completed" in again.stdout
+
+
+def test_kill_9_during_fan_out_then_resume(cli, cli_env, tmp_path):
+    """Killed with items a, b done and c, d running: resume runs c and d only, then `after`."""
+    (tmp_path / "wf.yaml").write_text(FAN_OUT)
+    (tmp_path / "hold-c").touch()
+    (tmp_path / "hold-d").touch()
+    run = Killed(cli_env, tmp_path, tmp_path / "wf.yaml", holders=2)
+    assert set(run.held) == {"c", "d"}
+    run_id = run.kill()
+    (tmp_path / "hold-c").unlink()
+    (tmp_path / "hold-d").unlink()
+
+    resumed = cli("resume", run_id, "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert all(gone(pid) for pid in run.held.values())
+    calls = _lines(tmp_path / "calls.txt")
+    assert sorted(calls) == sorted(["before", "a", "b", "c", "d", "c", "d", "after"])
+    assert calls[:3] == ["before", "a", "b"] or calls[:3] == ["before", "b", "a"]
+    assert sorted(_lines(tmp_path / "out.txt")) == ["a", "after", "b", "before", "c", "d"]
+    assert _results(resumed.stdout) == _uninterrupted(cli, tmp_path, FAN_OUT)
+
+
+def test_resume_refuses_a_changed_definition_unless_forced(cli, cli_env, tmp_path):
+    """The run pins its definition: resume names what changed and exits 2; --force goes on,
+    running the changed step (and keeping the unchanged ones done)."""
+    text = _five()
+    (tmp_path / "wf.yaml").write_text(text)
+    (tmp_path / "hold-s3").touch()
+    run = Killed(cli_env, tmp_path, tmp_path / "wf.yaml", holders=1)
+    run_id = run.kill()
+    (tmp_path / "hold-s3").unlink()
+    changed = text.replace('"s4", "calls.txt"', '"s4-new", "calls.txt"').replace("name: five", "name: five\n"
+                                                                                  "max_parallel: 4")
+    (tmp_path / "wf.yaml").write_text(changed)
+
+    refused = cli("resume", run_id, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "step `s4` changed: run" in refused.stderr
+    assert "`max_parallel` changed" in refused.stderr
+    assert "--force" in refused.stderr and "Traceback" not in refused.stderr
+    assert _lines(tmp_path / "calls.txt") == ["s1", "s2", "s3"]
+
+    forced = cli("resume", run_id, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert _lines(tmp_path / "out.txt") == ["s1", "s2", "s3", "s4-new", "s5"]
+
+
+def test_resume_finishes_a_failed_run(cli, tmp_path):
+    """A failed run: resume runs the failed step and what follows, not what succeeded."""
+    (tmp_path / "wf.yaml").write_text(f"""
+name: fails-once
+steps:
+  - {{id: first, run: {_step('first')}}}
+  - {{id: flaky, run: [sh, -c, "test -e fixed && echo fixed >> out.txt"]}}
+  - {{id: last, run: {_step('last')}}}
+""")
+    failed = cli("run", "wf.yaml", cwd=tmp_path)
+    assert failed.returncode == 1
+    run_id = failed.stdout.split("run ", 1)[1].split()[0]
+    (tmp_path / "fixed").touch()
+    resumed = cli("resume", run_id[:10], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _lines(tmp_path / "calls.txt") == ["first", "last"]
+    assert _lines(tmp_path / "out.txt") == ["first", "fixed", "last"]
+
+
+def test_rerun_from_a_step_runs_it_and_downstream_only(cli, tmp_path):
+    """`rerun --from s3`: a new run in which s3-s5 run again and s1-s2 are reused."""
+    (tmp_path / "wf.yaml").write_text(_five())
+    first = cli("run", "wf.yaml", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    again = cli("rerun", run_id[:8], "--from", "s3", "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    document = json.loads(again.stdout)
+    assert document["run_id"] != run_id
+    assert [document["steps"][s]["reused"] for s in ("s1", "s2", "s3", "s4", "s5")] == [True, True, False, False,
+                                                                                          False]
+    assert _lines(tmp_path / "calls.txt") == ["s1", "s2", "s3", "s4", "s5", "s3", "s4", "s5"]
+
+    unknown = cli("rerun", run_id, "--from", "s9", cwd=tmp_path)
+    assert unknown.returncode == 2 and "has no step `s9`" in unknown.stderr and "s1, s2" in unknown.stderr
+
+
+def test_resume_of_unknown_or_foreign_runs_says_why(cli, tmp_path):
+    """An id no run has: exit 2 naming it; never a traceback."""
+    done = cli("resume", "00000000-0000-0000-0000-000000000000", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no run has id" in done.stderr and "Traceback" not in done.stderr
