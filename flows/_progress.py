@@ -46,6 +46,7 @@ class ProgressView:
         self.attempts: dict[str, int] = {}
         self.fanned_out: set[str] = set()  # steps that ran as several task runs
         self.run_id: str | None = None
+        self.labels_by_key: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __call__(self, event: StepEvent) -> None:
@@ -60,7 +61,13 @@ class ProgressView:
             self.console.print(f"run {event.label}{again}", markup=False)
             # Out at once even into a pipe: if this process is killed, this is the id to resume.
             self.console.file.flush()
+        elif event.kind == "waiting":
+            name = escape(self.labels_by_key.get(event.cache_key or "", "a step"))
+            self.console.print(f"[cyan]   wait[/]  {name}  [dim]another run is making the same call; "
+                               "waiting for its result[/]")
         elif event.kind == "started":
+            if event.cache_key:
+                self.labels_by_key[event.cache_key] = event.label
             if not event.label.endswith("(skipped)"):
                 self.console.print(f"[cyan]  start[/]  {label}")
         elif event.kind == "retrying":

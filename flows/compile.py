@@ -22,7 +22,7 @@ from flows.inputs import validate_inputs
 from flows.runtime import execute
 from flows.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
 from tasks.agent_call import agent_call
-from tasks.cache import KEY_PARTS, StepCachePolicy
+from tasks.cache import KEY_PARTS, StepCachePolicy, StepLocks
 
 _PY_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
 # A Prefect timeout is a backstop for commands: their own timer kills the process group first.
@@ -125,7 +125,8 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
     cached, ttl, parts = _cache_settings(spec, step, agent)
     cached = cached and cache_mode != "off"
     cache_options: dict[str, Any] = (
-        dict(cache_policy=StepCachePolicy(), cache_expiration=timedelta(seconds=ttl), persist_result=True,
+        dict(cache_policy=StepCachePolicy().configure(isolation_level="SERIALIZABLE", lock_manager=StepLocks()),
+             cache_expiration=timedelta(seconds=ttl), persist_result=True,
              refresh_cache=cache_mode == "refresh")
         if cached else dict(cache_policy=NO_CACHE, persist_result=False))
     task = agent_call.with_options(

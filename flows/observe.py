@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 # started / retrying / finished: one task run (a step, one of its items or iterations);
 # step_finished: the step as a whole, with its final result (status `not_run` if never started);
-# run_started: the flow run began (label: its id; attempt: 2 and more on a resume).
-EventKind = Literal["run_started", "started", "retrying", "finished", "step_finished"]
+# run_started: the flow run began (label: its id; attempt: 2 and more on a resume);
+# waiting: a started call waits for another run making the same call (same cache key).
+EventKind = Literal["run_started", "started", "waiting", "retrying", "finished", "step_finished"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class StepEvent:
     result: Any = None  # the AgentResult, on `finished`
     cached: bool = False  # answered from the step cache, without calling the agent
     reused: bool = False  # done by this run before it was resumed: taken from its journal
+    cache_key: str | None = None  # on `started` (of a cached step) and `waiting`
 
 
 # A task run is named after its step: `review`, `gateways[bKash]`, `profile#2`, `x (skipped)`.

@@ -191,7 +191,7 @@ class _Scheduler:
 
     def _mark_started(self, job: _Job) -> None:
         job.started = time.monotonic()
-        emit(StepEvent(kind="started", step=job.step, label=job.request.label))
+        emit(StepEvent(kind="started", step=job.step, label=job.request.label, cache_key=job.request.cache_key))
 
     # ---- starting a step ------------------------------------------------------------------
     def _context(self, **extra: Any) -> dict[str, Any]:

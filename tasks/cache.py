@@ -13,12 +13,15 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefect.cache_policies import CachePolicy
+from prefect.locking.filesystem import FileSystemLockManager
 from prefect.utilities.annotations import quote
 
 KEY_PARTS = ("inputs", "files", "commit", "agent")
@@ -109,3 +112,52 @@ class StepCachePolicy(CachePolicy):
         if isinstance(request, quote):
             request = request.unquote()
         return getattr(request, "cache_key", None)
+
+
+class StepLocks(FileSystemLockManager):
+    """Locks on cache keys, so that two runs reaching the same step call at once make one
+    agent call: with SERIALIZABLE isolation the second waits for the first's lock, then
+    finds its record and is Cached (a failed first call releases the lock; the second then
+    calls). Prefect's file locks never expire on their own; these are also freed when the
+    process holding them is gone (same machine), so a run killed with SIGKILL does not block
+    every later run. The directory, beside the result records, is resolved on first use.
+    """
+
+    def __init__(self) -> None:  # no I/O here: built by the compiler
+        self._locks = {}
+        self._directory: Path | None = None
+
+    @property
+    def lock_files_directory(self) -> Path:  # type: ignore[override]
+        if self._directory is None:
+            from prefect.settings import get_current_settings
+
+            base = Path(get_current_settings().results.local_storage_path).expanduser()
+            self._directory = base / "agentflow-locks"
+        return self._directory
+
+    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        if self.is_locked(key):
+            from flows.observe import StepEvent, emit
+
+            emit(StepEvent(kind="waiting", step="", label="", cache_key=key))
+        return super().wait_for_lock(key, timeout)
+
+    def _get_lock_info(self, key: str, use_cache: bool = True) -> Any:
+        try:
+            info = super()._get_lock_info(key, use_cache=use_cache)
+        except ValueError:
+            # Created but not yet written by the process taking it: held.
+            return {"holder": "", "expiration": None, "path": self._lock_path_for_key(key)}
+        if info is not None and _holder_gone(info.get("holder", "")):
+            Path(info["path"]).unlink(missing_ok=True)
+            self._locks.pop(key, None)
+            return None
+        return info
+
+
+def _holder_gone(holder: str) -> bool:
+    """Prefect names a lock's holder `host:pid:thread...`; gone if that pid is dead here."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not os.path.exists(f"/proc/{pid}")

@@ -49,11 +49,12 @@ steps:
 
 
 class Killed:
-    """A run started in the background and killed with SIGKILL once `holders` steps hold."""
+    """A run started in the background, to be killed with SIGKILL once `holders` steps hold."""
 
     def __init__(self, cli_env: dict, cwd: Path, workflow: Path, holders: int):
         self.cwd = cwd
-        os.mkfifo(cwd / "announce")
+        if not (cwd / "announce").exists():
+            os.mkfifo(cwd / "announce")
         self.process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(workflow)], cwd=cwd,
                                         env={**cli_env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
@@ -86,6 +87,12 @@ class Killed:
         finally:
             os.close(fd)
         return {name: int(pid) for name, pid in (line.split() for line in text.splitlines())}
+
+    def read_until(self, text: str) -> None:
+        for line in self.process.stdout:
+            if text in line:
+                return
+        pytest.fail(f"the run ended without printing {text!r}")
 
     def kill(self) -> str:
         """SIGKILL the run's process; return the run's id."""
@@ -258,3 +265,32 @@ def test_resume_of_unknown_or_foreign_runs_says_why(cli, tmp_path):
     done = cli("resume", "00000000-0000-0000-0000-000000000000", cwd=tmp_path)
     assert done.returncode == 2
     assert "no run has id" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_two_runs_on_the_same_key_call_the_agent_once(cli_env, tmp_path):
+    """Two runs reach the same cached step at once: the second waits for the first's lock
+    (SERIALIZABLE isolation), then takes its record; the agent is called once."""
+    (tmp_path / "wf.yaml").write_text(f"""
+name: same-key
+steps:
+  - {{id: s1, cache: true, run: {_step('s1', hold=True)}}}
+""")
+    (tmp_path / "hold-s1").touch()
+    os.mkfifo(tmp_path / "hold-s1.go")
+    first = Killed(cli_env, tmp_path, tmp_path / "wf.yaml", holders=1)  # holds the lock, in its agent
+    second = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "wf.yaml"], cwd=tmp_path,
+                              env={**cli_env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    started = []
+    for line in second.stdout:  # the second run's s1 finds the first's lock and waits
+        started.append(line)
+        if "wait  s1" in line:
+            break
+    with open(tmp_path / "hold-s1.go", "w") as go:
+        go.write("go\n")
+    first_out, _ = first.process.communicate(timeout=120)
+    second_out, _ = second.communicate(timeout=120)
+    assert first.process.returncode == 0, first_out
+    assert second.returncode == 0, "".join(started) + second_out
+    assert _lines(tmp_path / "calls.txt") == ["s1"]
+    assert "cached  s1" in second_out
