@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from prefect import Flow, Task
+from prefect import Flow, Task, tags
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import expressions
 from flows.expressions import Expression
+from flows.crash import RUN_TAG
 from flows.errors import InputError
 from flows.inputs import validate_inputs
 from flows.runtime import execute
@@ -210,7 +211,8 @@ class WorkflowFlow(Flow):
             raise InputError(f"workflow `{self.workflow_spec.name}` takes its inputs by name, "
                              f"e.g. flow({next(iter(self.workflow_spec.inputs), 'name')}=...)")
         values = validate_inputs(self.workflow_spec, kwargs)
-        return super().__call__(return_state=return_state, wait_for=wait_for, **values)
+        with tags(RUN_TAG):  # the flow run's tag; the body takes it off again for its task runs
+            return super().__call__(return_state=return_state, wait_for=wait_for, **values)
 
 
 def _signature(spec: Workflow) -> inspect.Signature:

@@ -24,6 +24,7 @@ from tasks.backends.process import kill_orphans, process_start
 
 ACTIVE = ("Running", "Pending")
 AUTOMATION_NAME = "agentflow: mark runs Crashed when their heartbeats stop"
+RUN_TAG = "agentflow"  # on every agentflow flow run (not its task runs): what the automation watches
 
 
 def attempt_alive(attempt: journal.Attempt) -> bool | None:
@@ -103,10 +104,16 @@ def ensure_crash_automation() -> bool:
         return False
     if url in _installed:
         return True
+    # Two heartbeats may be missed before a run is called Crashed. A process with a longer
+    # heartbeat period widens the window of an automation installed with a shorter one.
     within = max(60, 2 * (settings.flows.heartbeat_frequency or 180))
     try:
         with get_client(sync_client=True) as client:
-            if not client.read_automations_by_name(AUTOMATION_NAME):
+            existing = client.read_automations_by_name(AUTOMATION_NAME)
+            if existing and existing[0].trigger.within.total_seconds() < within:
+                client.delete_automation(existing[0].id)
+                existing = []
+            if not existing:
                 client.create_automation(AutomationCore.model_validate(crash_automation(within)))
     except Exception as exc:  # noqa: BLE001 - crash detection must never stop a run from starting
         import logging
@@ -118,9 +125,17 @@ def ensure_crash_automation() -> bool:
 
 
 def crash_automation(within_s: int) -> dict[str, Any]:
-    """The automation, as the server's API takes it: a flow run that sent a heartbeat and
-    then, for `within_s` seconds, neither another heartbeat nor a final state, is Crashed."""
-    final = ["Completed", "Failed", "Cancelled", "Crashed"]
+    """The automation, as the server's API takes it: an agentflow flow run that started
+    running or sent a heartbeat and then, for `within_s` seconds, sent no heartbeat and reached
+    no state in which it stops beating (final, paused, waiting to run), is Crashed.
+
+    Only runs tagged `agentflow`: other flows on the server may beat less often (Prefect's
+    default is every 180 s) and must not be declared dead. `Running` starts the clock too:
+    the server records it itself, whereas a process killed within its first second may never
+    have sent its first heartbeat.
+    """
+    final = ["Completed", "Failed", "Cancelled", "Crashed", "Paused", "Suspended", "Scheduled",
+             "AwaitingRetry"]
     return {
         "name": AUTOMATION_NAME,
         "description": "Installed by agentflow: a run whose process was killed (no heartbeat) "
@@ -130,7 +145,8 @@ def crash_automation(within_s: int) -> dict[str, Any]:
             "type": "event",
             "posture": "Proactive",
             "match": {"prefect.resource.id": "prefect.flow-run.*"},
-            "after": ["prefect.flow-run.heartbeat"],
+            "match_related": {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{RUN_TAG}"},
+            "after": ["prefect.flow-run.heartbeat", "prefect.flow-run.Running"],
             "expect": ["prefect.flow-run.heartbeat", *[f"prefect.flow-run.{s}" for s in final]],
             "for_each": ["prefect.resource.id"],
             "threshold": 1,

@@ -97,6 +97,13 @@ def this_attempt() -> Attempt:
                    started=time.time())
 
 
+def definition_of(workflow: Any) -> dict[str, Any]:
+    """A workflow's definition as loaded, for a run to pin and `resume` to compare."""
+    return {"spec": workflow.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+            "agents": {name: agent.model_dump(mode="json", exclude_defaults=True)
+                       for name, agent in sorted(workflow.agents.items())}}
+
+
 def fingerprint(label: str, definition: dict[str, Any], agent: dict[str, Any] | None,
                 request_view: dict[str, Any]) -> str:
     """Identity of one step call within a run. No repository state: a resumed run takes a

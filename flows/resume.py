@@ -20,7 +20,6 @@ from flows import crash, graph, journal
 from flows.errors import AgentflowError
 from flows.history import find_run
 from flows.loader import load_workflow
-from flows.runtime import definition_of
 from flows.spec import ResolvedWorkflow
 from tasks.cache import read_repo_state
 
@@ -112,7 +111,7 @@ def rerun(prepared: Prepared, again: set[str]) -> Any:
     kept = {label: done for label, done in old.done.items() if done.step not in again}
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(flow, parameters=prepared.record.inputs,
-                                          tags=[f"rerun-of:{prepared.run_id[:8]}"])
+                                          tags=[crash.RUN_TAG, f"rerun-of:{prepared.run_id[:8]}"])
     new = journal.Journal(str(flow_run.id))
     new.seed(kept)
     new.close()
@@ -143,7 +142,7 @@ def _load(run_id: str, record: journal.RunRecord, state: str) -> Prepared:
         raise
     prepared = Prepared(run_id=run_id, record=record, workflow=workflow, state=state)
     if workflow.spec_hash != record.spec_hash:
-        prepared.changes = describe_changes(record.definition, definition_of(workflow))
+        prepared.changes = describe_changes(record.definition, journal.definition_of(workflow))
         if not prepared.changes:  # same content, other hash: say so rather than nothing
             prepared.changes = [f"version {record.spec_hash} -> {workflow.spec_hash}"]
     repo = read_repo_state(record.cwd).key_part()
@@ -156,7 +155,7 @@ def _load(run_id: str, record: journal.RunRecord, state: str) -> Prepared:
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between two definitions (flows.runtime.definition_of), as short phrases."""
+    """What differs between two definitions (flows.journal.definition_of), as short phrases."""
     changes: list[str] = []
     old_spec, new_spec = old.get("spec", {}), new.get("spec", {})
     old_steps = {s["id"]: s for s in old_spec.get("steps", [])}

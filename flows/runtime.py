@@ -20,12 +20,12 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from prefect.results import ResultRecord
 from prefect.utilities.annotations import quote
 
 from flows import journal as journal_
-from flows import requests, templates
-from flows.errors import AgentflowError, ExpressionError, TemplateError, WorkflowFailed
+from flows import requests, step_results, templates
+from flows.crash import RUN_TAG
+from flows.errors import ExpressionError, TemplateError, WorkflowFailed
 from flows.observe import StepEvent, emit
 from tasks import cache_index
 from tasks.backends.process import allow_commands, kill_running
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from flows.compile import CompiledWorkflow, StepPlan
 
 STOPPING_CRITICALITIES = ("critical", "high")
+SIGNAL_CHECK_S = 0.25
 _log = logging.getLogger("agentflow")
 
 
@@ -86,6 +87,17 @@ class _Scheduler:
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        from prefect.context import TagsContext
+
+        # The flow run was created tagged `agentflow` (flows/crash.py); its task runs are not:
+        # any task tag costs an API call per task run (flows/compile.py).
+        inherited = TagsContext.get().current_tags
+        if RUN_TAG in inherited:
+            with TagsContext(current_tags=inherited - {RUN_TAG}):
+                return self._run()
+        return self._run()
+
+    def _run(self) -> dict[str, Any]:
         self.journal = self._open_journal()
         allow_commands(self.journal.directory / "procs" if self.journal else None)
         restore = _kill_commands_on_sigterm()
@@ -95,8 +107,7 @@ class _Scheduler:
             # Interrupted (Ctrl-C, SIGTERM, cancellation) while steps run: stop their commands
             # now. They run in sessions of their own, and Prefect joins its worker threads
             # before it lets the interruption through, which would otherwise wait for them.
-            if self.running:
-                kill_running()
+            kill_running()  # also a command run in this thread, which may be between two lines
             raise
         finally:
             restore()
@@ -120,7 +131,7 @@ class _Scheduler:
             source = workflow.source if workflow.source.startswith("<") else os.path.abspath(workflow.source)
             record = journal_.RunRecord(
                 run_id=run_id, workflow=self.spec.name, source=source, cwd=os.getcwd(),
-                spec_hash=workflow.spec_hash, definition=definition_of(workflow), inputs=self.inputs,
+                spec_hash=workflow.spec_hash, definition=journal_.definition_of(workflow), inputs=self.inputs,
                 repo=self._repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
         record.attempts.append(journal_.this_attempt())
         journal_.write_record(record)
@@ -136,16 +147,24 @@ class _Scheduler:
                 continue
             if not self.queue and not self.running:
                 break
-            if not self.running and len(self.queue) == 1:
+            if not self.running and len(self.queue) == 1 and self.queue[0].request.kind != "process":
                 # Only one thing can happen now (a sequential chain): run it in the flow's own
-                # thread, which costs less than a submit and a wait.
+                # thread, which costs less than a submit and a wait. Not a command: Ctrl-C is
+                # raised in this thread, and if it lands while Popen is starting the command,
+                # the command outlives the run; in a worker it always gets registered, then
+                # killed (seen under load, a test in tests/test_cli.py).
                 job = self.queue.popleft()
                 self._mark_started(job)
                 state = self.compiled.plans[job.step].task(quote(job.request), return_state=True)
                 self._finish(job, state)
                 continue
             self._launch()
-            done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+            done: set = set()
+            while not done:
+                # Wake now and then: the OS may deliver Ctrl-C or SIGTERM to any thread, and
+                # Python runs the handler only when the main thread runs, not while it sleeps
+                # in a lock (seen under load: the signal was ignored until a step ended).
+                done, _ = wait(list(self.running), timeout=SIGNAL_CHECK_S, return_when=FIRST_COMPLETED)
             for wrapped in done:
                 job, future = self.running.pop(wrapped)
                 self.active[job.step].running -= 1
@@ -276,7 +295,7 @@ class _Scheduler:
 
     # ---- finishing ------------------------------------------------------------------------
     def _finish(self, job: _Job, state: Any) -> None:
-        result = _result_of(state)
+        result = step_results.of_state(state)
         duration = time.monotonic() - job.started
         cached = state.name == "Cached"
         if result.status != "failed":
@@ -299,7 +318,7 @@ class _Scheduler:
         if job.index is not None:
             step_run.item_results[job.index] = result
             if len(step_run.item_results) == len(step_run.items or []):
-                self._complete(job.step, _aggregate(step_run))
+                self._complete(job.step, step_results.aggregate(step_run.items or [], step_run.item_results))
             return
         if plan.step.repeat is not None and result.status != "failed":
             self._after_iteration(job, step_run, result)
@@ -324,7 +343,7 @@ class _Scheduler:
         try:
             met = bool(plan.until.evaluate(context)) if plan.until else True
         except ExpressionError as exc:
-            self._complete(job.step, _failed(f"step `{job.step}`: repeat.until: {exc}"))
+            self._complete(job.step, step_results.failed(f"step `{job.step}`: repeat.until: {exc}"))
             return
         if met or step_run.iteration >= plan.step.repeat.max:
             metrics = {**result.metrics, "iterations": step_run.iteration, "until_met": met}
@@ -336,7 +355,7 @@ class _Scheduler:
     def _complete(self, step_id: str, result: AgentResult) -> None:
         plan = self.compiled.plans[step_id]
         if result.status in ("success", "completed_with_errors") and plan.gates:
-            result = _apply_gates(step_id, plan, result, self._context(result=result.context()))
+            result = step_results.apply_gates(step_id, plan.gates, result, self._context(result=result.context()))
         self.results[step_id] = result
         self.step_views[step_id] = result.context()
         step_run = self.active[step_id]
@@ -351,29 +370,6 @@ class _Scheduler:
                 if job.step not in self.waiting and job.step not in self.results:
                     self.waiting.append(job.step)
             self.waiting = list(dict.fromkeys(self.waiting))
-
-
-def definition_of(workflow: Any) -> dict[str, Any]:
-    """A workflow's definition as loaded, for a run to pin and `resume` to compare."""
-    return {"spec": workflow.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-            "agents": {name: agent.model_dump(mode="json", exclude_defaults=True)
-                       for name, agent in sorted(workflow.agents.items())}}
-
-
-def _apply_gates(step_id: str, plan: "StepPlan", result: AgentResult, context: dict[str, Any]) -> AgentResult:
-    for gate in plan.gates:
-        try:
-            ok = bool(gate.evaluate(context))
-        except ExpressionError as exc:
-            return _failed(f"step `{step_id}`: gate: {exc}", result)
-        if not ok:
-            return _failed(f"step `{step_id}`: gate `{gate.text}` is not met", result)
-    return result
-
-
-def _failed(message: str, base: AgentResult | None = None) -> AgentResult:
-    base = base or AgentResult()
-    return base.model_copy(update={"status": "failed", "summary": message[:500], "error": message})
 
 
 def _kill_commands_on_sigterm() -> Callable[[], None]:
@@ -396,46 +392,3 @@ def _kill_commands_on_sigterm() -> Callable[[], None]:
 
     signal.signal(signal.SIGTERM, handler)
     return lambda: signal.signal(signal.SIGTERM, previous)
-
-
-def _state_value(state: Any) -> Any:
-    """The state's result or exception. A state made in this process holds it in memory;
-    `State.result()` would get it through an event-loop round trip that, with 50 steps
-    finishing at once, cost a tenth of a second (benchmarks/ B2)."""
-    data = state.data
-    if isinstance(data, ResultRecord):
-        return data.result
-    if isinstance(data, (AgentResult, BaseException)):
-        return data
-    return state.result(raise_on_failure=False)
-
-
-def _result_of(state: Any) -> AgentResult:
-    if state.is_completed():
-        value = _state_value(state)
-        return value if isinstance(value, AgentResult) else AgentResult(data=value)
-    error = _state_value(state)
-    if isinstance(error, BaseException):
-        message = str(error) or type(error).__name__
-        if not isinstance(error, AgentflowError):
-            message = f"{type(error).__name__}: {message}"
-    else:
-        message = state.message or state.name
-    first_line = message.strip().splitlines()[0] if message.strip() else state.name
-    return AgentResult(status="failed", summary=first_line[:500], error=message,
-                       output=getattr(error, "output", "") or "")
-
-
-def _aggregate(step_run: _StepRun) -> AgentResult:
-    items = step_run.items or []
-    results = [step_run.item_results[i] for i in range(len(items))]
-    failed = [r for r in results if r.status == "failed"]
-    ok = len(results) - len(failed)
-    status = "failed" if failed else "success"
-    summary = f"{ok}/{len(results)} items succeeded"
-    if failed:
-        summary += f"; first failure: {failed[0].summary}"
-    data = {"items": [{"item": item, **r.context()} for item, r in zip(items, results)]}
-    output = "\n".join(f"{requests.item_label(item, i)}: {r.summary}" for i, (item, r) in enumerate(zip(items, results)))
-    return AgentResult(status=status, summary=summary[:500], data=data, output=output,
-                       metrics={"items": len(results), "failed": len(failed)})

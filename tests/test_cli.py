@@ -210,21 +210,18 @@ steps:
     assert cli("status", failed_id).returncode == 1
 
 
-@pytest.mark.parametrize("sig, name", [(2, "SIGINT"), (15, "SIGTERM")])
-def test_interrupt_stops_running_commands(cli, write, tmp_path, prefect_server, sig, name):
-    """Ctrl-C or SIGTERM ends the run with 130 and kills the running commands, not waiting for them."""
+@pytest.mark.parametrize("sig, name, steps", [(2, "SIGINT", 2), (15, "SIGTERM", 2), (2, "SIGINT", 1)],
+                         ids=["SIGINT-parallel", "SIGTERM-parallel", "SIGINT-one-step"])
+def test_interrupt_stops_running_commands(cli, write, tmp_path, prefect_server, sig, name, steps):
+    """Ctrl-C or SIGTERM ends the run with 130 and kills the running commands, not waiting for
+    them, whichever thread the OS delivers the signal to (one step runs in the flow's thread)."""
     import os
 
-    fifos = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    fifos = [tmp_path / f"{n}.pid" for n in "ab"[:steps]]
     for fifo in fifos:
         os.mkfifo(fifo)
-    path = write(f"""
-name: cli-interrupt
-pattern: parallel
-steps:
-  - {{id: a, run: [sh, -c, "echo $$ > {fifos[0]}; exec sleep 300"]}}
-  - {{id: b, run: [sh, -c, "echo $$ > {fifos[1]}; exec sleep 300"]}}
-""")
+    lines = "".join(f'  - {{id: {f.stem}, run: [sh, -c, "echo $$ > {f}; exec sleep 300"]}}\n' for f in fifos)
+    path = write(f"name: cli-interrupt\npattern: parallel\nsteps:\n{lines}")
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(REPO / "tests" / "fixtures")}
     process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(path)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import httpx
 import pytest
+from background import STEP, Killed
 from procs import gone
+from waiting import until
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-STEP = [sys.executable, str(FIXTURES / "step.py")]
 
 
 def _step(name: str, hold: bool = False, at_start: bool = False) -> str:
@@ -46,60 +45,6 @@ steps:
     run: {json.dumps([*STEP, "out.txt", "{{ item }}", "calls.txt", "hold-{{ item }}", "announce"])}
   - {{id: after, run: {_step('after')}}}
 """
-
-
-class Killed:
-    """A run started in the background, to be killed with SIGKILL once `holders` steps hold."""
-
-    def __init__(self, cli_env: dict, cwd: Path, workflow: Path, holders: int):
-        self.cwd = cwd
-        if not (cwd / "announce").exists():
-            os.mkfifo(cwd / "announce")
-        self.process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(workflow)], cwd=cwd,
-                                        env={**cli_env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-        self.run_id = self._run_id()
-        self.held = self._announcements(holders)  # name -> pid of the held step's process
-
-    def _run_id(self) -> str:
-        """The CLI prints the run's id as the run starts (it is what one resumes)."""
-        seen = []
-        for line in self.process.stdout:
-            seen.append(line)
-            if line.startswith("run "):
-                return line.split()[1]
-        pytest.fail(f"the run printed no id: {''.join(seen)}")
-
-    def _announcements(self, count: int) -> dict[str, int]:
-        # O_RDWR: opening does not wait for a writer and reading never sees end-of-file.
-        fd = os.open(self.cwd / "announce", os.O_RDWR | os.O_NONBLOCK)
-        text = ""
-        deadline = time.monotonic() + 120
-        try:
-            while text.count("\n") < count:
-                if self.process.poll() is not None:
-                    pytest.fail(f"the run ended before its steps held: {self.process.stdout.read()}")
-                if time.monotonic() > deadline:
-                    pytest.fail("no step held within 120 s")
-                ready, _, _ = select.select([fd], [], [], 1.0)
-                if ready:
-                    text += os.read(fd, 4096).decode()
-        finally:
-            os.close(fd)
-        return {name: int(pid) for name, pid in (line.split() for line in text.splitlines())}
-
-    def read_until(self, text: str) -> None:
-        for line in self.process.stdout:
-            if text in line:
-                return
-        pytest.fail(f"the run ended without printing {text!r}")
-
-    def kill(self) -> str:
-        """SIGKILL the run's process; return the run's id."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.process.stdout.close()
-        return self.run_id
 
 
 @pytest.fixture
@@ -242,12 +187,19 @@ steps:
     assert _lines(tmp_path / "out.txt") == ["first", "fixed", "last"]
 
 
-def test_rerun_from_a_step_runs_it_and_downstream_only(cli, tmp_path):
+def test_rerun_from_a_step_runs_it_and_downstream_only(cli, tmp_path, prefect_server):
     """`rerun --from s3`: a new run in which s3-s5 run again and s1-s2 are reused."""
     (tmp_path / "wf.yaml").write_text(_five())
     first = cli("run", "wf.yaml", "--json", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     run_id = json.loads(first.stdout)["run_id"]
+    # Tagged for the crash automation (flows/crash.py); its task runs are not (a task tag
+    # costs an API call per task run).
+    assert "agentflow" in httpx.get(f"{prefect_server}/flow_runs/{run_id}", timeout=10).json()["tags"]
+    task_runs = until(lambda: [t for t in httpx.post(f"{prefect_server}/task_runs/filter", timeout=10, json={
+        "flow_runs": {"id": {"any_": [run_id]}}}).json() if t["state_name"] == "Completed"] or None, 60,
+        "the server to record the task runs")
+    assert len(task_runs) >= 1 and all(t["tags"] == [] for t in task_runs)
     again = cli("rerun", run_id[:8], "--from", "s3", "--json", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     document = json.loads(again.stdout)

@@ -121,14 +121,15 @@ class ProcessBackend:
         except PermissionError:
             raise ConfigError(f"step `{request.step}`: command `{argv[0]}` is not executable; "
                               "check its permissions") from None
-        with _live_lock:
-            _live.add(process)
-            stopping = _stopping
-            track_dir = _track_dir
-        note = _note(process, track_dir)
-        if stopping:
-            _kill_group(process)
-        try:
+        note = None
+        try:  # from here on, whatever interrupts us (Ctrl-C arrives anywhere) kills the command
+            with _live_lock:
+                _live.add(process)
+                stopping = _stopping
+                track_dir = _track_dir
+            note = _note(process, track_dir)
+            if stopping:
+                _kill_group(process)
             stdout, stderr = process.communicate(input=request.prompt or None, timeout=request.timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)

@@ -1,0 +1,30 @@
+"""The `agentflow` command.
+
+Exit codes: 0 success; 1 the workflow failed, or `validate` found problems; 2 the
+definition or the inputs given are invalid (nothing ran); 130 interrupted.
+
+One module per group of commands; each registers its commands on `app` (flows/cli/_app.py).
+"""
+
+from __future__ import annotations
+
+from flows import _prefect_env
+
+# Before anything imports Prefect: it reads its settings once, at import.
+_prefect_env.apply(_prefect_env.QUIET)
+_prefect_env.apply(_prefect_env.RELIABLE)
+
+# Each module registers its commands; `--help` lists them in this order.
+from flows.cli import running  # noqa: E402,F401,I001
+from flows.cli import history  # noqa: E402,F401
+from flows.cli import definitions  # noqa: E402,F401
+from flows.cli import cache  # noqa: E402,F401
+from flows.cli._app import app  # noqa: E402
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

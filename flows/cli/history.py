@@ -1,0 +1,59 @@
+"""Looking at runs: `runs` and `status` (from the Prefect server, crashes found on the way)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from flows.cli._app import EXIT_FAILED, EXIT_INVALID, app, err, out
+
+@app.command()
+def runs(
+    limit: int = typer.Option(20, "--limit", "-n", help="How many of the most recent runs."),
+    workflow: Optional[str] = typer.Option(None, "--workflow", "-w", help="Only this workflow's runs."),
+) -> None:
+    """Recent runs, newest first, as the Prefect server records them."""
+    from rich.table import Table
+
+    from flows import crash
+    from flows.history import list_runs
+
+    table = Table()
+    for column in ("run", "workflow", "state", "started", "time", "version"):
+        table.add_column(column)
+    for row in list_runs(limit, workflow):
+        row = replace(row, state=crash.check(row.id, row.state))
+        started = row.started.strftime("%Y-%m-%d %H:%M:%S") if row.started else "-"
+        took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
+        table.add_row(row.id[:8], row.workflow, row.state, started, took, row.version or "-")
+    out.print(table)
+
+
+@app.command()
+def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it.")) -> None:
+    """One run's state and each of its steps (task runs). Exit 0 if it completed, 1 if not."""
+    from rich.table import Table
+
+    from flows.history import RunNotFound, find_run, run_steps
+
+    from flows import crash
+
+    try:
+        run = find_run(run_id)
+    except RunNotFound as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    run = replace(run, state=crash.check(run.id, run.state))
+    took = f" in {run.duration_s:.1f}s" if run.duration_s is not None else ""
+    out.print(f"run {run.id}  {run.workflow} (version {run.version or '-'})  {run.state}{took}", markup=False)
+    table = Table()
+    for column in ("step", "state", "time", "tries"):
+        table.add_column(column)
+    for step in run_steps(run.id):
+        table.add_row(escape(step.name), step.state,
+                      f"{step.duration_s:.1f}s" if step.duration_s is not None else "-", str(step.tries))
+    out.print(table)
+    raise typer.Exit(0 if run.state in ("Completed", "Cached") else EXIT_FAILED)

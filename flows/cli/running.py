@@ -1,0 +1,153 @@
+"""Running workflows: `run`, `resume`, `rerun`, and the live view they share."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from flows.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app, err, out
+from flows.errors import SpecError
+
+@app.command()
+def run(
+    workflow: Path = typer.Argument(..., help="The workflow YAML file."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value; repeat for more."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write cached step results."),
+    refresh: bool = typer.Option(False, "--refresh", help="Recompute cached steps and overwrite their entries."),
+) -> None:
+    """Run a workflow now, showing each step as it starts and ends."""
+    from flows.compile import build_flow
+
+    resolved, values = _prepare(workflow, inputs)
+    if no_cache and refresh:
+        err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    flow = build_flow(resolved, cache="off" if no_cache else "refresh" if refresh else "use")
+    raise typer.Exit(_run(resolved, as_json, lambda: flow(**values, return_state=True)))
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "") -> int:
+    """Run `invoke` (which returns the flow run's final state) showing each step; the exit code."""
+    from flows._progress import ProgressView
+    from flows.observe import listening
+
+    from flows.crash import ensure_crash_automation
+
+    console = err if as_json else out
+    spec = resolved.spec
+    if os.environ.get("PREFECT_API_URL"):
+        # A started server: let it find this run Crashed if this process is killed.
+        ensure_crash_automation()
+    view = ProgressView(console, [s.id for s in spec.steps])
+    console.print(f"[bold]{spec.name}[/] ({len(spec.steps)} steps, {spec.pattern}) version {resolved.spec_hash}"
+                  f"{doing}")
+    started = time.monotonic()
+    # SIGTERM (a cancelled CI job, `kill`) ends the run like Ctrl-C: the flow's scheduler
+    # stops the running commands (flows/runtime.py), then this reports it and exits 130.
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
+    try:
+        with listening(view):
+            state = invoke()
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]: running commands were stopped")
+        return EXIT_INTERRUPTED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    elapsed = time.monotonic() - started
+    console.print(view.table())
+    run_id = str(state.state_details.flow_run_id) if state.state_details else "?"
+    ok = state.is_completed()
+    verdict = "[green]completed[/]" if ok else f"[red]{state.name.lower()}[/]"
+    console.print(f"run {run_id} {verdict} in {elapsed:.1f}s")
+    if not ok:
+        failed = [step for step, row in view.rows.items() if row.status == "failed"]
+        console.print(f"[red]failed steps: {', '.join(failed) or state.message}[/]")
+    if as_json:
+        document = {
+            "workflow": spec.name, "version": resolved.spec_hash, "run_id": run_id, "state": state.name,
+            "steps": {step: {"status": row.status, "duration_s": row.duration_s, "cached": row.cached,
+                             "reused": row.reused,
+                             **({"result": row.result.context()} if row.result is not None else {})}
+                      for step, row in view.rows.items()},
+        }
+        sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+    return 0 if ok else EXIT_FAILED
+
+
+@app.command()
+def resume(
+    run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it."),
+    force: bool = typer.Option(False, "--force", help="Go on even if the definition changed since the run started."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+) -> None:
+    """Finish a crashed, failed or cancelled run; steps it completed are not run again."""
+    from flows import journal
+    from flows import resume as resume_
+
+    prepared = _resolve_run(lambda: resume_.prepare_resume(run_id, force))
+    for change in prepared.changes:
+        err.print(f"note: {change}", markup=False)
+    _enter(prepared)
+    done = len(journal.Journal(prepared.run_id).done)
+    doing = f"\nresuming run {prepared.run_id} ({prepared.state}; {done} step call(s) done before)"
+    raise typer.Exit(_run(prepared.workflow, as_json, lambda: resume_.resume(prepared), doing))
+
+
+@app.command()
+def rerun(
+    run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it."),
+    from_step: str = typer.Option(..., "--from", help="The step to run again, with everything downstream of it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+) -> None:
+    """Run a step and everything downstream of it again, as a new run; reuse the rest."""
+    from flows import resume as resume_
+
+    prepared, again = _resolve_run(lambda: resume_.prepare_rerun(run_id, from_step))
+    for change in prepared.changes:
+        err.print(f"note: the definition changed since run {prepared.run_id[:8]}: {change}", markup=False)
+    _enter(prepared)
+    order = [s.id for s in prepared.workflow.spec.steps if s.id in again]
+    doing = f"\nrerun of {prepared.run_id} from `{from_step}`: running again {', '.join(order)}"
+    raise typer.Exit(_run(prepared.workflow, as_json, lambda: resume_.rerun(prepared, again), doing))
+
+
+def _resolve_run(prepare: Callable[[], Any]) -> Any:
+    """The prepared run, or exit: 0 if there is nothing to do, 2 if it cannot be done."""
+    from flows.history import RunNotFound
+    from flows.resume import NothingToResume, ResumeRefused
+
+    try:
+        return prepare()
+    except NothingToResume as exc:
+        out.print(str(exc), markup=False)
+        raise typer.Exit(0) from None
+    except (RunNotFound, ResumeRefused) as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    except SpecError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        err.print(f"{len(exc.problems)} problem(s) in the run's definition; nothing was run.", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _enter(prepared: Any) -> None:
+    """Work where the run worked: its steps' relative paths and repository are there."""
+    for note in prepared.notes:
+        err.print(f"note: {note}", markup=False)
+    os.chdir(prepared.record.cwd)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
