@@ -136,6 +136,21 @@ class StepLocks(FileSystemLockManager):
             self._directory = base / "agentflow-locks"
         return self._directory
 
+    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
+                     hold_timeout: float | None = None) -> bool:
+        acquired = super().acquire_lock(key, holder, acquire_timeout, hold_timeout)
+        if acquired:
+            # Prefect's holder is a transaction id; add who holds it, so that others can tell
+            # when it has died. Written whole (rename), never seen half-written.
+            path = self._lock_path_for_key(key)
+            expiration = self._locks[key].get("expiration")
+            info = {"holder": holder, "expiration": str(expiration) if expiration is not None else None,
+                    "host": socket.gethostname(), "pid": os.getpid()}
+            temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(info))
+            os.replace(temporary, path)
+        return acquired
+
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         if self.is_locked(key):
             from flows.observe import StepEvent, emit
@@ -149,15 +164,14 @@ class StepLocks(FileSystemLockManager):
         except ValueError:
             # Created but not yet written by the process taking it: held.
             return {"holder": "", "expiration": None, "path": self._lock_path_for_key(key)}
-        if info is not None and _holder_gone(info.get("holder", "")):
+        if info is not None and _holder_gone(info):
             Path(info["path"]).unlink(missing_ok=True)
             self._locks.pop(key, None)
             return None
         return info
 
 
-def _holder_gone(holder: str) -> bool:
-    """Prefect names a lock's holder `host:pid:thread...`; gone if that pid is dead here."""
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not os.path.exists(f"/proc/{pid}")
+def _holder_gone(info: dict[str, Any]) -> bool:
+    """Whether the process that took the lock is dead (known only on the machine it ran on)."""
+    pid = info.get("pid")
+    return info.get("host") == socket.gethostname() and isinstance(pid, int) and not os.path.exists(f"/proc/{pid}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,27 @@ steps:
     assert second.returncode == 0, "".join(started) + second_out
     assert _lines(tmp_path / "calls.txt") == ["s1"]
     assert "cached  s1" in second_out
+
+
+def test_a_killed_run_does_not_keep_its_lock(cli, cli_env, tmp_path):
+    """A run killed with SIGKILL while it holds a step's lock: the next run on that key is not
+    blocked (Prefect's file locks never expire; agentflow frees those of dead processes)."""
+    (tmp_path / "wf.yaml").write_text(f"""
+name: stale-lock
+steps:
+  - {{id: s1, cache: true, run: {_step('s1', hold=True)}}}
+""")
+    (tmp_path / "hold-s1").touch()
+    run = Killed(cli_env, tmp_path, tmp_path / "wf.yaml", holders=1)
+    run.kill()
+    locks = Path(os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"]) / "agentflow-locks"
+    try:
+        holders = [json.loads(p.read_text()).get("pid") for p in locks.glob("*.lock")]
+        assert run.process.pid in holders, "the killed run should have left its lock behind"
+        (tmp_path / "hold-s1").unlink()
+        done = cli("run", "wf.yaml", cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "wait" not in done.stdout
+        assert _lines(tmp_path / "calls.txt") == ["s1", "s1"]
+    finally:
+        os.kill(run.held["s1"], signal.SIGKILL)
