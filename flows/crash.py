@@ -39,7 +39,13 @@ def attempt_alive(attempt: journal.Attempt) -> bool | None:
 
 def check(run_id: str, state: str) -> str:
     """The run's state after looking at its process: `Crashed` if it was active and its
-    process on this machine is gone (then marked so on the server), else unchanged."""
+    process on this machine is gone (then marked so on the server), else unchanged.
+
+    A run the server's automation marked Crashed is finished off here too: its task runs
+    still Running become Crashed, and the commands it left on this machine are killed."""
+    if state == "Crashed":
+        _tidy_crashed(run_id)
+        return state
     if state not in ACTIVE:
         return state
     record = journal.read_record(run_id)
@@ -52,7 +58,22 @@ def check(run_id: str, state: str) -> str:
     left = f"; {len(killed)} command(s) it left running were killed" if killed else ""
     mark_crashed(run_id, f"the agentflow process running it (pid {attempt.pid} on {attempt.host}) "
                          f"died{left}; `agentflow resume {run_id[:8]}` finishes the run")
+    (journal.run_dir(run_id) / "crash-handled").touch()
     return "Crashed"
+
+
+def _tidy_crashed(run_id: str) -> None:
+    directory = journal.run_dir(run_id)
+    marker = directory / "crash-handled"
+    if marker.exists():
+        return
+    record = journal.read_record(run_id)
+    if record is not None and record.attempts and attempt_alive(record.attempts[-1]):
+        return  # Crashed by the server, yet its process still runs here: leave it be
+    kill_orphans(directory / "procs")
+    crash_orphaned_tasks(run_id)
+    if directory.exists():
+        marker.touch()
 
 
 def mark_crashed(run_id: str, message: str) -> None:

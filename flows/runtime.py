@@ -135,6 +135,7 @@ class _Scheduler:
                 repo=self._repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
         record.attempts.append(journal_.this_attempt())
         journal_.write_record(record)
+        (journal_.run_dir(run_id) / "crash-handled").unlink(missing_ok=True)  # a new attempt may crash anew
         emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
         return journal_.Journal(run_id)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from background import STEP, Killed
+from procs import gone
 from waiting import until
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -72,6 +73,16 @@ def test_killed_run_is_crashed_by_the_installed_automation(started_server, tmp_p
     until(lambda: state() == "Crashed", DEADLINE_S, "the automation to mark the run Crashed")
     detected_s = time.monotonic() - killed_at
     print(f"crash detected {detected_s:.0f}s after the kill")
+
+    # The automation changes the flow run only; agentflow finishes the job when it looks:
+    # the step's task run leaves Running and the command left behind is killed.
+    status = subprocess.run([sys.executable, "-m", "flows.cli", "status", run_id], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert "Crashed" in status.stdout.splitlines()[0], status.stdout + status.stderr
+    assert gone(run.held["s1"])
+    task_runs = httpx.post(f"{started_server}/task_runs/filter", timeout=10,
+                           json={"flow_runs": {"id": {"any_": [run_id]}}}).json()
+    assert "Running" not in [t["state_name"] for t in task_runs]
 
     (tmp_path / "hold-s1").unlink()
     resumed = subprocess.run([sys.executable, "-m", "flows.cli", "resume", run_id], cwd=tmp_path, env=env,

@@ -53,6 +53,11 @@ def cli_env(prefect_server):
     return {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(FIXTURES)}
 
 
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd=cwd,
+                   check=True, capture_output=True)
+
+
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -88,6 +93,10 @@ def test_kill_9_then_resume_runs_each_step_once(cli, cli_env, tmp_path, at_start
     Crashed, its orphaned command is killed, resume runs 3-5 once and reuses 1-2."""
     text = _five(hold_at_start=at_start)
     (tmp_path / "wf.yaml").write_text(text)
+    (tmp_path / ".gitignore").write_text("*.txt\nhold-*\nannounce\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "first")
     (tmp_path / "hold-s3").touch()
     run = Killed(cli_env, tmp_path, tmp_path / "wf.yaml", holders=1)
     orphan = run.held["s3"]
@@ -98,6 +107,9 @@ def test_kill_9_then_resume_runs_each_step_once(cli, cli_env, tmp_path, at_start
     assert not gone(orphan), "the held step should have outlived the killed run (own session)"
     assert _lines(tmp_path / "out.txt") == ["s1", "s2"]
     (tmp_path / "hold-s3").unlink()
+    (tmp_path / "notes.md").write_text("the commit moves on before the resume\n")
+    _git(tmp_path, "add", "notes.md")
+    _git(tmp_path, "commit", "-qm", "second")
 
     listed = cli("runs", "-n", "50", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
@@ -109,6 +121,7 @@ def test_kill_9_then_resume_runs_each_step_once(cli, cli_env, tmp_path, at_start
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Traceback" not in resumed.stderr
     assert f"run {run_id} (attempt 2)" in resumed.stderr
+    assert "the commit moved" in resumed.stderr  # and s1, s2 are still not run again:
     assert _lines(tmp_path / "out.txt") == ["s1", "s2", "s3", "s4", "s5"]
     expected_calls = ["s1", "s2", "s3", "s4", "s5"] if at_start else ["s1", "s2", "s3", "s3", "s4", "s5"]
     assert _lines(tmp_path / "calls.txt") == expected_calls
