@@ -13,6 +13,7 @@ are computed again (their cache entries refreshed).
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,15 +132,10 @@ def _record(run_id: str) -> journal.RunRecord:
 
 
 def _load(run_id: str, record: journal.RunRecord, state: str) -> Prepared:
-    from flows.errors import SpecError
-
-    try:
-        workflow = load_workflow(record.source)
-    except FileNotFoundError:
+    if not Path(record.source).is_file():
         raise ResumeRefused(f"run {run_id} was defined in {record.source}, which no longer exists; "
-                            "restore the file to resume the run") from None
-    except SpecError:
-        raise
+                            "restore the file to resume the run")
+    workflow = load_workflow(record.source)  # a SpecError says what is wrong with it now
     prepared = Prepared(run_id=run_id, record=record, workflow=workflow, state=state)
     if workflow.spec_hash != record.spec_hash:
         prepared.changes = describe_changes(record.definition, journal.definition_of(workflow))

@@ -226,11 +226,17 @@ def test_rerun_from_a_step_runs_it_and_downstream_only(cli, tmp_path, prefect_se
     assert unknown.returncode == 2 and "has no step `s9`" in unknown.stderr and "s1, s2" in unknown.stderr
 
 
-def test_resume_of_unknown_or_foreign_runs_says_why(cli, tmp_path):
-    """An id no run has: exit 2 naming it; never a traceback."""
+def test_resume_of_unknown_runs_or_lost_definitions_says_why(cli, tmp_path):
+    """An id no run has, or a run whose workflow file is gone: exit 2 saying so; no traceback."""
     done = cli("resume", "00000000-0000-0000-0000-000000000000", cwd=tmp_path)
     assert done.returncode == 2
     assert "no run has id" in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "wf.yaml").write_text("name: lost\nsteps:\n  - {id: bad, run: [sh, -c, 'exit 1']}\n")
+    failed = cli("run", "wf.yaml", "--json", cwd=tmp_path)
+    assert failed.returncode == 1
+    (tmp_path / "wf.yaml").unlink()
+    lost = cli("resume", json.loads(failed.stdout)["run_id"], cwd=tmp_path)
+    assert lost.returncode == 2 and "no longer exists" in lost.stderr and "Traceback" not in lost.stderr
 
 
 def test_two_runs_on_the_same_key_call_the_agent_once(cli_env, tmp_path):
