@@ -68,12 +68,13 @@ def _tidy_crashed(run_id: str) -> None:
     if marker.exists():
         return
     record = journal.read_record(run_id)
-    if record is not None and record.attempts and attempt_alive(record.attempts[-1]):
+    if record is None:
+        return  # not run from this machine: its commands are not here; `resume` tidies its task runs
+    if record.attempts and attempt_alive(record.attempts[-1]):
         return  # Crashed by the server, yet its process still runs here: leave it be
     kill_orphans(directory / "procs")
     crash_orphaned_tasks(run_id)
-    if directory.exists():
-        marker.touch()
+    marker.touch()  # once per crash: `runs` should not ask the server again each time
 
 
 def mark_crashed(run_id: str, message: str) -> None:
