@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-import flows  # noqa: E402,F401  (agentflow's Prefect defaults, before Prefect is imported)
+import agentflow  # noqa: E402,F401  (agentflow's Prefect defaults, before Prefect is imported)
 
 
 def free_port() -> int:
@@ -88,9 +88,9 @@ def settle(state, task_runs: int) -> None:
 def b1(rounds: int, steps: int) -> dict:
     from prefect import flow, task
 
-    from flows import build_flow
-    from flows.loader import load_text
-    from flows.observe import listening
+    from agentflow import build_flow
+    from agentflow.flows.language.loader import load_text
+    from agentflow.events import listening
 
     lines = "\n".join(f"  - {{id: s{i}, call: 'bench_steps:noop'}}" for i in range(steps))
     ours = build_flow(load_text(f"name: b1-agentflow\npattern: sequential\nsteps:\n{lines}\n"))
@@ -150,9 +150,9 @@ def b1(rounds: int, steps: int) -> dict:
 
 
 def b2(rounds: int, width: int) -> dict:
-    from flows import build_flow
-    from flows.loader import load_text
-    from flows.observe import listening
+    from agentflow import build_flow
+    from agentflow.flows.language.loader import load_text
+    from agentflow.events import listening
 
     lines = "\n".join(f"  - {{id: s{i}, call: 'bench_steps:sleep1'}}" for i in range(width))
     fan = build_flow(load_text(f"name: b2-fanout\npattern: parallel\nmax_parallel: {width}\nsteps:\n{lines}\n"))
@@ -193,9 +193,9 @@ def b2(rounds: int, width: int) -> dict:
 
 def b3(steps: int = 20) -> dict:
     """A workflow of 1 s agent steps, run twice: the second run is answered from the cache."""
-    from flows import build_flow
-    from flows.loader import load_text
-    from flows.observe import listening
+    from agentflow import build_flow
+    from agentflow.flows.language.loader import load_text
+    from agentflow.events import listening
 
     lines = "\n".join(f"  - {{id: s{i}, agent: sleeper, prompt: 'step {i} {{{{ inputs.nonce }}}}'}}"
                       for i in range(steps))
@@ -235,7 +235,7 @@ def b4(api_url: str, steps: int = 20, kill_at: int = 10) -> dict:
                           f'echo end s{i} >> log.txt"]}}' for i in range(1, steps + 1))
         (work / "wf.yaml").write_text(f"name: b4-resume\nsteps:\n{lines}\n")
         env = {**os.environ, "PREFECT_API_URL": api_url}
-        cli = [sys.executable, "-m", "flows.cli"]
+        cli = [sys.executable, "-m", "agentflow"]
         full = subprocess.run([*cli, "run", "wf.yaml"], cwd=work, env=env, capture_output=True, text=True)
         uninterrupted = float(re.search(r"completed in ([0-9.]+)s", full.stdout).group(1))
         log.unlink()
@@ -288,7 +288,7 @@ def startup(api_url: str) -> dict:
 def _cli_first_step(workflow: Path, env: dict) -> tuple[float, float]:
     env = {**env, "PYTHONPATH": str(ROOT / "benchmarks")}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(workflow)], env=env, cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "agentflow", "run", str(workflow)], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first = None
     for line in process.stdout:

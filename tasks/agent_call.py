@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from prefect import task
 
-from flows.errors import AssertionFailed, ConfigError
-from flows.observe import retry_condition
-from tasks.backends import Backend
-from tasks.backends.process import ProcessBackend
-from tasks.backends.python import PythonBackend
-from tasks.request import AgentRequest
-from tasks.results import AgentResult
+from agentflow.errors import AssertionFailed, ConfigError
+from agentflow.events import retry_condition
+from agentflow.tasks.backends import Backend
+from agentflow.tasks.backends.process import ProcessBackend
+from agentflow.tasks.backends.python import PythonBackend
+from agentflow.tasks.request import AgentRequest
+from agentflow.tasks.results import AgentResult
 
 BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend()}
 

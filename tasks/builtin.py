@@ -15,8 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from flows.errors import ConfigError, StepFailed
-from tasks.results import AgentResult, Artifact
+from agentflow.errors import ConfigError, StepFailed
+from agentflow.tasks.results import AgentResult, Artifact
 
 _MARKER = re.compile(r"\b(TODO|FIXME|XXX|HACK)\b")
 _TEST_PATTERNS = {

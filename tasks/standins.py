@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from tasks.builtin import tracked_files
+from agentflow.tasks.builtin import tracked_files
 
 # Bangladesh VAT and Supplementary Duty Act 2012: standard rate and the reduced rates.
 BD_VAT_RATES = {Decimal("15"), Decimal("10"), Decimal("7.5"), Decimal("5"), Decimal("0")}

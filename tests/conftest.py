@@ -12,7 +12,7 @@ from pathlib import Path
 # earlier session (same inputs, same content) cannot turn a test's expected miss into a hit.
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="agentflow-test-results-")
 
-import flows  # noqa: E402,F401  (sets agentflow's Prefect defaults before Prefect is imported)
+import agentflow  # noqa: E402,F401  (sets agentflow's Prefect defaults before Prefect is imported)
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def cli(prefect_server, tmp_path):
     def run(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 240):
         environment = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(FIXTURES),
                        **(env or {})}
-        return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd or REPO, env=environment,
+        return subprocess.run([sys.executable, "-m", "agentflow", *args], cwd=cwd or REPO, env=environment,
                               capture_output=True, text=True, timeout=timeout)
 
     return run

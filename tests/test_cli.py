@@ -139,7 +139,7 @@ def test_main_job_on_embedded_server_is_quiet_and_complete(tmp_path):
     home = tmp_path / "prefect-home"
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(home)
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "workflows/repo-health.yaml",
+    done = subprocess.run([sys.executable, "-m", "agentflow", "run", "workflows/repo-health.yaml",
                            "-i", f"report={tmp_path / 'report.md'}", "--json"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -223,7 +223,7 @@ def test_interrupt_stops_running_commands(cli, write, tmp_path, prefect_server, 
     lines = "".join(f'  - {{id: {f.stem}, run: [sh, -c, "echo $$ > {f}; exec sleep 300"]}}\n' for f in fifos)
     path = write(f"name: cli-interrupt\npattern: parallel\nsteps:\n{lines}")
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(REPO / "tests" / "fixtures")}
-    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(path)], cwd=tmp_path, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "agentflow", "run", str(path)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids = [int(fifo.read_text()) for fifo in fifos]  # blocks until each command has started
     process.send_signal(sig)

@@ -76,7 +76,7 @@ def test_killed_run_is_crashed_by_the_installed_automation(started_server, tmp_p
 
     # The automation changes the flow run only; agentflow finishes the job when it looks:
     # the step's task run leaves Running and the command left behind is killed.
-    status = subprocess.run([sys.executable, "-m", "flows.cli", "status", run_id], cwd=tmp_path, env=env,
+    status = subprocess.run([sys.executable, "-m", "agentflow", "status", run_id], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert "Crashed" in status.stdout.splitlines()[0], status.stdout + status.stderr
     assert gone(run.held["s1"])
@@ -85,7 +85,7 @@ def test_killed_run_is_crashed_by_the_installed_automation(started_server, tmp_p
     assert "Running" not in [t["state_name"] for t in task_runs]
 
     (tmp_path / "hold-s1").unlink()
-    resumed = subprocess.run([sys.executable, "-m", "flows.cli", "resume", run_id], cwd=tmp_path, env=env,
+    resumed = subprocess.run([sys.executable, "-m", "agentflow", "resume", run_id], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert (tmp_path / "out.txt").read_text().splitlines() == ["s1"]

@@ -250,7 +250,7 @@ steps:
     (tmp_path / "hold-s1").touch()
     os.mkfifo(tmp_path / "hold-s1.go")
     first = Killed(cli_env, tmp_path, tmp_path / "wf.yaml", holders=1)  # holds the lock, in its agent
-    second = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "wf.yaml"], cwd=tmp_path,
+    second = subprocess.Popen([sys.executable, "-m", "agentflow", "run", "wf.yaml"], cwd=tmp_path,
                               env={**cli_env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     started = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import build_flow, load_workflow
+from agentflow import build_flow, load_workflow
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"

@@ -8,18 +8,18 @@ One module per group of commands; each registers its commands on `app` (flows/cl
 
 from __future__ import annotations
 
-from flows import _prefect_env
+from agentflow import _prefect_env
 
 # Before anything imports Prefect: it reads its settings once, at import.
 _prefect_env.apply(_prefect_env.QUIET)
 _prefect_env.apply(_prefect_env.RELIABLE)
 
 # Each module registers its commands; `--help` lists them in this order.
-from flows.cli import running  # noqa: E402,F401,I001
-from flows.cli import history  # noqa: E402,F401
-from flows.cli import definitions  # noqa: E402,F401
-from flows.cli import cache  # noqa: E402,F401
-from flows.cli._app import app  # noqa: E402
+from agentflow.flows.cli import running  # noqa: E402,F401,I001
+from agentflow.flows.cli import history  # noqa: E402,F401
+from agentflow.flows.cli import definitions  # noqa: E402,F401
+from agentflow.flows.cli import cache  # noqa: E402,F401
+from agentflow.flows.cli._app import app  # noqa: E402
 
 
 def main() -> None:

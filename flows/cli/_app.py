@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from flows.errors import InputError, SpecError
+from agentflow.errors import InputError, SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Durable AI-agent workflows in YAML, run on Prefect.")
@@ -20,7 +20,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
 
 def _load(path: Path):
-    from flows.loader import load_workflow
+    from agentflow.flows.language.loader import load_workflow
 
     try:
         return load_workflow(path)
@@ -44,7 +44,7 @@ def _parse_inputs(pairs: list[str]) -> dict[str, str]:
 
 def _prepare(workflow: Path, inputs: list[str]) -> tuple[Any, dict[str, Any]]:
     """The loaded workflow and its checked inputs, or exit 2 saying what is wrong."""
-    from flows.inputs import validate_inputs
+    from agentflow.flows.language.inputs import validate_inputs
 
     resolved = _load(workflow)
     try:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli._app import EXIT_INVALID, app, err, out
+from agentflow.flows.cli._app import EXIT_INVALID, app, err, out
 
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect or clear cached step results.")
 app.add_typer(cache_app, name="cache")
@@ -18,7 +18,7 @@ def cache_stats() -> None:
     """Entries, size, and hit/miss counts per agent."""
     from rich.table import Table
 
-    from tasks import cache_index
+    from agentflow.flows.durability import cache_index
 
     now = time.time()
     storage = cache_index.index_dir().parent
@@ -49,8 +49,8 @@ def cache_clear(
     older_than: Optional[str] = typer.Option(None, "--older-than", help="Only entries older than this, e.g. 7d."),
 ) -> None:
     """Delete cached step results (all, one agent's, or old ones)."""
-    from flows.spec import parse_duration
-    from tasks import cache_index
+    from agentflow.flows.language.spec import parse_duration
+    from agentflow.flows.durability import cache_index
 
     try:
         min_age = parse_duration(older_than) if older_than else 0.0

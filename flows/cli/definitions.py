@@ -10,8 +10,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from flows.cli._app import EXIT_FAILED, _load, _prepare, app, err, out
-from flows.errors import SpecError
+from agentflow.flows.cli._app import EXIT_FAILED, _load, _prepare, app, err, out
+from agentflow.errors import SpecError
 
 @app.command()
 def plan(
@@ -22,7 +22,7 @@ def plan(
     """Dry run: which steps would be answered from the cache now, and why not. Calls no agent."""
     from rich.table import Table
 
-    from flows.plan import plan_workflow
+    from agentflow.flows.engine.dry_run import plan_workflow
 
     resolved, values = _prepare(workflow, inputs)
     verdicts = plan_workflow(resolved, values)
@@ -44,7 +44,7 @@ def plan(
 @app.command()
 def validate(workflows: list[Path] = typer.Argument(..., help="Workflow YAML files.")) -> None:
     """Check definitions; print every problem as file:line: where: what; fix."""
-    from flows.loader import is_agents_file, load_agents_file, load_workflow
+    from agentflow.flows.language.loader import is_agents_file, load_agents_file, load_workflow
 
     failed = 0
     for path in workflows:
@@ -71,7 +71,7 @@ def graph(
     mermaid: bool = typer.Option(False, "--mermaid", help="Print a mermaid flowchart."),
 ) -> None:
     """Print the step graph: which steps run together and what each waits for."""
-    from flows import graph as graph_
+    from agentflow.flows.language import graph as graph_
 
     resolved = _load(workflow)
     deps = resolved.dependencies
@@ -98,6 +98,6 @@ def _label(step: Any, agents: dict) -> str:
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the workflow language (for editor completion)."""
-    from flows.schema import workflow_schema
+    from agentflow.flows.language.schema import workflow_schema
 
     sys.stdout.write(json.dumps(workflow_schema(), indent=2) + "\n")

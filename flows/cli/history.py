@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from flows.cli._app import EXIT_FAILED, EXIT_INVALID, app, err, out
+from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INVALID, app, err, out
 
 @app.command()
 def runs(
@@ -18,8 +18,8 @@ def runs(
     """Recent runs, newest first, as the Prefect server records them."""
     from rich.table import Table
 
-    from flows import crash
-    from flows.history import list_runs
+    from agentflow.flows.durability import crash
+    from agentflow.flows.durability.history import list_runs
 
     table = Table()
     for column in ("run", "workflow", "state", "started", "time", "version"):
@@ -37,9 +37,9 @@ def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix 
     """One run's state and each of its steps (task runs). Exit 0 if it completed, 1 if not."""
     from rich.table import Table
 
-    from flows.history import RunNotFound, find_run, run_steps
+    from agentflow.flows.durability.history import RunNotFound, find_run, run_steps
 
-    from flows import crash
+    from agentflow.flows.durability import crash
 
     try:
         run = find_run(run_id)

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import typer
 
-from flows.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app, err, out
-from flows.errors import SpecError
+from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app, err, out
+from agentflow.errors import SpecError
 
 @app.command()
 def run(
@@ -24,7 +24,7 @@ def run(
     refresh: bool = typer.Option(False, "--refresh", help="Recompute cached steps and overwrite their entries."),
 ) -> None:
     """Run a workflow now, showing each step as it starts and ends."""
-    from flows.compile import build_flow
+    from agentflow.flows.engine.compile import build_flow
 
     resolved, values = _prepare(workflow, inputs)
     if no_cache and refresh:
@@ -40,10 +40,10 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "") -> int:
     """Run `invoke` (which returns the flow run's final state) showing each step; the exit code."""
-    from flows._progress import ProgressView
-    from flows.observe import listening
+    from agentflow.flows.cli.progress import ProgressView
+    from agentflow.events import listening
 
-    from flows.crash import ensure_crash_automation
+    from agentflow.flows.durability.crash import ensure_crash_automation
 
     console = err if as_json else out
     spec = resolved.spec
@@ -94,8 +94,8 @@ def resume(
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
 ) -> None:
     """Finish a crashed, failed or cancelled run; steps it completed are not run again."""
-    from flows import journal
-    from flows import resume as resume_
+    from agentflow.flows.durability import journal
+    from agentflow.flows.durability import resume as resume_
 
     prepared = _resolve_run(lambda: resume_.prepare_resume(run_id, force))
     for change in prepared.changes:
@@ -113,7 +113,7 @@ def rerun(
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
 ) -> None:
     """Run a step and everything downstream of it again, as a new run; reuse the rest."""
-    from flows import resume as resume_
+    from agentflow.flows.durability import resume as resume_
 
     prepared, again = _resolve_run(lambda: resume_.prepare_rerun(run_id, from_step))
     for change in prepared.changes:
@@ -126,8 +126,8 @@ def rerun(
 
 def _resolve_run(prepare: Callable[[], Any]) -> Any:
     """The prepared run, or exit: 0 if there is nothing to do, 2 if it cannot be done."""
-    from flows.history import RunNotFound
-    from flows.resume import NothingToResume, ResumeRefused
+    from agentflow.flows.durability.history import RunNotFound
+    from agentflow.flows.durability.resume import NothingToResume, ResumeRefused
 
     try:
         return prepare()

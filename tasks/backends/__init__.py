@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tasks.request import AgentRequest
-from tasks.results import AgentResult
+from agentflow.tasks.request import AgentRequest
+from agentflow.tasks.results import AgentResult
 
 
 class Backend(Protocol):

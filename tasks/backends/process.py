@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-from flows.errors import ConfigError, StepFailed, StepTimeout
-from tasks.request import AgentRequest
-from tasks.results import AgentResult, parse_text
+from agentflow.errors import ConfigError, StepFailed, StepTimeout
+from agentflow.tasks.request import AgentRequest
+from agentflow.tasks.results import AgentResult, parse_text
 
 STDERR_TAIL = 2000
 

@@ -12,9 +12,9 @@ import inspect
 import time
 from typing import Any, Callable
 
-from flows.errors import ConfigError, StepFailed
-from tasks.request import AgentRequest
-from tasks.results import AgentResult, from_value
+from agentflow.errors import ConfigError, StepFailed
+from agentflow.tasks.request import AgentRequest
+from agentflow.tasks.results import AgentResult, from_value
 
 
 class PythonBackend:
@@ -40,11 +40,32 @@ def resolve(target: str, step: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"step `{step}`: cannot import `{module_name}` for `{target}` ({exc}); "
-                          "check the module path and that it is importable from the current directory") from None
+                          + (_moved(module_name, attribute) or "check the module path and that it is "
+                             "importable from the current directory")) from None
     function = getattr(module, attribute, None)
     if not callable(function):
-        raise ConfigError(f"step `{step}`: `{module_name}` has no function `{attribute}`; fix `{target}`")
+        raise ConfigError(f"step `{step}`: `{module_name}` has no function `{attribute}`; "
+                          + (_moved(module_name, attribute) or f"fix `{target}`"))
     return function
+
+
+# Built-in callables were once spelled `tasks.builtin:NAME`; `tasks` is now the user's own
+# (agentflow lives under `agentflow.`), so the old spelling finds the user's module, or none.
+_OLD_PACKAGES = ("tasks.", "flows.")
+
+
+def _moved(module_name: str, attribute: str) -> str:
+    """The fix when an old spelling of a built-in callable was meant, else ""."""
+    if not module_name.startswith(_OLD_PACKAGES):
+        return ""
+    new = f"agentflow.{module_name}"
+    try:
+        module = importlib.import_module(new)
+    except ImportError:
+        return ""
+    if not callable(getattr(module, attribute, None)):
+        return ""
+    return f"agentflow's built-ins moved: write `{new}:{attribute}`"
 
 
 def _arguments(function: Callable[..., Any], request: AgentRequest) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows import expressions
-from flows.errors import ExpressionError
+from agentflow.flows.language import expressions
+from agentflow.errors import ExpressionError
 
 CONTEXT = {
     "inputs": {"target": 300, "name": "VAT", "tags": ["a", "b"]},

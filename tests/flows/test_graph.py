@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows import graph
+from agentflow.flows.language import graph
 
 
 def test_sequential_adds_previous_step():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.errors import SpecError
-from flows.loader import load_agents_file, load_text, load_workflow
+from agentflow.errors import SpecError
+from agentflow.flows.language.loader import load_agents_file, load_text, load_workflow
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = REPO / "tests" / "bad"

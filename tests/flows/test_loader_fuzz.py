@@ -6,8 +6,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.errors import SpecError
-from flows.loader import load_text
+from agentflow.errors import SpecError
+from agentflow.flows.language.loader import load_text
 
 _KEYS = ["name", "steps", "id", "run", "call", "agent", "prompt", "when", "for_each", "repeat", "until", "max",
          "depends_on", "retries", "timeout", "inputs", "type", "default", "pattern", "agents", "kind", "command",

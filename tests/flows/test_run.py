@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from procs import gone
 
-from flows import build_flow
-from flows.errors import InputError, WorkflowFailed
-from flows.loader import load_text
+from agentflow import build_flow
+from agentflow.errors import InputError, WorkflowFailed
+from agentflow.flows.language.loader import load_text
 
 
 def flow_of(text: str):

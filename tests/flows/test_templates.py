@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows import templates
-from flows.errors import TemplateError
+from agentflow.flows.language import templates
+from agentflow.errors import TemplateError
 
 
 def test_renders_pipeline_values():

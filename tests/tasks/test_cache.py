@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flows import build_flow
-from flows.loader import load_workflow
-from tasks.cache import read_repo_state
+from agentflow import build_flow
+from agentflow.flows.language.loader import load_workflow
+from agentflow.flows.durability.cache import read_repo_state
 
 WORKFLOW = """
 name: cached

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.results import AgentResult, from_value, parse_text
+from agentflow.tasks.results import AgentResult, from_value, parse_text
 
 TEXT = """Some preamble line
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flows.errors import ExpressionError
+from agentflow.errors import ExpressionError
 
 MAX_LENGTH = 2000
 _CONSTANT_NAMES = {"true": True, "false": False, "null": None, "none": None,

@@ -19,8 +19,8 @@ import socket
 import uuid
 from typing import Any
 
-from flows import journal
-from tasks.backends.process import kill_orphans, process_start
+from agentflow.flows.durability import journal
+from agentflow.tasks.backends.process import kill_orphans, process_start
 
 ACTIVE = ("Running", "Pending")
 AUTOMATION_NAME = "agentflow: mark runs Crashed when their heartbeats stop"

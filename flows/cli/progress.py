@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flows.observe import StepEvent
+from agentflow.events import StepEvent
 
 _STYLE = {"cached": "blue", "reused": "blue", "success": "green", "failed": "red", "skipped": "yellow",
           "completed_with_errors": "yellow", "not_run": "dim"}

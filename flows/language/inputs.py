@@ -7,8 +7,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from flows.errors import InputError
-from flows.spec import InputSpec, Workflow
+from agentflow.errors import InputError
+from agentflow.flows.language.spec import InputSpec, Workflow
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from flows import _yaml
-from flows._pydantic_errors import problems_from
-from flows.checks import check_agents_file, check_workflow
-from flows.errors import Problem, SpecError, format_got, format_path
-from flows.spec import AgentsFile, AgentSpec, ResolvedWorkflow, Workflow
+from agentflow.flows.language import document as _yaml
+from agentflow.flows.language.pydantic_problems import problems_from
+from agentflow.flows.language.checks import check_agents_file, check_workflow
+from agentflow.errors import Problem, SpecError, format_got, format_path
+from agentflow.flows.language.spec import AgentsFile, AgentSpec, ResolvedWorkflow, Workflow
 
 
 def load_workflow(path: str | Path) -> ResolvedWorkflow:

@@ -17,12 +17,14 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows import crash, graph, journal
-from flows.errors import AgentflowError
-from flows.history import find_run
-from flows.loader import load_workflow
-from flows.spec import ResolvedWorkflow
-from tasks.cache import read_repo_state
+from agentflow.flows.durability import crash
+from agentflow.flows.language import graph
+from agentflow.flows.durability import journal
+from agentflow.errors import AgentflowError
+from agentflow.flows.durability.history import find_run
+from agentflow.flows.language.loader import load_workflow
+from agentflow.flows.language.spec import ResolvedWorkflow
+from agentflow.flows.durability.cache import read_repo_state
 
 
 class ResumeRefused(AgentflowError):
@@ -75,7 +77,7 @@ def resume(prepared: Prepared) -> Any:
     from prefect.flow_engine import run_flow
     from prefect.states import Scheduled
 
-    from flows.compile import build_flow
+    from agentflow.flows.engine.compile import build_flow
 
     flow = build_flow(prepared.workflow, cache=prepared.record.cache)
     crash.crash_orphaned_tasks(prepared.run_id)
@@ -105,7 +107,7 @@ def rerun(prepared: Prepared, again: set[str]) -> Any:
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
 
-    from flows.compile import build_flow
+    from agentflow.flows.engine.compile import build_flow
 
     flow = build_flow(prepared.workflow, cache=prepared.record.cache, refresh=frozenset(again))
     old = journal.Journal(prepared.run_id)

@@ -67,7 +67,7 @@ def retry_condition(task: Any, task_run: Any, state: Any) -> bool:
 
     Prefect calls it only when the task has retries left, so a True here is a retry.
     """
-    from flows.errors import NOT_RETRYABLE
+    from agentflow.errors import NOT_RETRYABLE
 
     if isinstance(state.data, NOT_RETRYABLE):
         return False

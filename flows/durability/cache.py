@@ -153,7 +153,7 @@ class StepLocks(FileSystemLockManager):
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         if self.is_locked(key):
-            from flows.observe import StepEvent, emit
+            from agentflow.events import StepEvent, emit
 
             emit(StepEvent(kind="waiting", step="", label="", cache_key=key))
         return super().wait_for_lock(key, timeout)

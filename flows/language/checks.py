@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from flows import expressions, graph, templates
-from flows._yaml import Document
-from flows.errors import ExpressionError, Problem, TemplateError, format_path
-from flows.spec import AgentSpec, RUNNABLE_AGENT_KINDS
+from agentflow.flows.language import expressions
+from agentflow.flows.language import graph
+from agentflow.flows.language import templates
+from agentflow.flows.language.document import Document
+from agentflow.errors import ExpressionError, Problem, TemplateError, format_path
+from agentflow.flows.language.spec import AgentSpec, RUNNABLE_AGENT_KINDS
 
 _EXPRESSION_ROOTS = {
     "when": ("inputs", "steps", "item"),

@@ -22,19 +22,21 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from prefect.utilities.annotations import quote
 
-from flows import journal as journal_
-from flows import requests, step_results, templates
-from flows.crash import RUN_TAG
-from flows.errors import ExpressionError, TemplateError, WorkflowFailed
-from flows.observe import StepEvent, emit
-from tasks import cache_index
-from tasks.backends.process import allow_commands, kill_running
-from tasks.cache import RepoState, read_repo_state
-from tasks.request import AgentRequest
-from tasks.results import AgentResult
+from agentflow.flows.durability import journal as journal_
+from agentflow.flows.engine import requests
+from agentflow.flows.engine import outcomes as step_results
+from agentflow.flows.language import templates
+from agentflow.flows.durability.crash import RUN_TAG
+from agentflow.errors import ExpressionError, TemplateError, WorkflowFailed
+from agentflow.events import StepEvent, emit
+from agentflow.flows.durability import cache_index
+from agentflow.tasks.backends.process import allow_commands, kill_running
+from agentflow.flows.durability.cache import RepoState, read_repo_state
+from agentflow.tasks.request import AgentRequest
+from agentflow.tasks.results import AgentResult
 
 if TYPE_CHECKING:
-    from flows.compile import CompiledWorkflow, StepPlan
+    from agentflow.flows.engine.compile import CompiledWorkflow, StepPlan
 
 STOPPING_CRITICALITIES = ("critical", "high")
 SIGNAL_CHECK_S = 0.25

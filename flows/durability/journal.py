@@ -34,8 +34,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.backends.process import process_start
-from tasks.results import AgentResult
+from agentflow.tasks.backends.process import process_start
+from agentflow.tasks.results import AgentResult
 
 _log = logging.getLogger("agentflow")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flows.errors import AgentflowError
+from agentflow.errors import AgentflowError
 
 SEARCH_LIMIT = 200  # recent runs searched for an id prefix
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from prefect.results import ResultRecord
 
-from flows import requests
-from flows.errors import AgentflowError, ExpressionError
-from flows.expressions import Expression
-from tasks.results import AgentResult
+from agentflow.flows.engine import requests
+from agentflow.errors import AgentflowError, ExpressionError
+from agentflow.flows.language.expressions import Expression
+from agentflow.tasks.results import AgentResult
 
 
 def apply_gates(step_id: str, gates: tuple[Expression, ...], result: AgentResult,

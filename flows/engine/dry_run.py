@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flows import graph, requests
-from flows.compile import compile_workflow
-from flows.errors import ExpressionError
-from flows.spec import ResolvedWorkflow
-from tasks import cache_index
-from tasks.cache import read_repo_state
-from tasks.results import AgentResult
+from agentflow.flows.language import graph
+from agentflow.flows.engine import requests
+from agentflow.flows.engine.compile import compile_workflow
+from agentflow.errors import ExpressionError
+from agentflow.flows.language.spec import ResolvedWorkflow
+from agentflow.flows.durability import cache_index
+from agentflow.flows.durability.cache import read_repo_state
+from agentflow.tasks.results import AgentResult
 
 
 @dataclass(frozen=True)

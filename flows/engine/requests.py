@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flows import templates
-from flows.errors import TemplateError
-from tasks.cache import RepoState, hash_files, step_key
-from tasks.request import AgentRequest
+from agentflow.flows.language import templates
+from agentflow.errors import TemplateError
+from agentflow.flows.durability.cache import RepoState, hash_files, step_key
+from agentflow.tasks.request import AgentRequest
 
 if TYPE_CHECKING:
-    from flows.compile import StepPlan
+    from agentflow.flows.engine.compile import StepPlan
 
 
 def build(workflow: str, plan: "StepPlan", context: dict[str, Any], item: Any = None,

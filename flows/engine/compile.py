@@ -15,15 +15,15 @@ from prefect import Flow, Task, tags
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import expressions
-from flows.expressions import Expression
-from flows.crash import RUN_TAG
-from flows.errors import InputError
-from flows.inputs import validate_inputs
-from flows.runtime import execute
-from flows.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
-from tasks.agent_call import agent_call
-from tasks.cache import KEY_PARTS, StepCachePolicy, StepLocks
+from agentflow.flows.language import expressions
+from agentflow.flows.language.expressions import Expression
+from agentflow.flows.durability.crash import RUN_TAG
+from agentflow.errors import InputError
+from agentflow.flows.language.inputs import validate_inputs
+from agentflow.flows.engine.scheduler import execute
+from agentflow.flows.language.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
+from agentflow.tasks.agent_call import agent_call
+from agentflow.flows.durability.cache import KEY_PARTS, StepCachePolicy, StepLocks
 
 _PY_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
 # A Prefect timeout is a backstop for commands: their own timer kills the process group first.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.spec import AgentsFile, Workflow
+from agentflow.flows.language.spec import AgentsFile, Workflow
 
 SCHEMA_ID = "https://agentflow.dev/schema/workflow.json"
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from flows._yaml import Document
-from flows.errors import Problem, format_got, format_path
+from agentflow.flows.language.document import Document
+from agentflow.errors import Problem, format_got, format_path
 
 # What to do about a wrong value, by the name of the field it is in.
 _FIXES = {
@@ -23,8 +23,8 @@ _FIXES = {
     "max_parallel": "use a whole number of at least 1",
     "run": "write the command as a list of arguments, e.g. [git, log, -n, '5']",
     "command": "write the command as a list of arguments, e.g. [ruff, check, .]",
-    "call": "write it as module:function, e.g. tasks.builtin:count_tests",
-    "callable": "write it as module:function, e.g. tasks.builtin:count_tests",
+    "call": "write it as module:function, e.g. agentflow.tasks.builtin:count_tests",
+    "callable": "write it as module:function, e.g. agentflow.tasks.builtin:count_tests",
     "kind": "use claude-code, llm, shell, python or http",
     "criticality": "use critical, high, medium or low",
     "type": "use string, integer, number, boolean, array or object",
