@@ -23,7 +23,9 @@ _prefect_env.apply(_prefect_env.RELIABLE)
 _PUBLIC = {
     "load_workflow": "agentflow.flows.language.loader",
     "build_flow": "agentflow.flows.engine.compile",
-    "run_workflow": "agentflow.flows.engine.compile",
+    "run_workflow": "agentflow.flows.engine.entrypoint",
+    "WorkflowResult": "agentflow.flows.engine.result",
+    "StepOutcome": "agentflow.flows.engine.result",
     "AgentResult": "agentflow.tasks.results",
     "AgentflowError": "agentflow.errors",
     "SpecError": "agentflow.errors",

@@ -16,7 +16,7 @@ RELIABLE = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "100",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
     # A heartbeat every 30 s (Prefect's minimum; its default is 180): the crash automation
-    # agentflow installs on a started server (flows/crash.py) then finds a killed run in ~1 min.
+    # agentflow installs on a started server (flows/durability/crash.py) then finds a killed run in ~1 min.
     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
 }
 

@@ -90,10 +90,12 @@ class AssertionFailed(AgentflowError):
 
 
 class WorkflowFailed(AgentflowError):
-    """A run ended with at least one failed step that the workflow could not go on without."""
+    """A run ended with at least one failed step that the workflow could not go on without.
 
-    def __init__(self, message: str, results: dict | None = None):
-        self.results = results or {}
+    `result` is the run's `WorkflowResult` (every step's outcome, the failed ones named)."""
+
+    def __init__(self, message: str, result: Any = None):
+        self.result = result
         super().__init__(message)
 
 

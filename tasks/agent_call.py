@@ -1,25 +1,51 @@
 """The one Prefect task that calls an agent: every step run is a run of `agent_call`.
 
 The compiler gives each step its own copy (`with_options`) carrying the step's retries,
-backoff, timeout and tags; the body only dispatches the request to its backend.
+backoff, timeout, cache policy and tags; the body only dispatches the request to its backend.
 """
 
 from __future__ import annotations
 
+import re
+from contextvars import ContextVar
+from typing import Any
+
 from prefect import task
 
-from agentflow.errors import AssertionFailed, ConfigError
-from agentflow.events import retry_condition
+from agentflow.errors import NOT_RETRYABLE, AssertionFailed, ConfigError
+from agentflow.events import StepEvent, emit
 from agentflow.tasks.backends import Backend
 from agentflow.tasks.backends.process import ProcessBackend
 from agentflow.tasks.backends.python import PythonBackend
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult
 
-BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend()}
+_BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend()}
+
+# The attempts each task run has made, by its name, for the flow run that sets it (the
+# scheduler): Prefect copies the context into the worker threads that run the tasks.
+ATTEMPTS: ContextVar[dict[str, int] | None] = ContextVar("agentflow_attempts", default=None)
+# A task run is named after its step: `review`, `gateways[bKash]`, `profile#2`, `x (skipped)`.
+_STEP_OF_LABEL = re.compile(r"[A-Za-z0-9_]*")
 
 
-@task(name="agent_call", task_run_name="{request.label}", retry_condition_fn=retry_condition,
+def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry what a retry can fix, count it, and say so.
+
+    Prefect calls it only when the task has retries left, so a True here is a retry.
+    """
+    if isinstance(state.data, NOT_RETRYABLE):
+        return False
+    attempt = task_run.run_count + 1
+    attempts = ATTEMPTS.get()
+    if attempts is not None:
+        attempts[task_run.name] = attempt
+    step = _STEP_OF_LABEL.match(task_run.name).group(0)
+    emit(StepEvent(kind="retrying", step=step, label=task_run.name, attempt=attempt, summary=state.message or ""))
+    return True
+
+
+@task(name="agent_call", task_run_name="{request.label}", retry_condition_fn=_retry_condition,
       persist_result=False)
 def agent_call(request: AgentRequest) -> AgentResult:
     if request.kind == "skip":
@@ -30,4 +56,4 @@ def agent_call(request: AgentRequest) -> AgentResult:
         if not request.passed:
             raise AssertionFailed(f"step `{request.step}`: {request.message}")
         return AgentResult(summary=f"holds: {request.message}")
-    return BACKENDS[request.kind].call(request)
+    return _BACKENDS[request.kind].call(request)

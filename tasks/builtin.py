@@ -15,7 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from agentflow.errors import ConfigError, StepFailed
+from agentflow.errors import StepFailed
+from agentflow.git import git
 from agentflow.tasks.results import AgentResult, Artifact
 
 _MARKER = re.compile(r"\b(TODO|FIXME|XXX|HACK)\b")
@@ -29,20 +30,16 @@ MAX_SCAN_BYTES = 2_000_000  # skip files larger than this when reading contents
 
 
 def _git(repo: str, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, errors="replace",
-                              timeout=120)
-    except FileNotFoundError:
-        raise ConfigError("git is not installed; install git to analyse a repository") from None
+    done = git(repo, *args)
     if done.returncode != 0:
-        raise StepFailed(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()[-500:]}")
-    return done.stdout
+        stderr = done.stderr.decode(errors="replace").strip()
+        raise StepFailed(f"git {' '.join(args)} failed in {repo}: {stderr[-500:]}")
+    return done.stdout.decode(errors="replace")
 
 
-def has_commits(repo: str) -> bool:
+def _has_commits(repo: str) -> bool:
     _git(repo, "rev-parse", "--git-dir")  # fails clearly when `repo` is not a repository
-    return subprocess.run(["git", "-C", repo, "rev-parse", "--verify", "--quiet", "HEAD"],
-                          capture_output=True).returncode == 0
+    return git(repo, "rev-parse", "--verify", "--quiet", "HEAD").returncode == 0
 
 
 def tracked_files(repo: str) -> list[str]:
@@ -51,7 +48,7 @@ def tracked_files(repo: str) -> list[str]:
 
 def git_history(repo: str = ".", days: int = 90) -> dict[str, Any]:
     """Commits, authors and the most often changed files over the last `days` days."""
-    if not has_commits(repo):
+    if not _has_commits(repo):
         return {"summary": "no commits yet", "commits": 0, "authors": {}, "most_changed": {}, "head": ""}
     log = _git(repo, "log", f"--since={int(days)} days ago", "--name-only", "--format=@@%h%x09%an%x09%ad",
                "--date=short")

@@ -1,4 +1,4 @@
-"""`AgentRequest`: everything one agent call needs, already rendered.
+"""`AgentRequest`: everything one agent call needs, already rendered, and the call's key.
 
 The flow renders templates and evaluates conditions before it submits a step, so a task's
 input is exactly what the agent sees: the natural thing to key a cache on.
@@ -14,6 +14,28 @@ from pydantic import BaseModel, ConfigDict, Field
 # assert: report an already evaluated condition; skip: a step whose `when` was false;
 # error: a step that could not be prepared (its template failed), reported as its failure.
 Kind = Literal["process", "python", "assert", "skip", "error"]
+
+
+class CallKey(BaseModel):
+    """What one step call is made of, as digests computed once by the flow before it submits
+    the call. The run journal knows a call by its `identity`; the cache key is composed from
+    the same parts plus the repository state and the files' content
+    (flows/durability/cache.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workflow: str
+    step: str  # digest of the step's definition
+    agent: str | None  # digest of the agent's configuration (None: not an agent step)
+    request: str  # digest of the rendered request (`AgentRequest.key_view`)
+    repo: dict[str, Any] | None = None  # commit and dirty hash: set when the cache key uses them
+    files: dict[str, str] | None = None  # content hash by path: set when the cache key uses them
+
+    @property
+    def identity(self) -> str:
+        """The call within a run: no repository state, so that a resumed run takes a completed
+        call from its journal even if the commit moved since."""
+        return f"{self.step}.{self.agent or '-'}.{self.request}"
 
 
 class AgentRequest(BaseModel):
@@ -34,8 +56,8 @@ class AgentRequest(BaseModel):
     iteration: int | None = None
     passed: bool | None = None  # for kind=assert
     message: str = ""  # why a step was skipped, the assert's message, or the preparation error
-    cache_key: str | None = None  # set by the flow when the step's result may be cached
+    key: CallKey | None = None  # set by the flow when the step's result may be cached
 
     def key_view(self) -> dict[str, Any]:
-        """What the agent sees, for the cache key: not the run's labels, not the key itself."""
-        return self.model_dump(mode="json", exclude={"label", "timeout", "cache_key", "workflow", "step"})
+        """What the agent sees, for the call's identity: not the run's labels, not the key."""
+        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step"})

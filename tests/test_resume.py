@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from agentflow.flows.durability.locks import StepLocks
 from background import STEP, Killed
 from procs import gone
 from waiting import until
@@ -270,19 +272,22 @@ steps:
 
 def test_a_killed_run_does_not_keep_its_lock(cli, cli_env, tmp_path):
     """A run killed with SIGKILL while it holds a step's lock: the next run on that key is not
-    blocked (Prefect's file locks never expire; agentflow frees those of dead processes)."""
+    blocked (Prefect's file locks never expire; agentflow's are flocks, freed by the kernel
+    when their holder dies, even while the command it started lives on)."""
     (tmp_path / "wf.yaml").write_text(f"""
 name: stale-lock
 steps:
   - {{id: s1, cache: true, run: {_step('s1', hold=True)}}}
 """)
     (tmp_path / "hold-s1").touch()
+    locks = StepLocks(Path(os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"]) / "agentflow-locks")
+    before = {p.stem for p in locks.directory.glob("*.lock")}
     run = Killed(cli_env, tmp_path, tmp_path / "wf.yaml", holders=1)
-    run.kill()
-    locks = Path(os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"]) / "agentflow-locks"
     try:
-        holders = [json.loads(p.read_text()).get("pid") for p in locks.glob("*.lock")]
-        assert run.process.pid in holders, "the killed run should have left its lock behind"
+        (key,) = {p.stem for p in locks.directory.glob("*.lock")} - before
+        assert locks.is_locked(key), "the running step holds its key's lock"
+        run.kill()
+        assert not locks.is_locked(key)
         (tmp_path / "hold-s1").unlink()
         done = cli("run", "wf.yaml", cwd=tmp_path, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr

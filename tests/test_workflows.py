@@ -32,30 +32,30 @@ def finance_repo(tmp_path, monkeypatch):
 def test_finance_feature_sequential(finance_repo):
     """The four agents run in order; the validator finds the invalid VAT rate."""
     result = build_flow(load_workflow(WORKFLOWS / "finance-feature.yaml"))()
-    assert list(result) == ["validate", "context", "review", "profile"]
-    assert "1 invalid VAT rates in 2 files" in result["validate"]["summary"]
-    assert "vat.ts:2: VAT rate 12%" in result["validate"]["output"]
-    assert result["review"]["metrics"]["findings"] == 1
-    assert result["profile"]["metrics"]["p95_ms"] > 0
+    assert list(result.steps) == ["validate", "context", "review", "profile"]
+    assert "1 invalid VAT rates in 2 files" in result["validate"].summary
+    assert "vat.ts:2: VAT rate 12%" in result["validate"].output
+    assert result["review"].metrics["findings"] == 1
+    assert result["profile"].metrics["p95_ms"] > 0
 
 
 def test_health_check_parallel(finance_repo):
     """Three gateways are checked as three task runs next to the database profile."""
     result = build_flow(load_workflow(WORKFLOWS / "health-check.yaml"))()
-    items = result["gateways"]["data"]["items"]
+    items = result["gateways"].data["items"]
     assert [i["item"] for i in items] == ["bKash", "Nagad", "NBR portal"]
-    assert result["all_reachable"]["status"] == "success"
-    assert result["database"]["metrics"]["invoices"] == 100
+    assert result["all_reachable"].status == "success"
+    assert result["database"].metrics["invoices"] == 100
 
 
 def test_performance_optimization_iterates_to_target(finance_repo):
     """The profiler repeats until p95 is under the target or 5 rounds have run."""
     result = build_flow(load_workflow(WORKFLOWS / "performance-optimization.yaml"))(target_ms=0.0001)
-    assert result["profile"]["metrics"]["iterations"] == 5
-    assert result["profile"]["metrics"]["until_met"] is False
+    assert result["profile"].metrics["iterations"] == 5
+    assert result["profile"].metrics["until_met"] is False
     easy = build_flow(load_workflow(WORKFLOWS / "performance-optimization.yaml"))(target_ms=1e9)
-    assert easy["profile"]["metrics"]["iterations"] == 1
-    assert "after 1 rounds (target met: True)" in easy["review"]["summary"] or easy["review"]["status"] == "success"
+    assert easy["profile"].metrics["iterations"] == 1
+    assert "after 1 rounds (target met: True)" in easy["review"].summary or easy["review"].status == "success"
 
 
 def test_repo_health_report(finance_repo):
@@ -66,5 +66,5 @@ def test_repo_health_report(finance_repo):
     assert "- History: 1 commits by 1 authors" in text
     assert "- Markers: 1 markers (TODO 1) in 1 files" in text
     assert "| services/finance/vat.ts |" in text
-    assert result["marker_lines"]["status"] == "success"
-    assert result["report"]["artifacts"] == [{"path": str(report), "action": "created"}]
+    assert result["marker_lines"].status == "success"
+    assert [a.model_dump() for a in result["report"].artifacts] == [{"path": str(report), "action": "created"}]

@@ -19,15 +19,21 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
 
+def print_problems(exc: SpecError, after: str = "", console: Console = err) -> None:
+    """Every problem of a definition, one `file:line: where: what; fix` per line, then a count."""
+    for problem in exc.problems:
+        console.print(str(problem), markup=False)
+    if after:
+        err.print(f"{len(exc.problems)} problem(s){after}", markup=False)
+
+
 def _load(path: Path):
     from agentflow.flows.language.loader import load_workflow
 
     try:
         return load_workflow(path)
     except SpecError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), markup=False)
-        err.print(f"{len(exc.problems)} problem(s); nothing was run.", markup=False)
+        print_problems(exc, "; nothing was run.")
         raise typer.Exit(EXIT_INVALID) from None
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from agentflow.flows.cli._app import EXIT_FAILED, _load, _prepare, app, err, out
+from agentflow.flows.cli._app import EXIT_FAILED, _load, _prepare, app, err, out, print_problems
 from agentflow.errors import SpecError
 
 @app.command()
@@ -56,8 +56,7 @@ def validate(workflows: list[Path] = typer.Argument(..., help="Workflow YAML fil
             resolved = load_workflow(path)
         except SpecError as exc:
             failed += 1
-            for problem in exc.problems:
-                out.print(str(problem), markup=False)
+            print_problems(exc, console=out)
             continue
         out.print(f"{path}: ok ({len(resolved.spec.steps)} steps, version {resolved.spec_hash})", markup=False)
     if failed:

@@ -1,32 +1,22 @@
-"""The CLI's live view of a run: a line per step event, then a table of every step."""
+"""How the CLI shows a run: a live line per step event as it happens, then a table of
+every step, rendered from the `WorkflowResult` the flow returned."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from agentflow.events import StepEvent
+from agentflow.flows.engine.result import WorkflowResult
 
 _STYLE = {"cached": "blue", "reused": "blue", "success": "green", "failed": "red", "skipped": "yellow",
           "completed_with_errors": "yellow", "not_run": "dim"}
 _WORD = {"cached": "cached", "reused": "reused", "success": "done", "failed": "failed", "skipped": "skipped",
          "completed_with_errors": "partial", "not_run": "not run"}
-
-
-@dataclass
-class StepRow:
-    step: str
-    status: str
-    duration_s: float | None
-    summary: str
-    attempts: int = 1
-    result: object = None
-    cached: bool = False
-    reused: bool = False
 
 
 def _display(status: str, cached: bool, reused: bool) -> str:
@@ -39,14 +29,12 @@ def _display(status: str, cached: bool, reused: bool) -> str:
 class ProgressView:
     """Listens to step events (from several threads) and prints them as they come."""
 
-    def __init__(self, console: Console, order: list[str]):
+    def __init__(self, console: Console):
         self.console = console
-        self.order = order
-        self.rows: dict[str, StepRow] = {}
-        self.attempts: dict[str, int] = {}
         self.fanned_out: set[str] = set()  # steps that ran as several task runs
         self.run_id: str | None = None
         self.labels_by_key: dict[str, str] = {}
+        self.waited: set[str] = set()
         self._lock = threading.Lock()
 
     def __call__(self, event: StepEvent) -> None:
@@ -62,6 +50,9 @@ class ProgressView:
             # Out at once even into a pipe: if this process is killed, this is the id to resume.
             self.console.file.flush()
         elif event.kind == "waiting":
+            if event.cache_key in self.waited:
+                return
+            self.waited.add(event.cache_key or "")
             name = escape(self.labels_by_key.get(event.cache_key or "", "a step"))
             self.console.print(f"[cyan]   wait[/]  {name}  [dim]another run is making the same call; "
                                "waiting for its result[/]")
@@ -71,7 +62,6 @@ class ProgressView:
             if not event.label.endswith("(skipped)"):
                 self.console.print(f"[cyan]  start[/]  {label}")
         elif event.kind == "retrying":
-            self.attempts[event.step] = max(self.attempts.get(event.step, 1), event.attempt)
             self.console.print(f"[magenta]  retry[/]  {label} (attempt {event.attempt})")
         elif event.kind == "finished":
             if event.label != event.step and not event.label.endswith(" (skipped)"):
@@ -84,9 +74,6 @@ class ProgressView:
             elif event.step in self.fanned_out:
                 # for_each and repeat: one line for the step as a whole, after its items
                 self._line(event.status, label, event.duration_s, event.summary)
-            self.rows[event.step] = StepRow(event.step, event.status, event.duration_s, event.summary,
-                                            self.attempts.get(event.step, 1), event.result, event.cached,
-                                            event.reused)
 
     def _line(self, status: str, name: str, duration_s: float | None, summary: str) -> None:
         style = _STYLE.get(status, "white")
@@ -94,21 +81,30 @@ class ProgressView:
         self.console.print(f"[{style}]{_WORD.get(status, status):>7}[/]  {name}{took}  "
                            f"[dim]{escape(_one_line(summary))}[/]")
 
-    def table(self) -> Table:
-        table = Table(title=None, show_lines=False, expand=False)
-        table.add_column("step")
-        table.add_column("status")
-        table.add_column("time", justify="right")
-        table.add_column("tries", justify="right")
-        table.add_column("summary", overflow="fold", max_width=80)
-        for step in self.order:
-            row = self.rows.get(step) or StepRow(step, "not_run", None, "")
-            status = _display(row.status, row.cached, row.reused)
-            style = _STYLE.get(status, "white")
-            took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
-            table.add_row(step, f"[{style}]{_WORD.get(status, status)}[/]", took, str(row.attempts),
-                          escape(_one_line(row.summary)))
-        return table
+def table(result: WorkflowResult) -> Table:
+    """Every step of the run: status, time, tries, summary."""
+    table = Table(title=None, show_lines=False, expand=False)
+    table.add_column("step")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    table.add_column("tries", justify="right")
+    table.add_column("summary", overflow="fold", max_width=80)
+    for step, outcome in result.steps.items():
+        status = _display(outcome.status, outcome.cached, outcome.reused)
+        style = _STYLE.get(status, "white")
+        took = f"{outcome.duration_s:.1f}s" if outcome.duration_s is not None else "-"
+        table.add_row(step, f"[{style}]{_WORD.get(status, status)}[/]", took, str(outcome.attempts),
+                      escape(_one_line(outcome.summary)))
+    return table
+
+
+def as_json(result: WorkflowResult, state: str) -> dict[str, Any]:
+    """The `--json` document: the run, and each step's outcome with its result."""
+    return {"workflow": result.workflow, "version": result.version, "run_id": result.run_id, "state": state,
+            "steps": {step: {"status": o.status, "duration_s": o.duration_s, "attempts": o.attempts,
+                             "cached": o.cached, "reused": o.reused,
+                             **({"result": o.result.context()} if o.result is not None else {})}
+                      for step, o in result.steps.items()}}
 
 
 def _one_line(text: str) -> str:

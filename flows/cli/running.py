@@ -12,8 +12,12 @@ from typing import Any, Callable
 
 import typer
 
-from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app, err, out
-from agentflow.errors import SpecError
+from rich.markup import escape
+
+from agentflow.errors import SpecError, WorkflowFailed
+from agentflow.flows.cli._app import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app, err, out,
+                                      print_problems)
+from agentflow.flows.engine.result import WorkflowResult
 
 @app.command()
 def run(
@@ -40,9 +44,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "") -> int:
     """Run `invoke` (which returns the flow run's final state) showing each step; the exit code."""
-    from agentflow.flows.cli.progress import ProgressView
     from agentflow.events import listening
-
+    from agentflow.flows.cli import progress
+    from agentflow.flows.cli.progress import ProgressView
     from agentflow.flows.durability.crash import ensure_crash_automation
 
     console = err if as_json else out
@@ -50,12 +54,12 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
     if os.environ.get("PREFECT_API_URL"):
         # A started server: let it find this run Crashed if this process is killed.
         ensure_crash_automation()
-    view = ProgressView(console, [s.id for s in spec.steps])
+    view = ProgressView(console)
     console.print(f"[bold]{spec.name}[/] ({len(spec.steps)} steps, {spec.pattern}) version {resolved.spec_hash}"
                   f"{doing}")
     started = time.monotonic()
     # SIGTERM (a cancelled CI job, `kill`) ends the run like Ctrl-C: the flow's scheduler
-    # stops the running commands (flows/runtime.py), then this reports it and exits 130.
+    # stops the running commands (engine/scheduler.py), then this reports it and exits 130.
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
     try:
         with listening(view):
@@ -67,24 +71,31 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     elapsed = time.monotonic() - started
-    console.print(view.table())
+    result = _result_of(state)
     run_id = str(state.state_details.flow_run_id) if state.state_details else "?"
     ok = state.is_completed()
+    if result is not None:
+        console.print(progress.table(result))
     verdict = "[green]completed[/]" if ok else f"[red]{state.name.lower()}[/]"
     console.print(f"run {run_id} {verdict} in {elapsed:.1f}s")
     if not ok:
-        failed = [step for step, row in view.rows.items() if row.status == "failed"]
-        console.print(f"[red]failed steps: {', '.join(failed) or state.message}[/]")
+        failed = ", ".join(result.failed_steps) if result is not None else ""
+        console.print(f"[red]failed steps: {failed or escape(state.message or state.name)}[/]")
     if as_json:
-        document = {
-            "workflow": spec.name, "version": resolved.spec_hash, "run_id": run_id, "state": state.name,
-            "steps": {step: {"status": row.status, "duration_s": row.duration_s, "cached": row.cached,
-                             "reused": row.reused,
-                             **({"result": row.result.context()} if row.result is not None else {})}
-                      for step, row in view.rows.items()},
-        }
+        document = (progress.as_json(result, state.name) if result is not None else
+                    {"workflow": spec.name, "version": resolved.spec_hash, "run_id": run_id, "state": state.name,
+                     "error": state.message, "steps": {}})
         sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     return 0 if ok else EXIT_FAILED
+
+
+def _result_of(state: Any) -> WorkflowResult | None:
+    """The flow's WorkflowResult: its return value, or carried by the WorkflowFailed it raised.
+    None if the run ended otherwise (crashed, cancelled, an error outside any step)."""
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, WorkflowFailed):
+        value = value.result
+    return value if isinstance(value, WorkflowResult) else None
 
 
 @app.command()
@@ -94,16 +105,17 @@ def resume(
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
 ) -> None:
     """Finish a crashed, failed or cancelled run; steps it completed are not run again."""
-    from agentflow.flows.durability import journal
     from agentflow.flows.durability import resume as resume_
+    from agentflow.flows.durability.journal import Journal
+    from agentflow.flows.engine import restart
 
     prepared = _resolve_run(lambda: resume_.prepare_resume(run_id, force))
     for change in prepared.changes:
         err.print(f"note: {change}", markup=False)
     _enter(prepared)
-    done = len(journal.Journal(prepared.run_id).done)
+    done = len(Journal(prepared.run_id).done)
     doing = f"\nresuming run {prepared.run_id} ({prepared.state}; {done} step call(s) done before)"
-    raise typer.Exit(_run(prepared.workflow, as_json, lambda: resume_.resume(prepared), doing))
+    raise typer.Exit(_run(prepared.workflow, as_json, lambda: restart.resume(prepared), doing))
 
 
 @app.command()
@@ -114,6 +126,7 @@ def rerun(
 ) -> None:
     """Run a step and everything downstream of it again, as a new run; reuse the rest."""
     from agentflow.flows.durability import resume as resume_
+    from agentflow.flows.engine import restart
 
     prepared, again = _resolve_run(lambda: resume_.prepare_rerun(run_id, from_step))
     for change in prepared.changes:
@@ -121,7 +134,7 @@ def rerun(
     _enter(prepared)
     order = [s.id for s in prepared.workflow.spec.steps if s.id in again]
     doing = f"\nrerun of {prepared.run_id} from `{from_step}`: running again {', '.join(order)}"
-    raise typer.Exit(_run(prepared.workflow, as_json, lambda: resume_.rerun(prepared, again), doing))
+    raise typer.Exit(_run(prepared.workflow, as_json, lambda: restart.rerun(prepared, again), doing))
 
 
 def _resolve_run(prepare: Callable[[], Any]) -> Any:
@@ -138,9 +151,7 @@ def _resolve_run(prepare: Callable[[], Any]) -> Any:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     except SpecError as exc:
-        for problem in exc.problems:
-            err.print(str(problem), markup=False)
-        err.print(f"{len(exc.problems)} problem(s) in the run's definition; nothing was run.", markup=False)
+        print_problems(exc, " in the run's definition; nothing was run.")
         raise typer.Exit(EXIT_INVALID) from None
 
 

@@ -11,19 +11,17 @@ the results are shared, their explanations are per machine.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentflow.flows.durability import storage
+
 
 def index_dir() -> Path:
-    """Beside the local result records (Prefect's `results.local_storage_path`)."""
-    from prefect.settings import get_current_settings
-
-    return Path(get_current_settings().results.local_storage_path).expanduser() / "agentflow-index"
+    return storage.root() / "agentflow-index"
 
 
 def _safe(name: str) -> str:
@@ -92,10 +90,7 @@ def forget(entry: Entry) -> None:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, sort_keys=True, default=str), encoding="utf-8")
-    temporary.replace(path)  # atomic: a reader never sees half an entry
+    storage.atomic_write(path, json.dumps(data, sort_keys=True, default=str))  # never half an entry
 
 
 def _read(path: Path) -> Entry | None:

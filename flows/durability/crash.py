@@ -4,7 +4,7 @@ Prefect alone leaves a flow run killed with SIGKILL (and its running task run) R
 good (PREFECT_NOTES.md). agentflow finds such runs in two ways:
 
 - On this machine, at once: every run notes the process running it (pid, host, process start
-  time) in its record (flows/journal.py). `agentflow runs`, `status` and `resume` check the
+  time) in its record (durability/records.py). `agentflow runs`, `status` and `resume` check the
   runs the server calls Running or Pending; if that process is gone, they mark the flow run
   and its unfinished task runs Crashed and kill the commands it left behind.
 - On a started `prefect server`, for runs on any machine, within about two heartbeat periods:
@@ -15,26 +15,15 @@ good (PREFECT_NOTES.md). agentflow finds such runs in two ways:
 
 from __future__ import annotations
 
-import socket
 import uuid
 from typing import Any
 
-from agentflow.flows.durability import journal
-from agentflow.tasks.backends.process import kill_orphans, process_start
+from agentflow.flows.durability import records
+from agentflow.flows.durability.processes import kill_orphans
 
 ACTIVE = ("Running", "Pending")
-AUTOMATION_NAME = "agentflow: mark runs Crashed when their heartbeats stop"
+_AUTOMATION_NAME = "agentflow: mark runs Crashed when their heartbeats stop"
 RUN_TAG = "agentflow"  # on every agentflow flow run (not its task runs): what the automation watches
-
-
-def attempt_alive(attempt: journal.Attempt) -> bool | None:
-    """Whether the process of an attempt still runs; None if it ran on another machine."""
-    if attempt.host != socket.gethostname():
-        return None
-    started = process_start(attempt.pid)
-    if started is None:
-        return False
-    return attempt.proc_start is None or started in (-1, attempt.proc_start)
 
 
 def check(run_id: str, state: str) -> str:
@@ -48,36 +37,36 @@ def check(run_id: str, state: str) -> str:
         return state
     if state not in ACTIVE:
         return state
-    record = journal.read_record(run_id)
+    record = records.read_record(run_id)
     if record is None or not record.attempts:
         return state
     attempt = record.attempts[-1]
-    if attempt_alive(attempt) is not False:
+    if attempt.alive() is not False:
         return state
-    killed = kill_orphans(journal.run_dir(run_id) / "procs")
+    killed = kill_orphans(records.run_dir(run_id) / "procs")
     left = f"; {len(killed)} command(s) it left running were killed" if killed else ""
-    mark_crashed(run_id, f"the agentflow process running it (pid {attempt.pid} on {attempt.host}) "
+    _mark_crashed(run_id, f"the agentflow process running it (pid {attempt.pid} on {attempt.host}) "
                          f"died{left}; `agentflow resume {run_id[:8]}` finishes the run")
-    (journal.run_dir(run_id) / "crash-handled").touch()
+    (records.run_dir(run_id) / "crash-handled").touch()
     return "Crashed"
 
 
 def _tidy_crashed(run_id: str) -> None:
-    directory = journal.run_dir(run_id)
+    directory = records.run_dir(run_id)
     marker = directory / "crash-handled"
     if marker.exists():
         return
-    record = journal.read_record(run_id)
+    record = records.read_record(run_id)
     if record is None:
         return  # not run from this machine: its commands are not here; `resume` tidies its task runs
-    if record.attempts and attempt_alive(record.attempts[-1]):
+    if record.attempts and record.attempts[-1].alive():
         return  # Crashed by the server, yet its process still runs here: leave it be
     kill_orphans(directory / "procs")
     crash_orphaned_tasks(run_id)
     marker.touch()  # once per crash: `runs` should not ask the server again each time
 
 
-def mark_crashed(run_id: str, message: str) -> None:
+def _mark_crashed(run_id: str, message: str) -> None:
     """The flow run, and each of its task runs not yet final, to Crashed."""
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
@@ -131,12 +120,12 @@ def ensure_crash_automation() -> bool:
     within = max(60, 2 * (settings.flows.heartbeat_frequency or 180))
     try:
         with get_client(sync_client=True) as client:
-            existing = client.read_automations_by_name(AUTOMATION_NAME)
+            existing = client.read_automations_by_name(_AUTOMATION_NAME)
             if existing and existing[0].trigger.within.total_seconds() < within:
                 client.delete_automation(existing[0].id)
                 existing = []
             if not existing:
-                client.create_automation(AutomationCore.model_validate(crash_automation(within)))
+                client.create_automation(AutomationCore.model_validate(_crash_automation(within)))
     except Exception as exc:  # noqa: BLE001 - crash detection must never stop a run from starting
         import logging
 
@@ -146,7 +135,7 @@ def ensure_crash_automation() -> bool:
     return True
 
 
-def crash_automation(within_s: int) -> dict[str, Any]:
+def _crash_automation(within_s: int) -> dict[str, Any]:
     """The automation, as the server's API takes it: an agentflow flow run that started
     running or sent a heartbeat and then, for `within_s` seconds, sent no heartbeat and reached
     no state in which it stops beating (final, paused, waiting to run), is Crashed.
@@ -159,7 +148,7 @@ def crash_automation(within_s: int) -> dict[str, Any]:
     final = ["Completed", "Failed", "Cancelled", "Crashed", "Paused", "Suspended", "Scheduled",
              "AwaitingRetry"]
     return {
-        "name": AUTOMATION_NAME,
+        "name": _AUTOMATION_NAME,
         "description": "Installed by agentflow: a run whose process was killed (no heartbeat) "
                        "becomes Crashed, so that `agentflow resume` can finish it.",
         "enabled": True,

@@ -9,7 +9,7 @@ from typing import Any
 
 from agentflow.errors import AgentflowError
 
-SEARCH_LIMIT = 200  # recent runs searched for an id prefix
+_SEARCH_LIMIT = 200  # recent runs searched for an id prefix
 
 
 class RunNotFound(AgentflowError, LookupError):
@@ -70,11 +70,11 @@ def find_run(run_id: str) -> RunRow:
                 raise RunNotFound(f"no run has id {run_id}; `agentflow runs` lists recent runs") from None
             return _row(run, _flow_names(client, {run.flow_id}))
 
-        runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=SEARCH_LIMIT)
+        runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=_SEARCH_LIMIT)
         matches = [r for r in runs if str(r.id).startswith(text)]
         names = _flow_names(client, {r.flow_id for r in matches})
     if not matches:
-        raise RunNotFound(f"no run id starts with {run_id!r} among the last {SEARCH_LIMIT} runs; "
+        raise RunNotFound(f"no run id starts with {run_id!r} among the last {_SEARCH_LIMIT} runs; "
                           "`agentflow runs` lists recent runs")
     if len(matches) > 1:
         ids = ", ".join(str(r.id)[:12] for r in matches[:5])

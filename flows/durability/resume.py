@@ -1,30 +1,25 @@
-"""Finishing a run (`agentflow resume`) and running part of one again (`agentflow rerun --from`).
+"""Deciding whether and how a run can be finished (`agentflow resume`) or partly run again
+(`agentflow rerun --from`): the run's state, its pinned record, and what changed since.
 
-Resume starts the same Prefect flow run again (its state forced back to Scheduled, then
-`run_flow` with that flow run): the flow body finds the run's journal and takes every call
-that completed from it (flows/journal.py), so only what had not completed runs. The UI keeps
-one run, whose history shows the crash and the resume.
-
-Rerun starts a new flow run of the same workflow and inputs whose journal is seeded with the
-old run's calls, except those of the step asked for and everything downstream of it; those
-are computed again (their cache entries refreshed).
+The engine then does it (engine/restart.py): resume starts the same Prefect flow run again,
+whose body takes every completed call from the run's journal (durability/journal.py); rerun
+starts a new flow run whose journal is seeded with the old run's calls, except those of the
+step asked for and everything downstream of it.
 """
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from agentflow.flows.durability import crash
-from agentflow.flows.language import graph
-from agentflow.flows.durability import journal
 from agentflow.errors import AgentflowError
+from agentflow.flows.durability import crash, records
 from agentflow.flows.durability.history import find_run
+from agentflow.flows.durability.repo import read_repo_state
+from agentflow.flows.language import canonical, graph
 from agentflow.flows.language.loader import load_workflow
 from agentflow.flows.language.spec import ResolvedWorkflow
-from agentflow.flows.durability.cache import read_repo_state
 
 
 class ResumeRefused(AgentflowError):
@@ -38,7 +33,7 @@ class NothingToResume(AgentflowError):
 @dataclass
 class Prepared:
     run_id: str
-    record: journal.RunRecord
+    record: records.RunRecord
     workflow: ResolvedWorkflow
     state: str  # the run's state before this (Crashed, Failed, Cancelled...)
     changes: list[str] = field(default_factory=list)  # how the definition differs from the run's
@@ -53,7 +48,7 @@ def prepare_resume(run_id: str, force: bool = False) -> Prepared:
                               "runs a step and what follows it again")
     record = _record(row.id)
     if state in crash.ACTIVE:
-        alive = crash.attempt_alive(record.attempts[-1]) if record.attempts else None
+        alive = record.attempts[-1].alive() if record.attempts else None
         where = record.attempts[-1] if record.attempts else None
         if alive or not force:
             whom = f"pid {where.pid} on {where.host}" if where else "its process"
@@ -71,22 +66,6 @@ def prepare_resume(run_id: str, force: bool = False) -> Prepared:
     return prepared
 
 
-def resume(prepared: Prepared) -> Any:
-    """Start the run's flow run again; return its final state. Call from the run's directory."""
-    from prefect.client.orchestration import get_client
-    from prefect.flow_engine import run_flow
-    from prefect.states import Scheduled
-
-    from agentflow.flows.engine.compile import build_flow
-
-    flow = build_flow(prepared.workflow, cache=prepared.record.cache)
-    crash.crash_orphaned_tasks(prepared.run_id)
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(uuid.UUID(prepared.run_id), Scheduled(message="resumed by agentflow"), force=True)
-        flow_run = client.read_flow_run(uuid.UUID(prepared.run_id))
-    return run_flow(flow, flow_run=flow_run, parameters=prepared.record.inputs, return_type="state")
-
-
 def prepare_rerun(run_id: str, from_step: str) -> tuple[Prepared, set[str]]:
     """The run to rerun from, and the steps that will run again."""
     row = find_run(run_id)
@@ -102,45 +81,26 @@ def prepare_rerun(run_id: str, from_step: str) -> tuple[Prepared, set[str]]:
     return prepared, again
 
 
-def rerun(prepared: Prepared, again: set[str]) -> Any:
-    """A new flow run: the old run's calls outside `again` are reused, the rest computed."""
-    from prefect.client.orchestration import get_client
-    from prefect.flow_engine import run_flow
-
-    from agentflow.flows.engine.compile import build_flow
-
-    flow = build_flow(prepared.workflow, cache=prepared.record.cache, refresh=frozenset(again))
-    old = journal.Journal(prepared.run_id)
-    kept = {label: done for label, done in old.done.items() if done.step not in again}
-    with get_client(sync_client=True) as client:
-        flow_run = client.create_flow_run(flow, parameters=prepared.record.inputs,
-                                          tags=[crash.RUN_TAG, f"rerun-of:{prepared.run_id[:8]}"])
-    new = journal.Journal(str(flow_run.id))
-    new.seed(kept)
-    new.close()
-    return run_flow(flow, flow_run=flow_run, parameters=prepared.record.inputs, return_type="state")
-
-
-def _record(run_id: str) -> journal.RunRecord:
-    record = journal.read_record(run_id)
+def _record(run_id: str) -> records.RunRecord:
+    record = records.read_record(run_id)
     if record is None:
-        raise ResumeRefused(f"run {run_id} has no agentflow journal here ({journal.run_dir(run_id)}): it was not "
+        raise ResumeRefused(f"run {run_id} has no agentflow journal here ({records.run_dir(run_id)}): it was not "
                             "started by agentflow on this machine, or with another results path; resume it "
                             "where it ran (same PREFECT_HOME / PREFECT_RESULTS_LOCAL_STORAGE_PATH)")
     if record.source.startswith("<"):
         raise ResumeRefused(f"run {run_id} was defined from {record.source}, not a file: resume it from Python "
-                            "with flows.resume.resume(...) after loading the same definition")
+                            "with agentflow.flows.engine.restart.resume(...) after loading the same definition")
     return record
 
 
-def _load(run_id: str, record: journal.RunRecord, state: str) -> Prepared:
+def _load(run_id: str, record: records.RunRecord, state: str) -> Prepared:
     if not Path(record.source).is_file():
         raise ResumeRefused(f"run {run_id} was defined in {record.source}, which no longer exists; "
                             "restore the file to resume the run")
     workflow = load_workflow(record.source)  # a SpecError says what is wrong with it now
     prepared = Prepared(run_id=run_id, record=record, workflow=workflow, state=state)
     if workflow.spec_hash != record.spec_hash:
-        prepared.changes = describe_changes(record.definition, journal.definition_of(workflow))
+        prepared.changes = _describe_changes(record.definition, canonical.workflow_definition(workflow.spec, workflow.agents))
         if not prepared.changes:  # same content, other hash: say so rather than nothing
             prepared.changes = [f"version {record.spec_hash} -> {workflow.spec_hash}"]
     repo = read_repo_state(record.cwd).key_part()
@@ -152,8 +112,8 @@ def _load(run_id: str, record: journal.RunRecord, state: str) -> Prepared:
     return prepared
 
 
-def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between two definitions (flows.journal.definition_of), as short phrases."""
+def _describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two definitions (language.canonical.workflow_definition), as short phrases."""
     changes: list[str] = []
     old_spec, new_spec = old.get("spec", {}), new.get("spec", {})
     old_steps = {s["id"]: s for s in old_spec.get("steps", [])}

@@ -1,67 +1,37 @@
 """Spec → Prefect flow. Pure: no file, network or environment access.
 
-Everything a run needs is fixed here once: each step's parsed expressions, and its own copy of the `agent_call` task carrying retries, backoff, timeout
-and tags. The flow body (`flows.runtime.execute`) only schedules.
+Everything a run needs is fixed here once: each step's parsed expressions, its digests, its
+cache policy and its own copy of the `agent_call` task carrying retries, backoff, timeout
+and tags. The flow body (`engine.scheduler.execute`) only schedules. `run_workflow` is the
+one entry point for running a workflow by its file (what deployments point at).
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from prefect import Flow, Task, tags
+from prefect import Flow, tags
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from agentflow.flows.language import expressions
-from agentflow.flows.language.expressions import Expression
-from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.errors import InputError
-from agentflow.flows.language.inputs import validate_inputs
+from agentflow.flows.durability.cache import KEY_PARTS, step_policy
+from agentflow.flows.durability.crash import RUN_TAG
+from agentflow.flows.durability.locks import StepLocks
+from agentflow.flows.engine.compiled import CACHE_MODES, CompiledWorkflow, StepPlan
+from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.scheduler import execute
+from agentflow.flows.language import canonical, expressions
+from agentflow.flows.language.inputs import validate_inputs
 from agentflow.flows.language.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
 from agentflow.tasks.agent_call import agent_call
-from agentflow.flows.durability.cache import KEY_PARTS, StepCachePolicy, StepLocks
 
 _PY_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
 # A Prefect timeout is a backstop for commands: their own timer kills the process group first.
 _PROCESS_TIMEOUT_GRACE_S = 10.0
-
-
-@dataclass(frozen=True)
-class StepPlan:
-    step: Step
-    upstream: tuple[str, ...]
-    task: Task
-    agent: AgentSpec | None
-    criticality: str
-    timeout: float | None
-    cache: bool = False
-    cache_ttl: float | None = None
-    cache_parts: tuple[str, ...] = ()
-    definition: dict[str, Any] = field(default_factory=dict)  # the step as written, for its cache key
-    when: Expression | None = None
-    until: Expression | None = None
-    gates: tuple[Expression, ...] = ()
-    assertion: Expression | None = None
-    for_each: Expression | None = None
-
-
-@dataclass(frozen=True)
-class CompiledWorkflow:
-    workflow: ResolvedWorkflow
-    plans: dict[str, StepPlan] = field(default_factory=dict)
-    cache_mode: str = "use"
-
-    @property
-    def spec(self) -> Workflow:
-        return self.workflow.spec
-
-
-CACHE_MODES = ("use", "off", "refresh")
-DEFAULT_TTL_S = 24 * 3600.0
+_DEFAULT_TTL_S = 24 * 3600.0
 
 
 def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use",
@@ -70,7 +40,9 @@ def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use",
     spec = workflow.spec
     deps = workflow.dependencies
     modes = {s.id: "refresh" if s.id in refresh and cache == "use" else cache for s in spec.steps}
-    plans = {step.id: _plan(spec, workflow.agents, step, deps[step.id], modes[step.id]) for step in spec.steps}
+    locks = StepLocks()  # one lock manager per workflow: its steps' keys never collide
+    plans = {step.id: _plan(spec, workflow.agents, step, deps[step.id], modes[step.id], locks)
+             for step in spec.steps}
     return CompiledWorkflow(workflow=workflow, plans=plans, cache_mode=cache)
 
 
@@ -92,14 +64,14 @@ def _cache_settings(spec: Workflow, step: Step, agent: AgentSpec | None) -> tupl
     if step.kind == "assert":
         enabled = False
     step_ttl = step.cache.ttl if step.cache is not None and not isinstance(step.cache, bool) else None
-    ttl = _first(step_ttl, agent.ttl if agent else None, setting_ttl, DEFAULT_TTL_S)
+    ttl = _first(step_ttl, agent.ttl if agent else None, setting_ttl, _DEFAULT_TTL_S)
     if ttl <= 0:
         enabled = False  # a zero TTL reuses nothing (and Prefect reads timedelta(0) as "never expires")
     return enabled, ttl, tuple(parts) if parts else KEY_PARTS
 
 
 def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tuple[str, ...],
-          cache_mode: str = "use") -> StepPlan:
+          cache_mode: str, locks: StepLocks) -> StepPlan:
     agent = agents.get(step.agent) if step.agent else None
     defaults = spec.defaults
     retries = _first(step.retries, agent.retries if agent else None, defaults.retries, 0)
@@ -126,7 +98,7 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
     cached, ttl, parts = _cache_settings(spec, step, agent)
     cached = cached and cache_mode != "off"
     cache_options: dict[str, Any] = (
-        dict(cache_policy=StepCachePolicy().configure(isolation_level="SERIALIZABLE", lock_manager=StepLocks()),
+        dict(cache_policy=step_policy(parts).configure(isolation_level="SERIALIZABLE", lock_manager=locks),
              cache_expiration=timedelta(seconds=ttl), persist_result=True,
              refresh_cache=cache_mode == "refresh")
         if cached else dict(cache_policy=NO_CACHE, persist_result=False))
@@ -147,10 +119,10 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
         agent=agent,
         criticality=criticality,
         timeout=timeout,
-        cache=cached,
+        definition_digest=canonical.digest(canonical.step_definition(step)),
+        agent_digest=canonical.digest(canonical.agent_definition(agent)) if agent else None,
+        cache_policy=cache_options["cache_policy"] if cached else None,
         cache_ttl=ttl if cached else None,
-        cache_parts=parts,
-        definition=step.model_dump(mode="json", by_alias=True, exclude_defaults=True),
         when=expressions.parse(step.when) if step.when else None,
         until=expressions.parse(step.repeat.until) if step.repeat else None,
         gates=tuple(expressions.parse(g) for g in gates),
@@ -175,7 +147,7 @@ def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozense
     compiled = compile_workflow(workflow, cache, refresh)
     spec = workflow.spec
 
-    def run(**inputs: Any) -> dict[str, Any]:
+    def run(**inputs: Any) -> WorkflowResult:
         values = validate_inputs(spec, inputs)
         return execute(compiled, values)
 

@@ -1,8 +1,10 @@
 """`agentflow plan`: which steps would be answered from the cache now, and why not. No agent runs.
 
-Keys are computed exactly as a run computes them (flows/requests.py) at the current commit.
-A step whose upstream would hit is rendered with the cached upstream result; a step whose
-upstream would run cannot be keyed before that run, and says so.
+Steps are decided, rendered and keyed exactly as a run does it (engine/requests.py, the
+step's own cache policy) at the current commit; a miss is explained by the same policies,
+part by part, against the step's last cached entry. A step whose upstream would hit is
+rendered with the cached upstream result; a step whose upstream would run cannot be keyed
+before that run, and says so.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agentflow.flows.language import graph
+from agentflow.errors import ExpressionError, TemplateError
+from agentflow.flows.durability import cache_index
+from agentflow.flows.durability.cache import components, explain_miss, key_of
+from agentflow.flows.durability.repo import read_repo_state
 from agentflow.flows.engine import requests
 from agentflow.flows.engine.compile import compile_workflow
-from agentflow.errors import ExpressionError
+from agentflow.flows.engine.compiled import StepPlan
+from agentflow.flows.language import graph
 from agentflow.flows.language.spec import ResolvedWorkflow
-from agentflow.flows.durability import cache_index
-from agentflow.flows.durability.cache import read_repo_state
 from agentflow.tasks.results import AgentResult
 
 
@@ -47,21 +51,22 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
             pending.add(step_id)
             continue
         try:
-            if plan.when is not None and not plan.when.evaluate(context):
-                views[step_id] = AgentResult(status="skipped").context()
-                verdicts[step_id] = Verdict(step_id, "skipped", f"`{plan.step.when}` is false")
-                continue
-        except ExpressionError as exc:
-            verdicts[step_id] = Verdict(step_id, "runs", f"`when` cannot be evaluated yet: {exc}")
+            start = requests.decide(plan, context)
+        except (ExpressionError, TemplateError) as exc:
+            verdicts[step_id] = Verdict(step_id, "runs", f"cannot be decided yet: {exc}")
             pending.add(step_id)
             continue
-        if not plan.cache:
+        if start.kind == "skip":
+            views[step_id] = AgentResult(status="skipped").context()
+            verdicts[step_id] = Verdict(step_id, "skipped", f"`{plan.step.when}` is false")
+            continue
+        if plan.cache_policy is None:
             why = ("cache is off for this step" if plan.step.cache is False or workflow.spec.defaults.cache is False
                    else "not cached: run, call and assert steps run every time unless they set `cache:`")
             verdicts[step_id] = Verdict(step_id, "runs", why)
             pending.add(step_id)
             continue
-        if plan.step.for_each is not None or plan.step.repeat is not None:
+        if start.kind in ("items", "repeat"):
             verdicts[step_id] = Verdict(step_id, "unknown", "for_each and repeat steps are keyed per item or "
                                         "round at run time")
             pending.add(step_id)
@@ -71,46 +76,23 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
             verdicts[step_id] = Verdict(step_id, "runs", f"will fail: {request.message}")
             pending.add(step_id)
             continue
-        keyed, components = requests.with_cache_key(name, plan, request, repo)
-        key = keyed.cache_key or ""
+        keyed = requests.with_cache_context(plan, request, requests.call_key(name, plan, request), repo)
+        key = key_of(plan.cache_policy, keyed) or ""
         if store.exists(key):
             value = store.read(key).result
             views[step_id] = value.context() if isinstance(value, AgentResult) else AgentResult(data=value).context()
-            verdicts[step_id] = Verdict(step_id, "hit", f"cached {key[10:22]}")
+            verdicts[step_id] = Verdict(step_id, "hit", f"cached {key[:12]}")
         else:
-            verdicts[step_id] = Verdict(step_id, "miss", explain(name, step_id, key, components))
+            verdicts[step_id] = Verdict(step_id, "miss", explain(name, plan, key, components(plan.cache_policy, keyed)))
             pending.add(step_id)
     return [verdicts[s.id] for s in workflow.spec.steps]
 
 
-def explain(workflow: str, step: str, key: str, components: dict[str, Any]) -> str:
-    """Which part of the key differs from the step's last cached entry."""
-    last = cache_index.latest(workflow, step)
+def explain(workflow: str, plan: StepPlan, key: str, now: dict[str, Any]) -> str:
+    """Which parts of the key differ from the step's last cached entry, as its policies say."""
+    last = cache_index.latest(workflow, plan.step.id)
     if last is None:
         return "no cached result yet"
     if last.key == key:
         return "its entry expired or was cleared"
-    before = last.components
-    reasons = []
-    old_repo, new_repo = before.get("repo") or {}, components.get("repo") or {}
-    if old_repo.get("commit") != new_repo.get("commit"):
-        reasons.append(f"commit {_short(old_repo.get('commit'))} -> {_short(new_repo.get('commit'))}")
-    elif old_repo.get("dirty") != new_repo.get("dirty"):
-        reasons.append("uncommitted changes differ" if new_repo.get("dirty") else "the tree is clean now")
-    old_files, new_files = before.get("files") or {}, components.get("files") or {}
-    changed = sorted(f for f in set(old_files) | set(new_files) if old_files.get(f) != new_files.get(f))
-    if changed:
-        reasons.append("files changed: " + ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else ""))
-    old_inputs, new_inputs = before.get("inputs") or {}, components.get("inputs") or {}
-    fields = sorted(k for k in set(old_inputs) | set(new_inputs) if old_inputs.get(k) != new_inputs.get(k))
-    if fields:
-        reasons.append("rendered " + ", ".join(fields) + " changed")
-    if before.get("agent") != components.get("agent"):
-        reasons.append("the agent's configuration changed")
-    if before.get("step") != components.get("step"):
-        reasons.append("the step's definition changed")
-    return "; ".join(reasons) or "the key differs from the last entry"
-
-
-def _short(commit: Any) -> str:
-    return str(commit)[:8] if commit else "none"
+    return "; ".join(explain_miss(plan.cache_policy, last.components, now)) or "the key differs from the last entry"

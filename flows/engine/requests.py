@@ -1,23 +1,56 @@
-"""From a step and the run so far to the `AgentRequest` its task receives, and its cache key.
+"""From a step and the run so far to what it does now, the `AgentRequest` its task receives,
+and the call's key.
 
-Shared by the scheduler (flows/runtime.py) and the dry run (flows/plan.py), so that `plan`
-computes exactly the keys that `run` will.
+Shared by the scheduler (engine/scheduler.py) and the dry run (engine/dry_run.py), so that
+`plan` decides and keys exactly as `run` will.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from agentflow.flows.language import templates
-from agentflow.errors import TemplateError
-from agentflow.flows.durability.cache import RepoState, hash_files, step_key
-from agentflow.tasks.request import AgentRequest
+from agentflow.errors import ExpressionError, TemplateError
+from agentflow.flows.durability.cache import parts_of
+from agentflow.flows.durability.repo import RepoState, hash_files
+from agentflow.flows.engine.compiled import StepPlan
+from agentflow.flows.language import canonical, templates
+from agentflow.tasks.request import AgentRequest, CallKey
 
-if TYPE_CHECKING:
-    from agentflow.flows.engine.compile import StepPlan
+
+@dataclass(frozen=True)
+class Start:
+    """What a step does once its upstream steps are done."""
+
+    kind: Literal["skip", "assert", "items", "repeat", "call"]
+    reason: str = ""  # skip: why; assert: the message
+    passed: bool | None = None  # assert: whether it holds
+    items: list[Any] | None = None  # items: the for_each list
 
 
-def build(workflow: str, plan: "StepPlan", context: dict[str, Any], item: Any = None,
+def decide(plan: StepPlan, context: dict[str, Any]) -> Start:
+    """Its `when`, then an assert, its `for_each` items, a `repeat`, or one call.
+    Raises ExpressionError or TemplateError if a condition or the items cannot be computed."""
+    step = plan.step
+    if plan.when is not None and not plan.when.evaluate(context):
+        return Start("skip", reason=f"skipped: `{step.when}` is false")
+    if plan.assertion is not None:
+        return Start("assert", reason=step.message or f"`{step.assert_}`",
+                     passed=bool(plan.assertion.evaluate(context)))
+    if step.for_each is not None:
+        if plan.for_each is not None:
+            items = plan.for_each.evaluate(context)
+            if not isinstance(items, list):
+                raise ExpressionError(f"for_each `{step.for_each}` gave {type(items).__name__}, not a list")
+        else:
+            items = templates.render_value(step.for_each, context)
+        return Start("items", items=items)
+    if step.repeat is not None:
+        return Start("repeat")
+    return Start("call")
+
+
+def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = None,
           index: int | None = None, iteration: int | None = None) -> AgentRequest:
     """Render the step for this call; a template that fails gives a request of kind `error`."""
     step = plan.step
@@ -50,16 +83,21 @@ def build(workflow: str, plan: "StepPlan", context: dict[str, Any], item: Any = 
         return AgentRequest(kind="error", message=f"step `{step.id}`: {exc}", **base)
 
 
-def with_cache_key(workflow: str, plan: "StepPlan", request: AgentRequest,
-                   repo: RepoState) -> tuple[AgentRequest, dict[str, Any]]:
-    """Key the request on everything that can change its answer (tasks/cache.py)."""
-    if not plan.cache or request.kind not in ("process", "python"):
-        return request, {}
-    key, components = step_key(
-        workflow=workflow, step_definition=plan.definition, request=request.key_view(),
-        agent=plan.agent.model_dump(mode="json") if plan.agent else None, repo=repo,
-        files=hash_files(request.files) if "files" in plan.cache_parts else {}, parts=plan.cache_parts)
-    return request.model_copy(update={"cache_key": key}), components
+def call_key(workflow: str, plan: StepPlan, request: AgentRequest) -> CallKey:
+    """The call's identity: the step's and agent's digests (fixed at compile) and the
+    rendered request's, computed here once."""
+    return CallKey(workflow=workflow, step=plan.definition_digest, agent=plan.agent_digest,
+                   request=canonical.digest(request.key_view()))
+
+
+def with_cache_context(plan: StepPlan, request: AgentRequest, key: CallKey, repo: RepoState) -> AgentRequest:
+    """The request carrying its key, with the repository state and the files' content filled
+    in when the step's cache key uses them (durability/cache.py)."""
+    parts = {part.name for part in parts_of(plan.cache_policy)} if plan.cache_policy is not None else set()
+    key = key.model_copy(update={
+        "repo": repo.key_part() if "commit" in parts else None,
+        "files": hash_files(request.files) if "files" in parts else None})
+    return request.model_copy(update={"key": key})
 
 
 def item_label(item: Any, index: int) -> str:

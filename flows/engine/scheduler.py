@@ -12,34 +12,32 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from prefect.utilities.annotations import quote
 
-from agentflow.flows.durability import journal as journal_
-from agentflow.flows.engine import requests
-from agentflow.flows.engine import outcomes as step_results
-from agentflow.flows.language import templates
-from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.errors import ExpressionError, TemplateError, WorkflowFailed
 from agentflow.events import StepEvent, emit
-from agentflow.flows.durability import cache_index
-from agentflow.tasks.backends.process import allow_commands, kill_running
-from agentflow.flows.durability.cache import RepoState, read_repo_state
-from agentflow.tasks.request import AgentRequest
+from agentflow.flows.durability import cache_index, processes, records
+from agentflow.flows.durability.cache import components, key_of
+from agentflow.flows.durability.crash import RUN_TAG
+from agentflow.flows.durability.journal import Done, Journal
+from agentflow.flows.durability.repo import RepoState, read_repo_state
+from agentflow.flows.engine import outcomes, requests
+from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
+from agentflow.flows.engine.result import StepOutcome, WorkflowResult
+from agentflow.flows.language import canonical
+from agentflow.tasks.agent_call import ATTEMPTS
+from agentflow.tasks.backends.process import allow_commands, kill_on_sigterm, kill_running
+from agentflow.tasks.request import AgentRequest, CallKey
 from agentflow.tasks.results import AgentResult
 
-if TYPE_CHECKING:
-    from agentflow.flows.engine.compile import CompiledWorkflow, StepPlan
-
-STOPPING_CRITICALITIES = ("critical", "high")
-SIGNAL_CHECK_S = 0.25
+_STOPPING_CRITICALITIES = ("critical", "high")
+_SIGNAL_CHECK_S = 0.25
 _log = logging.getLogger("agentflow")
 
 
@@ -49,12 +47,13 @@ class _Job:
     request: AgentRequest
     index: int | None = None
     started: float = 0.0
-    fingerprint: str = ""  # its identity in the run journal
+    key: CallKey | None = None  # its identity (journal) and what its cache key is made of
+    cache_key: str | None = None
 
 
 @dataclass
 class _StepRun:
-    plan: "StepPlan"
+    plan: StepPlan
     started: float
     items: list[Any] | None = None
     item_results: dict[int, AgentResult] = field(default_factory=dict)
@@ -62,13 +61,13 @@ class _StepRun:
     iteration: int = 0
 
 
-def execute(compiled: "CompiledWorkflow", inputs: dict[str, Any]) -> dict[str, Any]:
-    """Run every step; return `{step: result}` or raise WorkflowFailed carrying the results."""
+def execute(compiled: CompiledWorkflow, inputs: dict[str, Any]) -> WorkflowResult:
+    """Run every step; return the WorkflowResult, or raise WorkflowFailed carrying it."""
     return _Scheduler(compiled, inputs).run()
 
 
 class _Scheduler:
-    def __init__(self, compiled: "CompiledWorkflow", inputs: dict[str, Any]):
+    def __init__(self, compiled: CompiledWorkflow, inputs: dict[str, Any]):
         self.compiled = compiled
         self.spec = compiled.spec
         self.inputs = inputs
@@ -82,27 +81,30 @@ class _Scheduler:
         self._repo: RepoState | None = None
         self.cached: set[str] = set()  # steps answered (at least in part) from the cache
         self.key_parts: dict[str, dict[str, Any]] = {}  # cache key -> what it was made of
-        self.journal: journal_.Journal | None = None
+        self.journal: Journal | None = None
+        self.run_id: str | None = None
         self.reused: deque[tuple[_Job, AgentResult]] = deque()  # calls this run had done before
         self.reused_steps: set[str] = set()
-        self._agent_views: dict[str, dict[str, Any] | None] = {}
+        self.durations: dict[str, float | None] = {}
+        self.attempts: dict[str, int] = {}  # by task run name, filled by the task's retry condition
 
     # ---- the loop -------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> WorkflowResult:
         from prefect.context import TagsContext
 
-        # The flow run was created tagged `agentflow` (flows/crash.py); its task runs are not:
-        # any task tag costs an API call per task run (flows/compile.py).
+        # The flow run was created tagged `agentflow` (durability/crash.py); its task runs are
+        # not: any task tag costs an API call per task run (engine/compile.py).
         inherited = TagsContext.get().current_tags
         if RUN_TAG in inherited:
             with TagsContext(current_tags=inherited - {RUN_TAG}):
                 return self._run()
         return self._run()
 
-    def _run(self) -> dict[str, Any]:
+    def _run(self) -> WorkflowResult:
         self.journal = self._open_journal()
-        allow_commands(self.journal.directory / "procs" if self.journal else None)
-        restore = _kill_commands_on_sigterm()
+        allow_commands(self._tracker(self.journal.directory / "procs") if self.journal else None)
+        restore = kill_on_sigterm()
+        counting = ATTEMPTS.set(self.attempts)
         try:
             self._loop()
         except BaseException:
@@ -112,12 +114,22 @@ class _Scheduler:
             kill_running()  # also a command run in this thread, which may be between two lines
             raise
         finally:
+            ATTEMPTS.reset(counting)
             restore()
             if self.journal is not None:
                 self.journal.close()
         return self._outcome()
 
-    def _open_journal(self) -> journal_.Journal | None:
+    @staticmethod
+    def _tracker(directory: Any) -> Callable[[int], Callable[[], None]]:
+        """Note each command where a crash check finds it if this process dies."""
+        def track(pid: int) -> Callable[[], None]:
+            note = processes.note_command(directory, pid)
+            return (lambda: note.unlink(missing_ok=True)) if note is not None else (lambda: None)
+
+        return track
+
+    def _open_journal(self) -> Journal | None:
         """This flow run's journal, and its record: created on the first attempt, a new
         attempt noted on a resume (whose completed calls the journal then holds)."""
         from prefect.context import FlowRunContext
@@ -125,21 +137,20 @@ class _Scheduler:
         context = FlowRunContext.get()
         if context is None or context.flow_run is None:
             return None
-        run_id = str(context.flow_run.id)
-        self._repo = read_repo_state(".")  # once per run: every step sees the same commit
-        record = journal_.read_record(run_id)
-        if record is None:
-            workflow = self.compiled.workflow
+        run_id = self.run_id = str(context.flow_run.id)
+        self._repo = repo = read_repo_state(".")  # once per run: every step sees the same commit
+        workflow = self.compiled.workflow
+
+        def new_record() -> records.RunRecord:
             source = workflow.source if workflow.source.startswith("<") else os.path.abspath(workflow.source)
-            record = journal_.RunRecord(
+            return records.RunRecord(
                 run_id=run_id, workflow=self.spec.name, source=source, cwd=os.getcwd(),
-                spec_hash=workflow.spec_hash, definition=journal_.definition_of(workflow), inputs=self.inputs,
-                repo=self._repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
-        record.attempts.append(journal_.this_attempt())
-        journal_.write_record(record)
-        (journal_.run_dir(run_id) / "crash-handled").unlink(missing_ok=True)  # a new attempt may crash anew
+                spec_hash=workflow.spec_hash, definition=canonical.workflow_definition(workflow.spec, workflow.agents),
+                inputs=self.inputs, repo=repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
+
+        record = records.begin_attempt(run_id, new_record)
         emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
-        return journal_.Journal(run_id)
+        return Journal(run_id)
 
     def _loop(self) -> None:
         while True:
@@ -167,22 +178,33 @@ class _Scheduler:
                 # Wake now and then: the OS may deliver Ctrl-C or SIGTERM to any thread, and
                 # Python runs the handler only when the main thread runs, not while it sleeps
                 # in a lock (seen under load: the signal was ignored until a step ended).
-                done, _ = wait(list(self.running), timeout=SIGNAL_CHECK_S, return_when=FIRST_COMPLETED)
+                done, _ = wait(list(self.running), timeout=_SIGNAL_CHECK_S, return_when=FIRST_COMPLETED)
             for wrapped in done:
                 job, future = self.running.pop(wrapped)
                 self.active[job.step].running -= 1
                 future.wait()  # already done: this only records the final state on the future
                 self._finish(job, future.state)
 
-    def _outcome(self) -> dict[str, Any]:
-        for step_id in self.waiting:
-            emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run",
-                           summary=f"not run: the run stopped after {', '.join(self.failed)} failed"))
-        outputs = {sid: self.step_views[sid] for sid in self.spec_order() if sid in self.step_views}
+    def _outcome(self) -> WorkflowResult:
+        steps: dict[str, StepOutcome] = {}
+        for step_id in self.spec_order():
+            result = self.results.get(step_id)
+            if result is None:
+                summary = f"not run: the run stopped after {', '.join(self.failed)} failed"
+                emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run", summary=summary))
+                steps[step_id] = StepOutcome(status="not_run", summary=summary)
+                continue
+            tries = [n for label, n in self.attempts.items() if _step_of(label) == step_id]
+            steps[step_id] = StepOutcome(status=result.status, summary=result.summary, result=result,
+                                         duration_s=self.durations.get(step_id), attempts=max(tries, default=1),
+                                         cached=step_id in self.cached, reused=step_id in self.reused_steps)
+        outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
+                                 run_id=self.run_id, status="failed" if self.failed else "completed",
+                                 steps=steps, failed_steps=list(self.failed))
         if self.failed:
             names = ", ".join(self.failed)
-            raise WorkflowFailed(f"workflow `{self.spec.name}` failed: step(s) {names} failed", outputs)
-        return outputs
+            raise WorkflowFailed(f"workflow `{self.spec.name}` failed: step(s) {names} failed", outcome)
+        return outcome
 
     def spec_order(self) -> list[str]:
         return [s.id for s in self.spec.steps]
@@ -213,7 +235,7 @@ class _Scheduler:
 
     def _mark_started(self, job: _Job) -> None:
         job.started = time.monotonic()
-        emit(StepEvent(kind="started", step=job.step, label=job.request.label, cache_key=job.request.cache_key))
+        emit(StepEvent(kind="started", step=job.step, label=job.request.label, cache_key=job.cache_key))
 
     # ---- starting a step ------------------------------------------------------------------
     def _context(self, **extra: Any) -> dict[str, Any]:
@@ -227,84 +249,64 @@ class _Scheduler:
         self.active[step_id] = step_run
         context = self._context()
         try:
-            if plan.when is not None and not plan.when.evaluate(context):
-                message = f"skipped: `{plan.step.when}` is false"
-                self._enqueue(step_id, self._special(plan, "skip", message, f"{step_id} (skipped)"))
-                return
-            if plan.assertion is not None:
-                passed = bool(plan.assertion.evaluate(context))
-                request = self._special(plan, "assert", plan.step.message or f"`{plan.step.assert_}`", step_id)
-                self._enqueue(step_id, request.model_copy(update={"passed": passed}))
-                return
-            if plan.step.for_each is not None:
-                self._start_items(step_id, step_run, context)
-                return
+            start = requests.decide(plan, context)
         except (ExpressionError, TemplateError) as exc:
             self._enqueue(step_id, self._special(plan, "error", f"step `{step_id}`: {exc}", step_id))
             return
-        if plan.step.repeat is not None:
+        if start.kind == "skip":
+            self._enqueue(step_id, self._special(plan, "skip", start.reason, f"{step_id} (skipped)"))
+        elif start.kind == "assert":
+            request = self._special(plan, "assert", start.reason, step_id)
+            self._enqueue(step_id, request.model_copy(update={"passed": start.passed}))
+        elif start.kind == "items":
+            step_run.items = items = start.items or []
+            if not items:
+                self._complete(step_id, AgentResult(summary="no items", data={"items": []}))
+            for index, item in enumerate(items):
+                self._enqueue(step_id, self._request(plan, context, item=item, index=index), index)
+        elif start.kind == "repeat":
             step_run.iteration = 1
             self._enqueue(step_id, self._request(plan, context, iteration=1))
-            return
-        self._enqueue(step_id, self._request(plan, context))
-
-    def _start_items(self, step_id: str, step_run: _StepRun, context: dict[str, Any]) -> None:
-        plan = step_run.plan
-        if plan.for_each is not None:
-            items = plan.for_each.evaluate(context)
-            if not isinstance(items, list):
-                raise ExpressionError(f"for_each `{plan.step.for_each}` gave {type(items).__name__}, not a list")
         else:
-            items = templates.render_value(plan.step.for_each, context)
-        step_run.items = items
-        if not items:
-            self._complete(step_id, AgentResult(summary="no items", data={"items": []}))
-            return
-        for index, item in enumerate(items):
-            self._enqueue(step_id, self._request(plan, context, item=item, index=index), index)
+            self._enqueue(step_id, self._request(plan, context))
 
     def _enqueue(self, step_id: str, request: AgentRequest, index: int | None = None) -> None:
         plan = self.compiled.plans[step_id]
         job = _Job(step=step_id, request=request, index=index)
-        if self.journal is not None:
-            if step_id not in self._agent_views:
-                self._agent_views[step_id] = plan.agent.model_dump(mode="json") if plan.agent else None
-            job.fingerprint = journal_.fingerprint(request.label, plan.definition, self._agent_views[step_id],
-                                                   request.key_view())
-            done = self.journal.lookup(request.label, job.fingerprint)
+        callable_ = request.kind in ("process", "python")
+        if callable_ and (self.journal is not None or plan.cache):
+            job.key = requests.call_key(self.spec.name, plan, request)
+        if self.journal is not None and job.key is not None:
+            done = self.journal.lookup(request.label, job.key.identity)
             if done is not None:
                 self.reused.append((job, done))
                 return
-        job.request = self._with_cache_key(plan, request)
+        if plan.cache_policy is not None and job.key is not None:
+            if self._repo is None:
+                self._repo = read_repo_state(".")  # outside a flow run (no journal): read here, once
+            job.request = requests.with_cache_context(plan, request, job.key, self._repo)
+            job.cache_key = key_of(plan.cache_policy, job.request)
+            if job.cache_key:
+                self.key_parts[job.cache_key] = components(plan.cache_policy, job.request)
         self.queue.append(job)
 
-    def _special(self, plan: "StepPlan", kind: str, message: str, label: str) -> AgentRequest:
+    def _special(self, plan: StepPlan, kind: str, message: str, label: str) -> AgentRequest:
         return AgentRequest(workflow=self.spec.name, step=plan.step.id, label=label, kind=kind,
                             agent=plan.step.agent, message=message)
 
-    def _request(self, plan: "StepPlan", context: dict[str, Any], item: Any = None,
+    def _request(self, plan: StepPlan, context: dict[str, Any], item: Any = None,
                  index: int | None = None, iteration: int | None = None) -> AgentRequest:
         return requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration)
 
-    def _with_cache_key(self, plan: "StepPlan", request: AgentRequest) -> AgentRequest:
-        if not plan.cache:
-            return request
-        if self._repo is None:
-            self._repo = read_repo_state(".")  # outside a flow run (no journal): read here, once
-        keyed, components = requests.with_cache_key(self.spec.name, plan, request, self._repo)
-        if keyed.cache_key:
-            self.key_parts[keyed.cache_key] = components
-        return keyed
-
     # ---- finishing ------------------------------------------------------------------------
     def _finish(self, job: _Job, state: Any) -> None:
-        result = step_results.of_state(state)
+        result = outcomes.of_state(state)
         duration = time.monotonic() - job.started
         cached = state.name == "Cached"
         if result.status != "failed":
-            if self.journal is not None:
-                self.journal.record(job.request.label, journal_.Done(job.step, job.fingerprint, result))
-            if job.request.cache_key:
+            if self.journal is not None and job.key is not None:
+                self.journal.record(job.request.label, Done(job.step, job.key.identity, result))
+            if job.cache_key:
                 self._index(job, cached)
         self._settle(job, result, duration, cached, reused=False)
 
@@ -314,14 +316,13 @@ class _Scheduler:
         if reused:
             self.reused_steps.add(job.step)
         emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status=result.status,
-                       summary=result.summary, duration_s=duration, result=result, cached=cached,
-                       reused=reused))
+                       summary=result.summary, duration_s=duration, cached=cached, reused=reused))
         step_run = self.active[job.step]
         plan = step_run.plan
         if job.index is not None:
             step_run.item_results[job.index] = result
             if len(step_run.item_results) == len(step_run.items or []):
-                self._complete(job.step, step_results.aggregate(step_run.items or [], step_run.item_results))
+                self._complete(job.step, outcomes.aggregate(step_run.items or [], step_run.item_results))
             return
         if plan.step.repeat is not None and result.status != "failed":
             self._after_iteration(job, step_run, result)
@@ -331,7 +332,7 @@ class _Scheduler:
     def _index(self, job: _Job, hit: bool) -> None:
         """Tell the cache index (for `plan` and `cache stats`); never fail a run over it."""
         plan = self.compiled.plans[job.step]
-        key = job.request.cache_key or ""
+        key = job.cache_key or ""
         try:
             if not hit:
                 cache_index.record_entry(self.spec.name, job.step, plan.step.agent, key,
@@ -346,7 +347,7 @@ class _Scheduler:
         try:
             met = bool(plan.until.evaluate(context)) if plan.until else True
         except ExpressionError as exc:
-            self._complete(job.step, step_results.failed(f"step `{job.step}`: repeat.until: {exc}"))
+            self._complete(job.step, outcomes.failed(f"step `{job.step}`: repeat.until: {exc}"))
             return
         if met or step_run.iteration >= plan.step.repeat.max:
             metrics = {**result.metrics, "iterations": step_run.iteration, "until_met": met}
@@ -358,14 +359,15 @@ class _Scheduler:
     def _complete(self, step_id: str, result: AgentResult) -> None:
         plan = self.compiled.plans[step_id]
         if result.status in ("success", "completed_with_errors") and plan.gates:
-            result = step_results.apply_gates(step_id, plan.gates, result, self._context(result=result.context()))
+            result = outcomes.apply_gates(step_id, plan.gates, result, self._context(result=result.context()))
         self.results[step_id] = result
         self.step_views[step_id] = result.context()
         step_run = self.active[step_id]
+        self.durations[step_id] = duration = time.monotonic() - step_run.started
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
-                       summary=result.summary, duration_s=time.monotonic() - step_run.started, result=result,
-                       cached=step_id in self.cached, reused=step_id in self.reused_steps))
-        if result.status == "failed" and plan.criticality in STOPPING_CRITICALITIES:
+                       summary=result.summary, duration_s=duration, cached=step_id in self.cached,
+                       reused=step_id in self.reused_steps))
+        if result.status == "failed" and plan.criticality in _STOPPING_CRITICALITIES:
             self.failed.append(step_id)
             # Start nothing new: drop what is queued; what runs finishes.
             for job in list(self.queue):
@@ -375,23 +377,6 @@ class _Scheduler:
             self.waiting = list(dict.fromkeys(self.waiting))
 
 
-def _kill_commands_on_sigterm() -> Callable[[], None]:
-    """Kill running commands the moment SIGTERM arrives, then let Prefect's handler act.
-
-    Prefect turns SIGTERM into an exception in the flow's thread; killing at the signal
-    itself does not depend on where that exception surfaces. Returns what restores the
-    handler.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def handler(signum: int, frame: Any) -> None:
-        kill_running()
-        if callable(previous):
-            previous(signum, frame)
-        elif previous == signal.SIG_DFL:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+def _step_of(label: str) -> str:
+    """The step a task run belongs to: `gateways[bKash]` and `profile#2` are its items and rounds."""
+    return label.split("[", 1)[0].split("#", 1)[0].split(" ", 1)[0]

@@ -7,14 +7,13 @@ expressions, cycles) from `flows.checks`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from agentflow.flows.language import document as _yaml
+from agentflow.flows.language import canonical
+from agentflow.flows.language import document as yamldoc
 from agentflow.flows.language.pydantic_problems import problems_from
 from agentflow.flows.language.checks import check_agents_file, check_workflow
 from agentflow.errors import Problem, SpecError, format_got, format_path
@@ -31,15 +30,15 @@ def load_workflow(path: str | Path) -> ResolvedWorkflow:
 def is_agents_file(path: str | Path) -> bool:
     """An agents file is a mapping with `agents:` and no `steps:` (used by `validate`)."""
     try:
-        data = _yaml.parse(Path(path).read_text(encoding="utf-8")).data
-    except (OSError, UnicodeDecodeError, _yaml.YamlSyntaxError):
+        data = yamldoc.parse(Path(path).read_text(encoding="utf-8")).data
+    except (OSError, UnicodeDecodeError, yamldoc.YamlSyntaxError):
         return False
     return isinstance(data, dict) and "agents" in data and "steps" not in data and "name" not in data
 
 
 def load_agents_file(path: str | Path) -> dict[str, AgentSpec]:
     """Load and check an agents file on its own; raise SpecError listing every problem."""
-    agents, problems, source, document = _agents(Path(path).name, _yaml.Document(data={}), str(path),
+    agents, problems, source, document = _agents(Path(path).name, yamldoc.Document(data={}), str(path),
                                                  Path(path).parent)
     if document is not None and not problems:
         problems += check_agents_file(agents, source, document)
@@ -64,7 +63,7 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -
     problems += reference_problems
     if problems or spec is None:
         raise SpecError(_sorted(problems))
-    return ResolvedWorkflow(spec=spec, agents=agents, source=source, spec_hash=_hash(spec, agents),
+    return ResolvedWorkflow(spec=spec, agents=agents, source=source, spec_hash=canonical.digest(canonical.workflow_definition(spec, agents), 16),
                             dependencies={k: tuple(v) for k, v in dependencies.items()})
 
 
@@ -84,15 +83,15 @@ def _read(path: Path, what: str) -> str:
                                  "check its permissions")]) from None
 
 
-def _parse(text: str, source: str) -> _yaml.Document:
+def _parse(text: str, source: str) -> yamldoc.Document:
     try:
-        return _yaml.parse(text)
-    except _yaml.YamlSyntaxError as exc:
+        return yamldoc.parse(text)
+    except yamldoc.YamlSyntaxError as exc:
         raise SpecError([Problem(source, exc.line, "", f"YAML syntax error: {exc}",
                                  "fix the indentation or quoting on that line")]) from None
 
 
-def _duplicate_keys(document: _yaml.Document, source: str) -> list[Problem]:
+def _duplicate_keys(document: yamldoc.Document, source: str) -> list[Problem]:
     return [
         Problem(source, line, format_path(path), f"key `{path[-1]}` appears twice (first at line {first})",
                 "keep one of them: YAML would silently use the last")
@@ -100,14 +99,14 @@ def _duplicate_keys(document: _yaml.Document, source: str) -> list[Problem]:
     ]
 
 
-def _validate(model: type[BaseModel], document: _yaml.Document, source: str):
+def _validate(model: type[BaseModel], document: yamldoc.Document, source: str):
     try:
         return model.model_validate(document.data), []
     except ValidationError as exc:
         return None, problems_from(exc, model, document, source)
 
 
-def _agents(value: Any, document: _yaml.Document, source: str, base_dir: Path | None):
+def _agents(value: Any, document: yamldoc.Document, source: str, base_dir: Path | None):
     """The agent registry: from a file named in `agents:`, or inline; with its problems."""
     if value is None:
         return {}, [], source, document
@@ -156,15 +155,6 @@ def _valid_agents(raw: Any) -> dict[str, AgentSpec]:
         except ValidationError:
             pass  # reported by validating the whole file
     return agents
-
-
-def _hash(spec: Workflow, agents: dict[str, AgentSpec]) -> str:
-    canonical = json.dumps(
-        {"workflow": spec.model_dump(mode="json", by_alias=True),
-         "agents": {k: v.model_dump(mode="json") for k, v in sorted(agents.items())}},
-        sort_keys=True, separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

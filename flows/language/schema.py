@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentflow.flows.language.spec import AgentsFile, Workflow
+from agentflow.flows.language.spec import Workflow
 
 SCHEMA_ID = "https://agentflow.dev/schema/workflow.json"
 
@@ -14,11 +14,4 @@ def workflow_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = SCHEMA_ID
     schema["title"] = "agentflow workflow"
-    return schema
-
-
-def agents_schema() -> dict[str, Any]:
-    schema = AgentsFile.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "agentflow agents"
     return schema

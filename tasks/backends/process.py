@@ -11,7 +11,8 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 from agentflow.errors import ConfigError, StepFailed, StepTimeout
 from agentflow.tasks.request import AgentRequest
@@ -24,9 +25,10 @@ STDERR_TAIL = 2000
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
 _stopping = False  # set by kill_running: a command that starts afterwards is killed at once
-# Where the current run notes the commands it has running (`<run dir>/procs/PID`), so that
-# if this process is killed the commands it leaves behind can be found and stopped.
-_track_dir: Path | None = None
+# Told of each command as it starts (its pid); returns what to call when it has ended. The
+# engine notes commands where a crashed run's leftovers can be found (durability.processes).
+Tracker = Callable[[int], Callable[[], None]]
+_tracker: Tracker | None = None
 
 
 def kill_running() -> int:
@@ -44,61 +46,35 @@ def kill_running() -> int:
     return len(processes)
 
 
-def allow_commands(track_dir: Path | None = None) -> None:
+def allow_commands(tracker: Tracker | None = None) -> None:
     """Start of a run: commands may run again after an earlier kill_running in this process;
-    note each running command in `track_dir` if given."""
-    global _stopping, _track_dir
+    tell `tracker` of each command started from now on."""
+    global _stopping, _tracker
     with _live_lock:
         _stopping = False
-        _track_dir = track_dir
+        _tracker = tracker
 
 
-def process_start(pid: int) -> int | None:
-    """When the process started (clock ticks since boot), or None if there is no such process.
+def kill_on_sigterm() -> Callable[[], None]:
+    """Kill running commands the moment SIGTERM arrives, then let Prefect's handler act.
 
-    Read from /proc: a pid alone may have been reused by another process since.
+    Prefect turns SIGTERM into an exception in the flow's thread; killing at the signal
+    itself does not depend on where that exception surfaces. Returns what restores the
+    handler.
     """
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    except OSError:
-        return -1  # exists but unreadable: alive, start unknown
-    # The command name (field 2) may hold spaces and parentheses: count after the last `)`.
-    fields = text[text.rindex(")") + 2:].split()
-    return int(fields[19])  # field 22 of stat: starttime
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
 
+    def handler(signum: int, frame: Any) -> None:
+        kill_running()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
 
-def kill_orphans(track_dir: Path) -> list[int]:
-    """Kill the process groups of the commands noted in `track_dir` that still run (a crashed
-    run's commands); return their pids. A pid now used by another process is left alone."""
-    killed = []
-    for note in sorted(track_dir.glob("[0-9]*")):
-        pid = int(note.name)
-        try:
-            noted = int(note.read_text() or "0")
-        except (OSError, ValueError):
-            noted = 0
-        if process_start(pid) == noted:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-                killed.append(pid)
-            except (ProcessLookupError, PermissionError):
-                pass
-        note.unlink(missing_ok=True)
-    return killed
-
-
-def _note(process: subprocess.Popen, directory: Path | None) -> Path | None:
-    if directory is None:
-        return None
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / str(process.pid)
-        path.write_text(str(process_start(process.pid) or 0))
-        return path
-    except OSError:
-        return None  # tracking helps clean up after a crash; it never fails a step
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 class ProcessBackend:
@@ -121,13 +97,14 @@ class ProcessBackend:
         except PermissionError:
             raise ConfigError(f"step `{request.step}`: command `{argv[0]}` is not executable; "
                               "check its permissions") from None
-        note = None
+        ended: Callable[[], None] | None = None
         try:  # from here on, whatever interrupts us (Ctrl-C arrives anywhere) kills the command
             with _live_lock:
                 _live.add(process)
                 stopping = _stopping
-                track_dir = _track_dir
-            note = _note(process, track_dir)
+                tracker = _tracker
+            if tracker is not None:
+                ended = tracker(process.pid)
             if stopping:
                 _kill_group(process)
             stdout, stderr = process.communicate(input=request.prompt or None, timeout=request.timeout)
@@ -144,8 +121,8 @@ class ProcessBackend:
         finally:
             with _live_lock:
                 _live.discard(process)
-            if note is not None:
-                note.unlink(missing_ok=True)
+            if ended is not None:
+                ended()
         elapsed_ms = round((time.monotonic() - started) * 1000)
         if process.returncode != 0:
             tail = stderr.strip()[-STDERR_TAIL:] or "(no stderr)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from procs import gone
 
-from agentflow import build_flow
+from agentflow import WorkflowResult, build_flow, run_workflow
 from agentflow.errors import InputError, WorkflowFailed
 from agentflow.flows.language.loader import load_text
 
@@ -29,7 +29,7 @@ steps:
     assert flow.version == resolved.spec_hash and len(resolved.spec_hash) == 16
     assert set(flow.parameters.properties) == {"feature", "rounds"}
     assert flow.parameters.required == ["rounds"]
-    assert flow(rounds=3)["a"]["summary"] == "VAT 3"
+    assert flow(rounds=3)["a"].summary == "VAT 3"
 
 
 def test_bad_inputs_fail_before_any_step(tmp_path):
@@ -61,7 +61,7 @@ steps:
   - {id: b, call: "probe:meet", with: {name: together, parties: 3}}
   - {id: c, call: "probe:meet", with: {name: together, parties: 3}}
 """)()
-    assert [result[s]["status"] for s in "abc"] == ["success"] * 3
+    assert [result[s].status for s in "abc"] == ["success"] * 3
 
 
 def test_for_each_items_are_parallel_task_runs():
@@ -74,9 +74,9 @@ steps:
     call: "probe:meet"
     with: {name: fanout, parties: 3}
 """)()
-    items = result["gateways"]["data"]["items"]
+    items = result["gateways"].data["items"]
     assert [i["item"] for i in items] == ["bKash", "Nagad", "NBR"]
-    assert result["gateways"]["summary"] == "3/3 items succeeded"
+    assert result["gateways"].summary == "3/3 items succeeded"
 
 
 def test_for_each_respects_max_parallel():
@@ -91,7 +91,7 @@ steps:
     call: "probe:count_concurrency"
     with: {name: bounded, gate: none}
 """)()
-    peaks = [i["data"]["peak"] for i in result["many"]["data"]["items"]]
+    peaks = [i["data"]["peak"] for i in result["many"].data["items"]]
     assert max(peaks) <= 2
 
 
@@ -117,10 +117,10 @@ steps:
     call: "probe:echo"
     prompt: "never was {{{{ steps.never.status }}}}"
 """)()
-    assert result["first"]["summary"] == "appended one VAT"
-    assert result["second"]["summary"] == "after appended one VAT with 1 line"
-    assert result["never"]["status"] == "skipped"
-    assert result["last"]["summary"] == "never was skipped"
+    assert result["first"].summary == "appended one VAT"
+    assert result["second"].summary == "after appended one VAT with 1 line"
+    assert result["never"].status == "skipped"
+    assert result["last"].summary == "never was skipped"
     assert log.read_text() == "one VAT\n"
 
 
@@ -133,9 +133,9 @@ steps:
     call: "probe:measure"
     repeat: {until: "result.metrics.p95_ms < 300", max: 5}
 """)()
-    assert result["profile"]["summary"] == "round 3"
-    assert result["profile"]["metrics"]["iterations"] == 3
-    assert result["profile"]["metrics"]["until_met"] is True
+    assert result["profile"].summary == "round 3"
+    assert result["profile"].metrics["iterations"] == 3
+    assert result["profile"].metrics["until_met"] is True
 
 
 def test_repeat_stops_at_max():
@@ -148,8 +148,8 @@ steps:
     with: {factor: 1.0}
     repeat: {until: "result.metrics.p95_ms < 300", max: 2}
 """)()
-    assert result["profile"]["metrics"] == {"p95_ms": 1000.0, "iterations": 2, "until_met": False,
-                                            "duration_ms": result["profile"]["metrics"]["duration_ms"]}
+    assert result["profile"].metrics == {"p95_ms": 1000.0, "iterations": 2, "until_met": False,
+                                            "duration_ms": result["profile"].metrics["duration_ms"]}
 
 
 def test_retries_until_success(tmp_path):
@@ -164,8 +164,30 @@ steps:
     retries: 3
     retry_backoff: {{base_seconds: 0, max_seconds: 0, jitter: 0}}
 """)()
-    assert result["flaky"]["data"]["calls"] == 3
+    assert result["flaky"].data["calls"] == 3
     assert counter.read_text() == "3"
+    assert result.steps["flaky"].attempts == 3
+
+
+def test_run_workflow_from_a_path_returns_the_workflow_result(tmp_path):
+    """`run_workflow(path, inputs)`: every step's outcome, in definition order, with a run id."""
+    path = tmp_path / "wf.yaml"
+    path.write_text("""
+name: by-path
+inputs:
+  who: {default: nobody}
+steps:
+  - {id: hello, run: [echo, "hello {{ inputs.who }}"]}
+  - {id: later, when: "inputs.who == 'nobody'", run: [echo, never]}
+""")
+    result = run_workflow(path, {"who": "team"})
+    assert isinstance(result, WorkflowResult)
+    assert (result.workflow, result.status, result.failed_steps) == ("by-path", "completed", [])
+    assert result.run_id and len(result.run_id) == 36
+    assert list(result.steps) == ["hello", "later"]
+    assert result["hello"].summary == "hello team"
+    assert result.steps["later"].status == "skipped" and result.steps["hello"].attempts == 1
+    assert WorkflowResult.model_validate_json(result.model_dump_json()) == result  # JSON all the way
 
 
 def test_configuration_errors_are_not_retried(tmp_path):
@@ -179,7 +201,7 @@ steps:
 """)
     with pytest.raises(WorkflowFailed) as caught:
         flow()
-    assert "cannot import `no_such_module_here`" in caught.value.results["broken"]["error"]
+    assert "cannot import `no_such_module_here`" in caught.value.result["broken"].error
 
 
 def test_failed_command_carries_stderr_and_stops_the_run(tmp_path):
@@ -195,11 +217,11 @@ steps:
 """)
     with pytest.raises(WorkflowFailed) as caught:
         flow()
-    bad = caught.value.results["bad"]
-    assert bad["status"] == "failed"
-    assert "exited with code 3: disk is full" in bad["error"]
-    assert bad["output"] == "partial\n"
-    assert "after" not in caught.value.results
+    bad = caught.value.result["bad"]
+    assert bad.status == "failed"
+    assert "exited with code 3: disk is full" in bad.error
+    assert bad.output == "partial\n"
+    assert caught.value.result.steps["after"].status == "not_run"
     assert not marker.exists()
 
 
@@ -211,7 +233,7 @@ steps:
   - {id: optional, run: [sh, -c, "exit 1"], criticality: low}
   - {id: next, call: "probe:echo", prompt: "optional was {{ steps.optional.status }}"}
 """)()
-    assert result["next"]["summary"] == "optional was failed"
+    assert result["next"].summary == "optional was failed"
 
 
 def test_timeout_kills_the_process_group(tmp_path):
@@ -226,7 +248,7 @@ steps:
 """)
     with pytest.raises(WorkflowFailed) as caught:
         flow()
-    assert "timed out after 1s" in caught.value.results["slow"]["error"]
+    assert "timed out after 1s" in caught.value.result["slow"].error
     assert gone(int(pid_file.read_text())), "the command's child outlived the timeout"
 
 
@@ -242,7 +264,7 @@ steps:
 """)
     with pytest.raises(WorkflowFailed) as caught:
         flow()
-    assert "limit must exceed 10" in caught.value.results["check"]["error"]
+    assert "limit must exceed 10" in caught.value.result["check"].error
 
 
 def test_shell_and_python_agents(tmp_path):
@@ -256,5 +278,5 @@ steps:
   - {id: loud, agent: shouter, prompt: "hello"}
   - {id: quiet, agent: echoer, prompt: "{{ steps.loud.summary }}"}
 """)()
-    assert result["loud"]["summary"] == "HELLO"
-    assert result["quiet"]["summary"] == "HELLO"
+    assert result["loud"].summary == "HELLO"
+    assert result["quiet"].summary == "HELLO"

@@ -10,7 +10,7 @@ import pytest
 
 from agentflow import build_flow
 from agentflow.flows.language.loader import load_workflow
-from agentflow.flows.durability.cache import read_repo_state
+from agentflow.flows.durability.repo import read_repo_state
 
 WORKFLOW = """
 name: cached

@@ -1,3 +1,0 @@
-from agentflow.flows.cli import main
-
-main()

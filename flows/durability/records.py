@@ -1,0 +1,66 @@
+"""A run's record: what it was started from, pinned so that `resume` finishes that same run.
+
+Each run has a directory, `<storage root>/agentflow-runs/<flow run id>/`, holding this
+record (`run.json`), its journal of completed calls (`steps.jsonl`, flows/durability/journal.py)
+and a note per command running now (`procs/PID`). Local to the machine that ran the run:
+resume it there (or share the storage directory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentflow.flows.durability import storage
+from agentflow.flows.durability.processes import ProcessId
+
+Attempt = ProcessId  # one process that ran (part of) the run
+
+
+def _runs_dir() -> Path:
+    return storage.root() / "agentflow-runs"
+
+
+def run_dir(run_id: str) -> Path:
+    return _runs_dir() / run_id
+
+
+class RunRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    workflow: str
+    source: str  # the workflow file, absolute (or `<text>`)
+    cwd: str  # steps run here (relative paths, the repository)
+    spec_hash: str
+    definition: dict[str, Any]  # the workflow's definition (language.canonical), to say what changed
+    inputs: dict[str, Any]
+    repo: dict[str, Any] = Field(default_factory=dict)  # commit and dirty hash when it started
+    cache: str = "use"
+    created: float
+    attempts: list[Attempt] = Field(default_factory=list)
+
+
+def read_record(run_id: str) -> RunRecord | None:
+    path = run_dir(run_id) / "run.json"
+    try:
+        return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def _write_record(record: RunRecord) -> None:
+    storage.atomic_write(run_dir(record.run_id) / "run.json", record.model_dump_json(indent=1))
+
+
+def begin_attempt(run_id: str, new_record: Callable[[], RunRecord]) -> RunRecord:
+    """Note that this process runs (part of) the run: on its first attempt the record is made
+    (`new_record`), on a resume a new attempt is added to the pinned one."""
+    record = read_record(run_id) or new_record()
+    record.attempts.append(Attempt.current())
+    _write_record(record)
+    (run_dir(run_id) / "crash-handled").unlink(missing_ok=True)  # a new attempt may crash anew
+    return record

@@ -1,0 +1,23 @@
+"""`run_workflow`: run a workflow by its file, the one entry point that deployments point at.
+
+A deployment names this function and passes the workflow's path and its inputs as
+parameters, so one generic flow interprets every workflow (no code generated per file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agentflow.flows.engine.compile import build_flow
+from agentflow.flows.engine.result import WorkflowResult
+from agentflow.flows.language.loader import load_workflow
+from agentflow.flows.language.spec import ResolvedWorkflow
+
+
+def run_workflow(workflow: str | Path | ResolvedWorkflow, inputs: dict[str, Any] | None = None,
+                 cache: str = "use") -> WorkflowResult:
+    """Load (if given a path), check the inputs, run; a WorkflowResult, or WorkflowFailed
+    carrying one. SpecError or InputError before anything runs."""
+    resolved = workflow if isinstance(workflow, ResolvedWorkflow) else load_workflow(workflow)
+    return build_flow(resolved, cache=cache)(**(inputs or {}))
