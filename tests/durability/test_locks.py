@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from prefect.locking.protocol import LockManager
@@ -22,6 +24,16 @@ assert locks.acquire_lock("key-1", "other-holder", acquire_timeout=5)
 print("held", flush=True)
 sys.stdin.read()  # hold until killed
 """
+
+
+@contextmanager
+def running(argv: list[str]) -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_implements_prefects_protocol(tmp_path):
@@ -78,9 +90,7 @@ def test_two_threads_of_one_process_exclude_each_other(tmp_path):
 
 def test_a_killed_holder_frees_its_lock(tmp_path):
     """SIGKILL of the process holding a lock: the next run takes it at once, no pid compared."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_WAIT, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
+    with running([sys.executable, "-c", HOLD_AND_WAIT, str(tmp_path)]) as holder:
         assert holder.stdout.readline().strip() == "held"
         locks = StepLocks(tmp_path)
         assert locks.is_locked("key-1")
@@ -89,22 +99,15 @@ def test_a_killed_holder_frees_its_lock(tmp_path):
         holder.wait()
         assert locks.wait_for_lock("key-1", timeout=5)
         assert locks.acquire_lock("key-1", "me", acquire_timeout=0)
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_commands_started_while_holding_do_not_inherit_the_lock(tmp_path):
     """A command a step starts (and that may outlive it) must not keep the step's lock."""
     locks = StepLocks(tmp_path)
     assert locks.acquire_lock("k", "a")
-    child = subprocess.Popen(["sleep", "30"])
-    try:
+    with running(["sleep", "30"]):
         locks.release_lock("k", "a")
         assert not StepLocks(tmp_path).is_locked("k")
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_keys_with_odd_characters_get_distinct_files(tmp_path):
