@@ -9,12 +9,10 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from agentflow.flows.language import expressions
-from agentflow.flows.language import graph
-from agentflow.flows.language import templates
-from agentflow.flows.language.document import Document
 from agentflow.errors import ExpressionError, Problem, TemplateError, format_path
-from agentflow.flows.language.spec import AgentSpec, RUNNABLE_AGENT_KINDS
+from agentflow.flows.language import callables, expressions, graph, templates
+from agentflow.flows.language.document import Document
+from agentflow.flows.language.spec import RESULT_FIELDS, RUNNABLE_AGENT_KINDS, AgentSpec
 
 _EXPRESSION_ROOTS = {
     "when": ("inputs", "steps", "item"),
@@ -67,6 +65,7 @@ class _Checker:
         self.ids: list[str] = []
         self.explicit: dict[str, list[str]] = {}
         self.referenced: dict[str, set[str]] = {}
+        self.edges: dict[tuple[str, str], tuple[tuple, str]] = {}  # (step, upstream) -> (path, how)
 
     def add(self, path: tuple, where: str, what: str, fix: str = "", got: str | None = None,
             document: Document | None = None, source: str | None = None) -> None:
@@ -104,9 +103,14 @@ class _Checker:
         if isinstance(depends, list):
             self.explicit[step_id] = [d for d in depends if isinstance(d, str)]
             for position, name in enumerate(depends):
-                if isinstance(name, str) and name not in self.ids:
-                    self._unknown_step(name, base + ("depends_on", position), f"{prefix}.depends_on",
-                                       "depends on")
+                path = base + ("depends_on", position)
+                if name == step_id:
+                    self.add(path, f"{prefix}.depends_on", f"step `{step_id}` depends on itself",
+                             "remove it from its own depends_on")
+                elif isinstance(name, str) and name not in self.ids:
+                    self._unknown_step(name, path, f"{prefix}.depends_on", "depends on")
+                elif isinstance(name, str):
+                    self.edges.setdefault((step_id, name), (path, "{step} depends on {upstream}"))
 
         has_items = step.get("for_each") is not None
         has_iteration = step.get("repeat") is not None
@@ -174,6 +178,7 @@ class _Checker:
                 self.add(path, where, f"template refers to unknown name `{name}`",
                          f"use one of: {', '.join(sorted(allowed))}")
         self._check_keys(step_id, info.keys.get("steps", ()), info.keys.get("inputs", ()), path, where)
+        self._check_fields(info.step_fields, path, where)
 
     def _check_expression(self, step_id: str, text: str, path: tuple, where: str,
                           roots: tuple[str, ...], has_items: bool) -> None:
@@ -186,6 +191,15 @@ class _Checker:
                      "use comparisons, and/or/not, in, and names such as steps.ID.status")
             return
         self._check_keys(step_id, parsed.references("steps"), parsed.references("inputs"), path, where)
+        self._check_fields(parsed.step_fields(), path, where)
+
+    def _check_fields(self, fields: Any, path: tuple, where: str) -> None:
+        """`steps.a.sumary`: a step's result has known fields, so a typo is found now."""
+        for step, field in sorted(fields):
+            if step in self.ids and field not in RESULT_FIELDS:
+                close = difflib.get_close_matches(field, RESULT_FIELDS, n=1, cutoff=0.6)
+                fix = f"did you mean `{close[0]}`?" if close else f"a result has: {', '.join(RESULT_FIELDS)}"
+                self.add(path, where, f"`steps.{step}.{field}`: a step's result has no field `{field}`", fix)
 
     def _check_keys(self, step_id: str, steps: Any, inputs: Any, path: tuple, where: str) -> None:
         for name in sorted(steps):
@@ -196,6 +210,7 @@ class _Checker:
                 self._unknown_step(name, path, where, "refers to")
             else:
                 self.referenced[step_id].add(name)
+                self.edges.setdefault((step_id, name), (path, "{step} refers to {upstream}"))
         for name in sorted(inputs):
             if name not in self.inputs:
                 close = difflib.get_close_matches(name, sorted(self.inputs), n=1, cutoff=0.6)
@@ -208,6 +223,11 @@ class _Checker:
                 self.add(base + (kind,), f"{prefix}.{kind}",
                          f"`{kind}` steps ({feature}) are parsed but this version of agentflow cannot run them",
                          "replace it with a run, call or agent step until a later version")
+        compensate = step.get("compensate")
+        if isinstance(compensate, dict) and isinstance(compensate.get("agent"), str):
+            if compensate["agent"] not in self.agents:
+                self._unknown_agent(compensate["agent"], base + ("compensate", "agent"), f"{prefix}.compensate.agent")
+        self._check_with_keys(step, base, prefix)
         for field in ("agent", "fallback"):
             name = step.get(field)
             if not isinstance(name, str):
@@ -219,6 +239,22 @@ class _Checker:
                 self.add(base + (field,), f"{prefix}.{field}",
                          f"agent `{name}` is of kind `{agent.kind}`, which this version of agentflow cannot run",
                          f"use an agent of kind {' or '.join(RUNNABLE_AGENT_KINDS)} for now")
+
+    def _check_with_keys(self, step: dict, base: tuple, prefix: str) -> None:
+        """`with:` keys a `call:` function cannot take, when its module can be imported now."""
+        target = step.get("call")
+        params = step.get("with")
+        if not isinstance(target, str) or not isinstance(params, dict) or not params:
+            return
+        accepted = callables.accepted_parameters(target)
+        if accepted is None:
+            return  # not importable here (it may be at run time): the run will say
+        unknown = sorted(str(k) for k in params if str(k) not in accepted)
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(accepted), n=1, cutoff=0.6)
+            fix = f"did you mean `{close[0]}`?" if close else (
+                f"it takes: {', '.join(sorted(accepted)) or 'no parameters'}")
+            self.add(base + ("with", key), f"{prefix}.with.{key}", f"`{target}` has no parameter `{key}`", fix)
 
     def _unknown_agent(self, name: str, path: tuple, where: str,
                        document: Document | None = None, source: str | None = None) -> None:
@@ -256,9 +292,18 @@ class _Checker:
         deps = graph.dependencies(self.ids, self.explicit, self.referenced, pattern)
         cycle = graph.find_cycle(deps)
         if cycle:
-            first = self.ids.index(cycle[0])
-            self.add(("steps", first), f"steps[{first}]",
-                     f"the steps form a cycle: {' -> '.join(cycle)}",
+            # Said at the line that makes the cycle's first edge, with every edge's own line.
+            edges = [self._edge(step, upstream) for step, upstream in zip(cycle, cycle[1:])]
+            path = edges[0][0]
+            how = "; ".join(verb.format(step=step, upstream=upstream) + f" (line {self.document.line_of(at)})"
+                            for (at, verb), step, upstream in zip(edges, cycle, cycle[1:]))
+            self.add(path, format_path(path), f"the steps form a cycle: {' -> '.join(cycle)}: {how}",
                      "remove one of these dependencies or references (under `sequential`, "
                      "a step cannot refer to a later step)")
         return deps
+
+    def _edge(self, step: str, upstream: str) -> tuple[tuple, str]:
+        """Where the definition makes `step` wait for `upstream`, and how."""
+        if (step, upstream) in self.edges:
+            return self.edges[(step, upstream)]
+        return ("steps", self.ids.index(step)), "{step} comes after {upstream} under `sequential`"

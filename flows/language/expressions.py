@@ -19,6 +19,7 @@ from typing import Any
 from agentflow.errors import ExpressionError
 
 MAX_LENGTH = 2000
+MAX_DEPTH = 50  # operators and calls inside each other
 _CONSTANT_NAMES = {"true": True, "false": False, "null": None, "none": None,
                    "True": True, "False": False, "None": None}
 ROOTS = ("inputs", "steps", "result", "item", "iteration")
@@ -80,6 +81,10 @@ class Expression:
         except (TypeError, ValueError, ZeroDivisionError, OverflowError, RecursionError) as exc:
             raise ExpressionError(f"`{self.text}` cannot be evaluated: {exc}") from None
 
+    def step_fields(self) -> set[tuple[str, str]]:
+        """The fields of step results it reads: `steps.a.summary` gives ("a", "summary")."""
+        return _step_fields(self.tree)
+
     def references(self, root: str) -> set[str]:
         """Keys used directly under `root`: `steps.a.status` and `steps['a']` give {'a'}."""
         found: set[str] = set()
@@ -89,6 +94,21 @@ class Expression:
                 if isinstance(key, str):
                     found.add(key)
         return found
+
+
+def _step_fields(tree: ast.AST) -> set[tuple[str, str]]:
+    """`steps.a.summary` and `steps['a']['summary']` give ("a", "summary")."""
+    found: set[tuple[str, str]] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.value, (ast.Attribute, ast.Subscript)):
+            inner = node.value
+            if not _is_name(inner.value, "steps"):
+                continue
+            step = inner.attr if isinstance(inner, ast.Attribute) else _constant_key(inner.slice)
+            key = node.attr if isinstance(node, ast.Attribute) else _constant_key(node.slice)
+            if isinstance(step, str) and isinstance(key, str):
+                found.add((step, key))
+    return found
 
 
 def _is_name(node: ast.AST, name: str) -> bool:
@@ -112,10 +132,30 @@ def parse(text: str, roots: Sequence[str] = ROOTS) -> Expression:
             tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"`{text}` does not parse: {exc.msg}") from None
-    except (ValueError, MemoryError, RecursionError) as exc:
-        raise ExpressionError(f"`{text}` does not parse: {exc}") from None
+    except (ValueError, MemoryError, RecursionError):
+        raise ExpressionError(f"`{_short(text)}` does not parse: it is nested too deeply "
+                              f"(at most {MAX_DEPTH} levels)") from None
+    if _depth(tree.body) > MAX_DEPTH:
+        raise ExpressionError(f"`{_short(text)}` is nested more than {MAX_DEPTH} levels deep; "
+                              "split it, or compute the value in a step")
     _check(tree.body, set(roots), text)
     return Expression(text=text, tree=tree)
+
+
+def _depth(root: ast.AST) -> int:
+    """How deeply the expression nests (without recursion: it may be very deep)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:
+            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check(node: ast.AST, roots: set[str], text: str) -> None:

@@ -29,45 +29,46 @@ def dependencies(
 
 
 def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A cycle as a list of ids whose first and last are the same, or None."""
+    """A cycle as a list of ids, each depending on the next, whose first and last are the
+    same; or None. Iterative: a chain of thousands of steps is no deeper than one."""
     white, grey, black = 0, 1, 2
     colour = {node: white for node in deps}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        colour[node] = grey
-        stack.append(node)
-        for upstream in deps.get(node, ()):
-            if colour.get(upstream) == grey:
-                cycle = stack[stack.index(upstream):] + [upstream]
-                return list(reversed(cycle))
-            if colour.get(upstream) == white:
-                found = visit(upstream)
-                if found:
-                    return found
-        stack.pop()
-        colour[node] = black
-        return None
-
-    for node in deps:
-        if colour[node] == white:
-            found = visit(node)
-            if found:
-                return found
+    for start in deps:
+        if colour[start] != white:
+            continue
+        colour[start] = grey
+        path = [start]
+        pending = [iter(deps.get(start, ()))]
+        while pending:
+            upstream = next(pending[-1], None)
+            if upstream is None:
+                colour[path.pop()] = black
+                pending.pop()
+            elif colour.get(upstream) == grey:
+                return path[path.index(upstream):] + [upstream]
+            elif colour.get(upstream) == white:
+                colour[upstream] = grey
+                path.append(upstream)
+                pending.append(iter(deps.get(upstream, ())))
     return None
 
 
 def levels(deps: Mapping[str, Sequence[str]]) -> list[list[str]]:
     """Steps grouped so that each group depends only on earlier groups (the graph is acyclic)."""
     depth: dict[str, int] = {}
-
-    def level(node: str) -> int:
-        if node not in depth:
-            depth[node] = 1 + max((level(u) for u in deps[node]), default=-1)
-        return depth[node]
-
-    for node in deps:
-        level(node)
+    for start in deps:
+        stack = [start]
+        while stack:
+            node = stack[-1]
+            if node in depth:
+                stack.pop()
+                continue
+            waiting = [up for up in deps[node] if up not in depth]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            depth[node] = 1 + max((depth[up] for up in deps[node]), default=-1)
+            stack.pop()
     grouped: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
     for node in deps:
         grouped[depth[node]].append(node)

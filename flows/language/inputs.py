@@ -8,12 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentflow.errors import InputError
-from agentflow.flows.language.spec import InputSpec, Workflow
+from agentflow.flows.language.spec import INPUT_TYPES, InputSpec, Workflow
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-    "array": (list,), "object": (dict,),
-}
 
 
 def validate_inputs(spec: Workflow, given: Mapping[str, Any], from_strings: bool = False) -> dict[str, Any]:
@@ -47,7 +43,7 @@ def validate_inputs(spec: Workflow, given: Mapping[str, Any], from_strings: bool
 def _convert(name: str, spec: InputSpec, value: Any, from_strings: bool) -> Any:
     if from_strings and isinstance(value, str) and spec.type != "string":
         value = _parse_text(name, spec.type, value)
-    expected = _TYPES[spec.type]
+    expected = INPUT_TYPES[spec.type]
     wrong_bool = isinstance(value, bool) and spec.type in ("integer", "number")
     if not isinstance(value, expected) or wrong_bool:
         raise InputError(f"input `{name}` must be {spec.type} (got {type(value).__name__} {value!r})")

@@ -50,8 +50,11 @@ def load_agents_file(path: str | Path) -> dict[str, AgentSpec]:
 def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -> ResolvedWorkflow:
     document = _parse(text, source)
     problems: list[Problem] = _duplicate_keys(document, source)
+    if document.data is None:
+        raise SpecError([Problem(source, 1, "", "the file holds no definition (it is empty or only comments)",
+                                 "start with `name:` and `steps:`")])
     if not isinstance(document.data, dict):
-        raise SpecError([Problem(source, document.line_of(()), "", "a workflow must be a YAML mapping",
+        raise SpecError([Problem(source, document.line_of(()) or 1, "", "a workflow must be a YAML mapping",
                                  "start with `name:` and `steps:`", format_got(document.data))])
     spec, model_problems = _validate(Workflow, document, source)
     problems += model_problems
@@ -76,8 +79,9 @@ def _read(path: Path, what: str) -> str:
     except IsADirectoryError:
         raise SpecError([Problem(str(path), None, "", f"{what} path is a directory", "give a .yaml file")]) from None
     except UnicodeDecodeError as exc:
-        raise SpecError([Problem(str(path), None, "", f"{what} file is not UTF-8 text ({exc.reason})",
-                                 "save it as UTF-8")]) from None
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise SpecError([Problem(str(path), line, "", f"{what} file is not UTF-8 text (byte "
+                                 f"0x{exc.object[exc.start]:02x}: {exc.reason})", "save it as UTF-8")]) from None
     except OSError as exc:
         raise SpecError([Problem(str(path), None, "", f"{what} file cannot be read: {exc.strerror}",
                                  "check its permissions")]) from None

@@ -6,12 +6,14 @@ and turned into a Prefect flow by `flows.compile`.
 
 from __future__ import annotations
 
+import keyword
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+MAX_DURATION_S = 365 * 86400.0  # also keeps `.inf` out of Prefect's timers
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
@@ -20,14 +22,17 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 24h, 7d")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION.match(value):
         match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 24h, 7d")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 24h, 7d")
+    if seconds != seconds or seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"a duration is at most {MAX_DURATION_S // 86400:g} days (write e.g. 10m or 24h)")
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -47,6 +52,18 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+INPUT_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "array": (list,), "object": (dict,),
+}
+# Input names that cannot be a flow parameter: Python keywords, and Prefect's own keyword
+# arguments of a flow call.
+RESERVED_INPUTS = frozenset(keyword.kwlist) | {"return_state", "wait_for", "self"}
+# What a step's result shows to later steps as `steps.ID.<field>` (tasks.results.AgentResult).
+RESULT_FIELDS = ("status", "summary", "output", "data", "artifacts", "metrics", "confidence", "error",
+                 "degraded", "fallback_used", "primary_agent", "skipped_agent")
+
+
 class InputSpec(_Model):
     type: Literal["string", "integer", "number", "boolean", "array", "object"] = "string"
     default: Any = None
@@ -56,6 +73,20 @@ class InputSpec(_Model):
     @property
     def required(self) -> bool:
         return "default" not in self.model_fields_set
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> "InputSpec":
+        if "default" not in self.model_fields_set or self.default is None:
+            return self
+        if not isinstance(self.default, INPUT_TYPES[self.type]) or (
+                isinstance(self.default, bool) and self.type in ("integer", "number")):
+            got = type(self.default).__name__
+            hint = (" (YAML reads yes/no/on/off unquoted as true/false: quote it)"
+                    if isinstance(self.default, bool) and self.type == "string" else "")
+            raise ValueError(f"the default is {got} {self.default!r}, not {self.type}{hint}")
+        if self.enum is not None and self.default not in self.enum:
+            raise ValueError(f"the default {self.default!r} is not one of its enum {self.enum}")
+        return self
 
 
 class RetryBackoff(_Model):
@@ -197,6 +228,15 @@ class Workflow(_Model):
     agents: Union[str, dict[AgentName, AgentSpec], list[str], None] = None
     max_parallel: int = Field(default=8, ge=1, le=1000)
     steps: list[Step] = Field(min_length=1)
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_names(cls, inputs: dict[str, Any]) -> dict[str, Any]:
+        for name in inputs:
+            if name in RESERVED_INPUTS:
+                raise ValueError(f"`{name}` cannot name an input (a Python keyword or a Prefect flow "
+                                 f"argument); rename it, e.g. `{name}_`")
+        return inputs
 
 
 class ResolvedWorkflow(_Model):

@@ -2,6 +2,14 @@
 
 The sandbox blocks access to Python internals; StrictUndefined makes a misspelt name an
 error rather than an empty string, so a prompt never silently loses a piece.
+
+Rendering is bounded, because the values it works on come from inputs (untrusted): `**`
+and `*` refuse results larger than `MAX_OUTPUT` (checked before computing them, so
+`10 ** (10 ** 10)` fails at once instead of spinning), `range` gives at most `MAX_RANGE`
+numbers, filters that pad to a width refuse huge widths, any rendered value is at most
+`MAX_OUTPUT` characters, and a template with statements (`{% for %}`...) gets
+`TIME_LIMIT_S` seconds. Each is a TemplateError naming the template. `include`, `import`,
+`extends` and attributes starting with `_` are refused when the definition is loaded.
 """
 
 from __future__ import annotations
@@ -13,14 +21,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agentflow.errors import TemplateError
+from agentflow.flows.language.sandbox import (TIME_LIMIT_S, BoundedSandbox, TemplateTimeout, join_bounded,
+                                             within_time)
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                     keep_trailing_newline=True)
+_ENV = BoundedSandbox()
+# Statements that reach outside the template, and a filter that reaches into objects.
+_REFUSED_NODES = {nodes.Include: "{% include %}", nodes.Import: "{% import %}", nodes.FromImport: "{% from ... import %}",
+                  nodes.Extends: "{% extends %}"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class TemplateInfo:
 
     names: frozenset[str]
     keys: dict[str, frozenset[str]]
+    step_fields: frozenset[tuple[str, str]] = frozenset()  # `steps.a.summary` -> ("a", "summary")
 
 
 def is_template(text: Any) -> bool:
@@ -42,17 +54,49 @@ def inspect(text: str) -> TemplateInfo:
         tree = _ENV.parse(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template does not compile: {exc.message} (template line {exc.lineno})") from None
+    except RecursionError:
+        raise TemplateError("template is nested too deeply") from None
+    _refuse_unsafe(tree)
+    try:
+        _compiled(text)  # unknown filters and tests are found when compiling, not parsing
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template does not compile: {exc.message}") from None
     local = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     builtins = set(_ENV.globals) | {"loop", "self", "varargs", "kwargs"}
     names = frozenset(n.name for n in tree.find_all(nodes.Name)
                       if n.ctx == "load" and n.name not in local and n.name not in builtins)
     keys: dict[str, set[str]] = {}
+    fields: set[tuple[str, str]] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        key = node.attr if isinstance(node, nodes.Getattr) else _const(node.arg)
+        if not isinstance(key, str):
+            continue
         if isinstance(node.node, nodes.Name):
-            key = node.attr if isinstance(node, nodes.Getattr) else _const(node.arg)
-            if isinstance(key, str):
-                keys.setdefault(node.node.name, set()).add(key)
-    return TemplateInfo(names=names, keys={k: frozenset(v) for k, v in keys.items()})
+            keys.setdefault(node.node.name, set()).add(key)
+        elif isinstance(node.node, (nodes.Getattr, nodes.Getitem)) and _is_steps(node.node.node):
+            step = node.node.attr if isinstance(node.node, nodes.Getattr) else _const(node.node.arg)
+            if isinstance(step, str):
+                fields.add((step, key))
+    return TemplateInfo(names=names, keys={k: frozenset(v) for k, v in keys.items()}, step_fields=frozenset(fields))
+
+
+def _is_steps(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "steps"
+
+
+def _refuse_unsafe(tree: nodes.Template) -> None:
+    """What the sandbox would refuse only at run time, refused when the definition loads."""
+    for node_type, what in _REFUSED_NODES.items():
+        if next(tree.find_all(node_type), None) is not None:
+            raise TemplateError(f"{what} is not allowed: a template sees only inputs, steps, item and iteration")
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Filter):
+            if node.name == "attr":
+                raise TemplateError("the `attr` filter is not allowed; write `value.name` or `value['name']`")
+            continue
+        key = node.attr if isinstance(node, nodes.Getattr) else _const(node.arg)
+        if isinstance(key, str) and key.startswith("_"):
+            raise TemplateError(f"`{key}`: names starting with `_` are not allowed in templates")
 
 
 def _const(node: nodes.Node) -> Any:
@@ -69,7 +113,10 @@ def render(text: str, context: Mapping[str, Any]) -> str:
     if not is_template(text):
         return text
     with _as_template_error(text):
-        return _compiled(text).render(**context)
+        template = _compiled(text)
+        if "{%" in text:  # statements can loop: bounded in time as well as in size
+            return within_time(lambda: join_bounded(template.generate(**context)))
+        return join_bounded(template.generate(**context))
 
 
 @contextmanager
@@ -82,8 +129,12 @@ def _as_template_error(text: str) -> Iterator[None]:
     except UndefinedError as exc:
         raise TemplateError(f"template `{_short(text)}` refers to something missing: {exc.message}") from None
     except SecurityError as exc:
-        raise TemplateError(f"template `{_short(text)}` tried an unsafe operation: {exc}") from None
-    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise TemplateError(f"template `{_short(text)}` was stopped: {exc}") from None
+    except TemplateTimeout:
+        raise TemplateError(f"template `{_short(text)}` was stopped after {TIME_LIMIT_S:g}s") from None
+    except RecursionError:
+        raise TemplateError(f"template `{_short(text)}` recurses too deeply") from None
+    except (TypeError, ValueError, ArithmeticError, MemoryError) as exc:
         raise TemplateError(f"template `{_short(text)}` failed: {exc}") from None
 
 

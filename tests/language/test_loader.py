@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from expect import expectations
 
 from agentflow.errors import SpecError
 from agentflow.flows.language.loader import load_agents_file, load_text, load_workflow
@@ -13,19 +13,6 @@ from agentflow.flows.language.loader import load_agents_file, load_text, load_wo
 REPO = Path(__file__).resolve().parents[2]
 BAD = REPO / "tests" / "bad"
 BAD_FILES = sorted(p for p in BAD.glob("[0-9]*.yaml"))
-_EXPECT = re.compile(r"^# expect: (?:([\w.-]+\.yaml):)?(?:(\d+): )?(.*)$")
-
-
-def expectations(path: Path) -> list[tuple[str | None, int | None, str]]:
-    found = []
-    for line in path.read_text().splitlines():
-        match = _EXPECT.match(line)
-        if match:
-            file, number, text = match.groups()
-            found.append((file, int(number) if number else None, text.strip()))
-    return found
-
-
 def test_there_are_many_distinct_bad_files():
     """Each error path of `validate` has its own bad file (at least 25)."""
     assert len(BAD_FILES) >= 25

@@ -1,0 +1,62 @@
+"""Malformed and hostile definitions: each is refused at load time with its line, quickly.
+
+tests/hostile/ holds one file per case, each with the `# expect: LINE: text` lines that
+`validate` must report (the same format as tests/bad/). Resource bombs are refused within
+a second, never with a traceback or a hang.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from expect import expectations
+
+from agentflow.errors import SpecError
+from agentflow.flows.language.loader import load_text, load_workflow
+from agentflow.flows.language.spec import RESULT_FIELDS
+
+HOSTILE = Path(__file__).resolve().parents[1] / "hostile"
+FILES = sorted(HOSTILE.glob("*.yaml"))
+
+
+def test_the_corpus_is_large_and_every_file_says_what_it_expects():
+    assert len(FILES) >= 60
+    assert all(expectations(path) for path in FILES)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_refused_at_its_line_within_a_second(path: Path):
+    started = time.perf_counter()
+    with pytest.raises(SpecError) as caught:
+        load_workflow(path)
+    elapsed = time.perf_counter() - started
+    reported = [str(p) for p in caught.value.problems]
+    for _, line, text in expectations(path):
+        matches = [r for r in reported if text in r and (line is None or r.split(":")[1] == str(line))]
+        assert matches, f"expected {path.name}:{line}: {text!r} in:\n" + "\n".join(reported)
+    assert all(p.line for p in caught.value.problems), reported  # every problem has a line
+    assert elapsed < 1.0, f"{path.name} took {elapsed:.2f}s"
+
+
+def test_a_5000_step_chain_listed_backwards_validates_quickly():
+    chain = "".join(f"  - {{id: s{i}, depends_on: [s{i + 1}], run: [echo]}}\n" for i in range(4999))
+    started = time.perf_counter()
+    workflow = load_text(f"name: chain\npattern: dag\nsteps:\n{chain}  - {{id: s4999, run: [echo]}}\n")
+    assert time.perf_counter() - started < 3.0
+    assert workflow.dependencies["s0"] == ("s1",)
+
+
+def test_a_100000_item_for_each_validates_quickly():
+    items = "".join(f"      - item{i}\n" for i in range(100_000))
+    started = time.perf_counter()
+    workflow = load_text(f"name: wide\nsteps:\n  - id: s\n    for_each:\n{items}    run: [echo, '{{{{ item }}}}']\n")
+    assert time.perf_counter() - started < 2.0
+    assert len(workflow.spec.steps[0].for_each) == 100_000
+
+
+def test_result_fields_known_to_the_language_are_the_results():
+    from agentflow.tasks.results import AgentResult
+
+    assert set(RESULT_FIELDS) == set(AgentResult.model_fields)
