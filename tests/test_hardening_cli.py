@@ -50,3 +50,74 @@ steps:
     assert steps["fine"]["result"]["summary"] == "1024"
     assert "Traceback" not in done.stdout + done.stderr
     assert elapsed < 90, elapsed
+
+
+INPUTS = """
+name: typed
+inputs:
+  who: {default: world}
+  count: {type: integer, default: 1}
+  rate: {type: number, default: 0.5}
+  items: {type: array, default: []}
+steps:
+  - {id: hello, run: [echo, "{{ inputs.who }} {{ inputs.count }} {{ inputs.rate }} {{ inputs['items'] | length }}"]}
+"""
+
+
+def test_hostile_input_values_are_refused_with_short_messages(cli, write, tmp_path):
+    path = write(INPUTS)
+    cases = [
+        (["-i", "count=" + "9" * 5000], "input `count` must be integer of at most 100 digits"),
+        (["-i", "rate=1e999"], "input `rate` must be a finite number"),
+        (["-i", "items=" + "[" * 60000 + "]" * 60000], "input `items`: the JSON is nested too deeply"),
+        (["-i", "items=" + "[" * 40 + "]" * 40], "input `items` is nested more than 32 levels deep"),
+        (["-i", "who=a", "-i", "who=b"], "-i who: given more than once"),
+        (["-i", "who=@" + str(tmp_path / "missing.txt")], "cannot read the file (No such file or directory)"),
+        (["-i", "nobody=1"], "unknown input `nobody`"),
+    ]
+    for args, message in cases:
+        done = cli("run", str(path), *args, cwd=tmp_path)
+        assert done.returncode == 2, (args[:2], done.stdout, done.stderr)
+        assert message in done.stderr, (message, done.stderr)
+        assert "Traceback" not in done.stdout + done.stderr
+        assert len(done.stderr) < 1000  # values are shortened, never echoed whole
+
+
+def test_invalid_utf8_input_is_refused(prefect_server, write, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = write(INPUTS)
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    done = subprocess.run([sys.executable.encode(), b"-m", b"agentflow", b"run", str(path).encode(), b"-i",
+                           b"who=caf\xff"], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+    assert done.returncode == 2
+    assert b"input `who` is not valid UTF-8 text" in done.stderr
+    assert b"Traceback" not in done.stdout + done.stderr
+
+
+def test_values_from_files(cli, write, tmp_path):
+    path = write(INPUTS)
+    (tmp_path / "who.txt").write_text("a long\nmulti-line value")
+    (tmp_path / "inputs.json").write_text(json.dumps({"count": 3, "items": [1, 2]}))
+    done = cli("run", str(path), "-i", "who=@who.txt", "--inputs-file", "inputs.json", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"]["hello"]["result"]["output"] == "a long\nmulti-line value 3 0.5 2\n"
+    literal = cli("run", str(path), "-i", "who=@@team", "--json", cwd=tmp_path)
+    assert json.loads(literal.stdout)["steps"]["hello"]["result"]["summary"] == "@team 1 0.5 0"
+    twice = cli("run", str(path), "-i", "count=2", "--inputs-file", "inputs.json", cwd=tmp_path)
+    assert twice.returncode == 2 and "given more than once (or also in --inputs-file)" in twice.stderr
+
+
+def test_an_internal_error_is_one_line_and_a_log_file(cli, tmp_path):
+    """Exit 3, no traceback on the terminal; the traceback is in the file the line names."""
+    done = cli("runs", env={"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_MAX_RETRIES": "0",
+                            "PREFECT_HOME": str(tmp_path / "home")}, timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    line = done.stderr.strip()
+    assert line.startswith("agentflow: internal error: ConnectError") and "\n" not in line
+    assert "cannot reach the Prefect API at http://127.0.0.1:9/api" in line
+    log = Path(line.rsplit("details in ", 1)[1])
+    assert log.is_relative_to(tmp_path / "home") and "Traceback" in log.read_text()

@@ -1,12 +1,15 @@
 """The `agentflow` command.
 
 Exit codes: 0 success; 1 the workflow failed, or `validate` found problems; 2 the
-definition or the inputs given are invalid (nothing ran); 130 interrupted.
+definition or the inputs given are invalid (nothing ran); 3 agentflow itself failed (one
+line on stderr, the traceback in a log file it names); 130 interrupted.
 
 One module per group of commands; each registers its commands on `app` (flows/cli/_app.py).
 """
 
 from __future__ import annotations
+
+import sys
 
 from agentflow import _prefect_env
 
@@ -19,11 +22,19 @@ from agentflow.flows.cli import running  # noqa: E402,F401,I001
 from agentflow.flows.cli import history  # noqa: E402,F401
 from agentflow.flows.cli import definitions  # noqa: E402,F401
 from agentflow.flows.cli import cache  # noqa: E402,F401
-from agentflow.flows.cli._app import app  # noqa: E402
+from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, app  # noqa: E402
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - never a traceback on the terminal: a line and a log file
+        from agentflow.flows.cli._app import report_internal_error
+
+        report_internal_error(exc)
+        sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,14 +11,61 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from agentflow.errors import InputError, SpecError
+from agentflow.errors import InputError, SpecError, format_got
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Durable AI-agent workflows in YAML, run on Prefect.")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def report_internal_error(exc: BaseException) -> Path | None:
+    """One line on stderr naming the error and the log file that holds its traceback."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    path: Path | None = None
+    for directory in (_prefect_home() / "agentflow-errors", Path(tempfile.gettempdir())):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            path.write_text(f"agentflow {' '.join(sys.argv[1:])}\n\n{text}", encoding="utf-8")
+            break
+        except OSError:
+            path = None
+    hint = _hint(exc)
+    where = f"; details in {path}" if path else ""
+    err.print(f"agentflow: internal error: {type(exc).__name__}: {_first_line(exc)}{hint}{where}", markup=False)
+    return path
+
+
+def _prefect_home() -> Path:
+    try:
+        from prefect.settings import get_current_settings
+
+        return Path(get_current_settings().home).expanduser()
+    except Exception:  # noqa: BLE001 - the settings themselves may be what is broken
+        return Path.home() / ".prefect"
+
+
+def _hint(exc: BaseException) -> str:
+    """What to do about the errors that are the environment's, not agentflow's."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError) or "ConnectError" in type(exc).__name__:
+        url = os.environ.get("PREFECT_API_URL", "the embedded server")
+        return f" (cannot reach the Prefect API at {url}: start the server, or unset PREFECT_API_URL)"
+    return ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= 200 else line[:197] + "..."
 
 def print_problems(exc: SpecError, after: str = "", console: Console = err) -> None:
     """Every problem of a definition, one `file:line: where: what; fix` per line, then a count."""
@@ -37,24 +85,59 @@ def _load(path: Path):
         raise typer.Exit(EXIT_INVALID) from None
 
 
-def _parse_inputs(pairs: list[str]) -> dict[str, str]:
-    given: dict[str, str] = {}
+def _invalid(message: str) -> typer.Exit:
+    err.print(message, markup=False)
+    return typer.Exit(EXIT_INVALID)
+
+
+def _parse_inputs(pairs: list[str], inputs_file: Path | None = None) -> dict[str, Any]:
+    """`-i key=value` pairs (`key=@path` reads the value from a file; `@@` is a literal `@`),
+    and the mapping in `--inputs-file` (JSON); a key given twice is an error."""
+    given: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            data = json.loads(inputs_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise _invalid(f"--inputs-file {inputs_file}: cannot read it as JSON ({_reason(exc)}); "
+                           'write one object, e.g. {"feature": "VAT invoice"}') from None
+        if not isinstance(data, dict):
+            raise _invalid(f"--inputs-file {inputs_file}: must hold one JSON object of input values")
+        given.update(data)
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            err.print(f"-i {pair!r}: write inputs as key=value, e.g. -i feature='VAT invoice'", markup=False)
-            raise typer.Exit(EXIT_INVALID)
-        given[key.strip()] = value
+        key = key.strip()
+        if not sep or not key:
+            raise _invalid(f"-i {format_got(pair)}: write inputs as key=value, e.g. -i feature='VAT invoice'")
+        if key in given:
+            raise _invalid(f"-i {key}: given more than once (or also in --inputs-file); give it once")
+        given[key] = _value_of(key, value)
     return given
 
 
-def _prepare(workflow: Path, inputs: list[str]) -> tuple[Any, dict[str, Any]]:
+def _value_of(key: str, value: str) -> str:
+    if value.startswith("@@"):
+        return value[1:]
+    if not value.startswith("@"):
+        return value
+    path = Path(value[1:])
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _invalid(f"-i {key}=@{path}: cannot read the file ({_reason(exc)}); "
+                       "give a readable UTF-8 file, or @@ for a value that starts with @") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120] or type(exc).__name__
+
+
+def _prepare(workflow: Path, inputs: list[str], inputs_file: Path | None = None) -> tuple[Any, dict[str, Any]]:
     """The loaded workflow and its checked inputs, or exit 2 saying what is wrong."""
     from agentflow.flows.language.inputs import validate_inputs
 
     resolved = _load(workflow)
     try:
-        values = validate_inputs(resolved.spec, _parse_inputs(inputs), from_strings=True)
+        values = validate_inputs(resolved.spec, _parse_inputs(inputs, inputs_file), from_strings=True)
     except InputError as exc:
         err.print(f"{workflow}: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID) from None

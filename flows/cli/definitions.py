@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -16,15 +16,16 @@ from agentflow.errors import SpecError
 @app.command()
 def plan(
     workflow: Path = typer.Argument(..., help="The workflow YAML file."),
-    inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value; repeat for more."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value, or key=@FILE to read it from a file; repeat for more."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
+    inputs_file: Optional[Path] = typer.Option(None, "--inputs-file", help="Input values from a JSON object file."),
 ) -> None:
     """Dry run: which steps would be answered from the cache now, and why not. Calls no agent."""
     from rich.table import Table
 
     from agentflow.flows.engine.dry_run import plan_workflow
 
-    resolved, values = _prepare(workflow, inputs)
+    resolved, values = _prepare(workflow, inputs, inputs_file)
     verdicts = plan_workflow(resolved, values)
     if as_json:
         sys.stdout.write(json.dumps([v.__dict__ for v in verdicts], indent=2) + "\n")

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -22,15 +22,16 @@ from agentflow.flows.engine.result import WorkflowResult
 @app.command()
 def run(
     workflow: Path = typer.Argument(..., help="The workflow YAML file."),
-    inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value; repeat for more."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value, or key=@FILE to read it from a file; repeat for more."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write cached step results."),
     refresh: bool = typer.Option(False, "--refresh", help="Recompute cached steps and overwrite their entries."),
+    inputs_file: Optional[Path] = typer.Option(None, "--inputs-file", help="Input values from a JSON object file."),
 ) -> None:
     """Run a workflow now, showing each step as it starts and ends."""
     from agentflow.flows.engine.compile import build_flow
 
-    resolved, values = _prepare(workflow, inputs)
+    resolved, values = _prepare(workflow, inputs, inputs_file)
     if no_cache and refresh:
         err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
         raise typer.Exit(EXIT_INVALID)

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from agentflow.errors import InputError
+from agentflow.errors import InputError, format_got
 from agentflow.flows.language.spec import INPUT_TYPES, InputSpec, Workflow
 
+
+
+MAX_INPUT_CHARS = 1_000_000  # one input value, as text
+MAX_DIGITS = 100  # an integer or number given as text
+MAX_NESTING = 32  # lists and mappings inside an array or object input
 
 
 def validate_inputs(spec: Workflow, given: Mapping[str, Any], from_strings: bool = False) -> dict[str, Any]:
@@ -41,18 +47,48 @@ def validate_inputs(spec: Workflow, given: Mapping[str, Any], from_strings: bool
 
 
 def _convert(name: str, spec: InputSpec, value: Any, from_strings: bool) -> Any:
+    if isinstance(value, str):
+        _check_text(name, value)
     if from_strings and isinstance(value, str) and spec.type != "string":
         value = _parse_text(name, spec.type, value)
     expected = INPUT_TYPES[spec.type]
     wrong_bool = isinstance(value, bool) and spec.type in ("integer", "number")
     if not isinstance(value, expected) or wrong_bool:
-        raise InputError(f"input `{name}` must be {spec.type} (got {type(value).__name__} {value!r})")
+        raise InputError(f"input `{name}` must be {spec.type} (got {type(value).__name__} {format_got(value)})")
+    if isinstance(value, (list, dict)) and _nesting(value) > MAX_NESTING:
+        raise InputError(f"input `{name}` is nested more than {MAX_NESTING} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"input `{name}` must be a finite number (got {value})")
     if spec.enum is not None and value not in spec.enum:
-        raise InputError(f"input `{name}` must be one of {spec.enum} (got {value!r})")
+        raise InputError(f"input `{name}` must be one of {format_got(spec.enum)} (got {format_got(value)})")
     return value
 
 
+def _nesting(value: Any) -> int:
+    """How deeply lists and mappings nest in a value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return deepest
+
+
+def _check_text(name: str, text: str) -> None:
+    if len(text) > MAX_INPUT_CHARS:
+        raise InputError(f"input `{name}` is {len(text):,} characters; at most {MAX_INPUT_CHARS:,}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"input `{name}` is not valid UTF-8 text (at character {exc.start})") from None
+
+
 def _parse_text(name: str, kind: str, text: str) -> Any:
+    if kind in ("integer", "number") and len(text.strip()) > MAX_DIGITS:
+        raise InputError(f"input `{name}` must be {kind} of at most {MAX_DIGITS} digits (got {format_got(text)})")
     try:
         if kind == "integer":
             return int(text)
@@ -66,5 +102,7 @@ def _parse_text(name: str, kind: str, text: str) -> Any:
                 return False
             raise ValueError(text)
         return json.loads(text)
+    except RecursionError:
+        raise InputError(f"input `{name}`: the JSON is nested too deeply") from None
     except ValueError:
-        raise InputError(f"input `{name}` must be {kind} (got {text!r})") from None
+        raise InputError(f"input `{name}` must be {kind} (got {format_got(text)})") from None
