@@ -77,9 +77,16 @@ def kill_orphans(directory: Path) -> list[int]:
             noted = 0
         if process_start(pid) == noted:
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)  # a command leads its own process group
                 killed.append(pid)
-            except (ProcessLookupError, PermissionError):
+            except ProcessLookupError:
+                try:
+                    os.kill(pid, signal.SIGKILL)  # not a group leader (an embedded server)
+                    killed.append(pid)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            except PermissionError:
                 pass
         note.unlink(missing_ok=True)
     return killed
+

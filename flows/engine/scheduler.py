@@ -16,13 +16,14 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from prefect.utilities.annotations import quote
 
 from agentflow.errors import ExpressionError, TemplateError, WorkflowFailed
 from agentflow.events import StepEvent, emit
-from agentflow.flows.durability import cache_index, processes, records
+from agentflow.flows.durability import cache_index, records
+from agentflow.flows.durability.guard import RunGuard
 from agentflow.flows.durability.cache import components, key_of
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.journal import Done, Journal
@@ -102,7 +103,10 @@ class _Scheduler:
 
     def _run(self) -> WorkflowResult:
         self.journal = self._open_journal()
-        allow_commands(self._tracker(self.journal.directory / "procs") if self.journal else None)
+        guard = RunGuard(self.journal.directory / "procs") if self.journal is not None else None
+        if guard is not None:
+            guard.start()
+        allow_commands(guard.track if guard is not None else None)
         restore = kill_on_sigterm()
         counting = ATTEMPTS.set(self.attempts)
         try:
@@ -118,16 +122,9 @@ class _Scheduler:
             restore()
             if self.journal is not None:
                 self.journal.close()
+            if guard is not None:
+                guard.stop()
         return self._outcome()
-
-    @staticmethod
-    def _tracker(directory: Any) -> Callable[[int], Callable[[], None]]:
-        """Note each command where a crash check finds it if this process dies."""
-        def track(pid: int) -> Callable[[], None]:
-            note = processes.note_command(directory, pid)
-            return (lambda: note.unlink(missing_ok=True)) if note is not None else (lambda: None)
-
-        return track
 
     def _open_journal(self) -> Journal | None:
         """This flow run's journal, and its record: created on the first attempt, a new

@@ -1,0 +1,90 @@
+"""What a run leaves behind if its process is killed, and what cleans it up at once.
+
+A run notes each command it starts, and an embedded Prefect server its process started,
+in its `procs/` directory (pid + start time, durability/processes.py), and starts a
+watchdog process (durability/watchdog.py) that kills whatever is still noted when the run's
+process ends without removing its notes: a SIGKILL of the run no longer leaves a step's
+command writing to the repository, or a server holding the database. `agentflow runs`,
+`status` and `resume` kill what is noted too, as a backstop.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from agentflow.flows.durability.processes import note_command
+
+
+class Watchdog:
+    """Starts the run's watchdog (durability/watchdog.py) on first need; `stop` at the run's end."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._write: int | None = None
+        self._guard = threading.Lock()
+
+    def ensure(self) -> None:
+        with self._guard:
+            if self._write is not None:
+                return
+            read, write = os.pipe()  # not inherited by the commands the run starts (PEP 446)
+            try:
+                subprocess.Popen([sys.executable, "-m", "agentflow.flows.durability.watchdog", str(self.directory),
+                                  str(read)], pass_fds=(read,), start_new_session=True, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            except OSError:
+                os.close(write)
+                return  # no watchdog: `agentflow runs`/`resume` still kill what a dead run left
+            finally:
+                os.close(read)
+            self._write = write
+
+    def stop(self) -> None:
+        """The run ended: what it noted has ended too, so the watchdog just exits."""
+        with self._guard:
+            if self._write is not None:
+                os.close(self._write)
+                self._write = None
+
+
+class RunGuard:
+    """One run's notes and watchdog. `track` is the process backend's tracker."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.watchdog = Watchdog(directory)
+        self._server_note: Path | None = None
+
+    def start(self) -> None:
+        pid = _embedded_server_pid()
+        if pid is not None:
+            self.watchdog.ensure()
+            self._server_note = note_command(self.directory, pid)
+
+    def track(self, pid: int) -> Callable[[], None]:
+        self.watchdog.ensure()
+        note = note_command(self.directory, pid)
+        return (lambda: note.unlink(missing_ok=True)) if note is not None else (lambda: None)
+
+    def stop(self) -> None:
+        """The run ended here: the server lives on with this process, the watchdog can go."""
+        if self._server_note is not None:
+            self._server_note.unlink(missing_ok=True)
+        self.watchdog.stop()
+
+
+def _embedded_server_pid() -> int | None:
+    """The pid of the temporary Prefect server this process started, if it runs one."""
+    module = sys.modules.get("prefect.server.api.server")  # never imported just to look
+    if module is None:
+        return None
+    for server in list(getattr(module.SubprocessASGIServer, "_instances", {}).values()):
+        process = getattr(server, "server_process", None)
+        if process is not None and process.poll() is None:
+            return process.pid
+    return None
