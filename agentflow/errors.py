@@ -99,6 +99,11 @@ class WorkflowFailed(AgentflowError):
         super().__init__(message)
 
 
+class StateDamaged(AgentflowError):
+    """A file agentflow keeps (a run record, a journal, Prefect's database) cannot be read as
+    what it should be; the message names the file, what is wrong and what to do."""
+
+
 # Errors that a retry cannot fix: configuration and definition mistakes.
 NOT_RETRYABLE: tuple[type[BaseException], ...] = (
     ConfigError,

@@ -57,3 +57,77 @@ def test_the_embedded_server_dies_with_a_killed_cli(tmp_path):
     command = run.held["s1"]
     run.kill()
     until(lambda: all(gone(pid) for pid in [*servers, command]), 30, "the server and the command to stop")
+
+
+def _damaged_db_answer(cli, tmp_path, content: bytes) -> str:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "prefect.db").write_bytes(content)
+    env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": ""}
+    done = cli("runs", env=env, timeout=60)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert f"Prefect's database {home / 'prefect.db'}" in done.stderr
+    assert "move it aside" in done.stderr
+    return done.stderr
+
+
+def test_a_damaged_prefect_database_is_named(cli, tmp_path):
+    assert "is not a usable database" in _damaged_db_answer(cli, tmp_path, b"this is not sqlite\n" * 10)
+
+
+def test_a_truncated_prefect_database_is_named(cli, tmp_path):
+    import sqlite3
+
+    source = tmp_path / "real.db"
+    with sqlite3.connect(source) as connection:
+        connection.execute("CREATE TABLE t (x TEXT)")
+        connection.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 200)
+    content = source.read_bytes()
+    answer = _damaged_db_answer(cli, tmp_path, content[: len(content) // 2])
+    assert "is cut short" in answer or "database disk image is malformed" in answer
+
+
+def test_damaged_run_record_and_journal_get_a_message(cli, write, tmp_path):
+    path = write("name: broken-later\nsteps:\n  - {id: a, run: [echo, a]}\n  - {id: b, run: [sh, -c, 'exit 4']}\n")
+    failed = cli("run", str(path), "--json", cwd=tmp_path)
+    assert failed.returncode == 1
+    run_id = json.loads(failed.stdout)["run_id"]
+    run_dir = Path(os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"]) / "agentflow-runs" / run_id
+
+    (run_dir / "steps.jsonl").unlink()
+    (run_dir / "steps.jsonl").mkdir()
+    journal = cli("resume", run_id[:8], cwd=tmp_path)
+    assert journal.returncode == 3, journal.stdout + journal.stderr
+    assert f"{run_dir / 'steps.jsonl'} is a directory" in journal.stderr
+    assert "a resume then runs every step of the run again" in journal.stderr
+
+    (run_dir / "run.json").write_text('{"run_id": "truncat')
+    status = cli("status", run_id[:8], cwd=tmp_path)
+    assert status.returncode == 1  # the run failed: its record is not needed to say so
+    resume = cli("resume", run_id[:8], cwd=tmp_path)
+    assert resume.returncode == 3
+    assert f"{run_dir / 'run.json'} is not a run record" in resume.stderr
+    assert "Traceback" not in journal.stderr + status.stderr + resume.stderr
+
+
+def test_six_runs_at_once_on_the_embedded_server_all_complete(tmp_path):
+    """Six CLIs at once, no server configured: each starts the embedded server on one SQLite
+    database (warmed by a first run, which creates it); every run completes, all recorded."""
+    import sqlite3
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(tmp_path / "results"))
+    (tmp_path / "wf.yaml").write_text("name: together\nsteps:\n  - {id: a, run: [echo, a]}\n  - {id: b, run: [echo, b]}\n")
+    cli = [sys.executable, "-m", "agentflow", "run", "wf.yaml"]
+    first = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    runs = [subprocess.Popen(cli, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(6)]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 6, "\n".join(outputs)
+    assert all("Traceback" not in output for output in outputs)
+    with sqlite3.connect(tmp_path / "home" / "prefect.db") as db:
+        states = db.execute("SELECT state_name FROM flow_run").fetchall()
+    assert sorted(s for (s,) in states) == ["Completed"] * 7

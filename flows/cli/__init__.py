@@ -22,14 +22,27 @@ from agentflow.flows.cli import running  # noqa: E402,F401,I001
 from agentflow.flows.cli import history  # noqa: E402,F401
 from agentflow.flows.cli import definitions  # noqa: E402,F401
 from agentflow.flows.cli import cache  # noqa: E402,F401
-from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, app  # noqa: E402
+from agentflow.errors import AgentflowError  # noqa: E402
+from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, app, err  # noqa: E402
+
+
+# Commands that talk to the Prefect API: with no server configured, they start the embedded
+# one, which cannot start on a damaged database (checked first, to say so).
+_USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan"}
 
 
 def main() -> None:
     try:
+        if len(sys.argv) > 1 and sys.argv[1] in _USE_THE_API:
+            from agentflow.flows.durability.database import check_local_database
+
+            check_local_database()
         app()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
+    except AgentflowError as exc:  # a state agentflow cannot go on from, said in its own words
+        err.print(f"agentflow: {exc}", markup=False)
+        sys.exit(EXIT_INTERNAL)
     except Exception as exc:  # noqa: BLE001 - never a traceback on the terminal: a line and a log file
         from agentflow.flows.cli._app import report_internal_error
 

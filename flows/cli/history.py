@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -18,14 +18,13 @@ def runs(
     """Recent runs, newest first, as the Prefect server records them."""
     from rich.table import Table
 
-    from agentflow.flows.durability import crash
     from agentflow.flows.durability.history import list_runs
 
     table = Table()
     for column in ("run", "workflow", "state", "started", "time", "version"):
         table.add_column(column)
     for row in list_runs(limit, workflow):
-        row = replace(row, state=crash.check(row.id, row.state))
+        row = replace(row, state=_checked(row))
         started = row.started.strftime("%Y-%m-%d %H:%M:%S") if row.started else "-"
         took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
         table.add_row(row.id[:8], row.workflow, row.state, started, took, row.version or "-")
@@ -39,14 +38,12 @@ def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix 
 
     from agentflow.flows.durability.history import RunNotFound, find_run, run_steps
 
-    from agentflow.flows.durability import crash
-
     try:
         run = find_run(run_id)
     except RunNotFound as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
-    run = replace(run, state=crash.check(run.id, run.state))
+    run = replace(run, state=_checked(run))
     took = f" in {run.duration_s:.1f}s" if run.duration_s is not None else ""
     out.print(f"run {run.id}  {run.workflow} (version {run.version or '-'})  {run.state}{took}", markup=False)
     table = Table()
@@ -57,3 +54,15 @@ def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix 
                       f"{step.duration_s:.1f}s" if step.duration_s is not None else "-", str(step.tries))
     out.print(table)
     raise typer.Exit(0 if run.state in ("Completed", "Cached") else EXIT_FAILED)
+
+
+def _checked(row: Any) -> str:
+    """The run's state once its process is checked; a damaged record is said, not fatal."""
+    from agentflow.errors import StateDamaged
+    from agentflow.flows.durability import crash
+
+    try:
+        return crash.check(row.id, row.state)
+    except StateDamaged as exc:
+        err.print(f"warning: {exc}", markup=False)
+        return row.state

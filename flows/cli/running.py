@@ -14,9 +14,9 @@ import typer
 
 from rich.markup import escape
 
-from agentflow.errors import SpecError, WorkflowFailed
-from agentflow.flows.cli._app import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app, err, out,
-                                      print_problems)
+from agentflow.errors import SpecError, StateDamaged, WorkflowFailed
+from agentflow.flows.cli._app import (EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app,
+                                      err, out, print_problems)
 from agentflow.flows.engine.result import WorkflowResult
 
 @app.command()
@@ -151,6 +151,9 @@ def _resolve_run(prepare: Callable[[], Any]) -> Any:
     except (RunNotFound, ResumeRefused) as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    except StateDamaged as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_INTERNAL) from None
     except SpecError as exc:
         print_problems(exc, " in the run's definition; nothing was run.")
         raise typer.Exit(EXIT_INVALID) from None

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agentflow.flows.durability.records import run_dir
+from agentflow.flows.durability.records import damaged, run_dir
 from agentflow.tasks.results import AgentResult
 
 _log = logging.getLogger("agentflow")
@@ -56,6 +56,8 @@ class Journal:
             content = self.path.read_bytes()
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise damaged(self.path, exc, "a resume then runs every step of the run again") from None
         for line in content[:_data_length(content)].splitlines():
             try:
                 entry = json.loads(line)

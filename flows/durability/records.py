@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentflow.errors import StateDamaged
 
 from agentflow.flows.durability import storage
 from agentflow.flows.durability.processes import ProcessId
@@ -45,11 +47,31 @@ class RunRecord(BaseModel):
 
 
 def read_record(run_id: str) -> RunRecord | None:
+    """The run's record; None if this machine has none; StateDamaged if it cannot be read."""
     path = run_dir(run_id) / "run.json"
     try:
         return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError, ValidationError) as exc:
+        raise damaged(path, exc) from None
+
+
+def damaged(path: Path, exc: BaseException,
+            after: str = "the run it belongs to can then no longer be resumed here") -> StateDamaged:
+    """The error for a file of agentflow's own that cannot be read as it should."""
+    if isinstance(exc, IsADirectoryError):
+        what = "is a directory"
+    elif isinstance(exc, PermissionError):
+        what = "cannot be read (permission denied)"
+    elif isinstance(exc, ValidationError):
+        what = "is not a run record (damaged or truncated: " + exc.errors()[0]["msg"] + ")"
+    elif isinstance(exc, UnicodeDecodeError):
+        what = "is not text (damaged)"
+    else:
+        what = f"cannot be read ({exc})"
+    return StateDamaged(f"{path} {what}; restore it from a backup, or move it aside "
+                        f"(mv {path} {path}.damaged): {after}")
 
 
 def _write_record(record: RunRecord) -> None:
