@@ -131,3 +131,37 @@ def test_six_runs_at_once_on_the_embedded_server_all_complete(tmp_path):
     with sqlite3.connect(tmp_path / "home" / "prefect.db") as db:
         states = db.execute("SELECT state_name FROM flow_run").fetchall()
     assert sorted(s for (s,) in states) == ["Completed"] * 7
+
+
+def test_a_crafted_cache_record_is_never_read(cli, write, tmp_path):
+    """Result storage may be shared: a record written with pickle (which would run code when
+    read) in place of agentflow's JSON one is not read; the step runs again and replaces it."""
+    import base64
+    import pickle
+
+    marker = f"fresh-{tmp_path.name}"
+    path = write(f'name: crafted\nsteps:\n  - {{id: s, cache: true, run: [sh, -c, "echo called >> calls.txt; echo {marker}"]}}\n')
+    first = cli("run", str(path), "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    storage = Path(os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"])
+    (record,) = [p for p in storage.iterdir() if p.is_file() and marker in p.read_text(errors="replace")]
+    stored = json.loads(record.read_text())
+    assert stored["metadata"]["serializer"] == {"type": "agentflow-result"}
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    stored["metadata"]["serializer"] = {"type": "pickle", "picklelib": "pickle"}
+    stored["result"] = base64.b64encode(pickle.dumps(Boom())).decode()
+    record.write_text(json.dumps(stored))
+
+    second = cli("run", str(path), "--json", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["steps"]["s"]["cached"] is False
+    assert json.loads(second.stdout)["steps"]["s"]["result"]["summary"] == marker
+    assert not (tmp_path / "pwned").exists()
+    assert (tmp_path / "calls.txt").read_text().count("called") == 2
+    assert json.loads(record.read_text())["metadata"]["serializer"] == {"type": "agentflow-result"}
+    third = cli("run", str(path), "--json", cwd=tmp_path)
+    assert json.loads(third.stdout)["steps"]["s"]["cached"] is True  # its own record is read again

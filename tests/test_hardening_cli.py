@@ -121,3 +121,19 @@ def test_an_internal_error_is_one_line_and_a_log_file(cli, tmp_path):
     assert "cannot reach the Prefect API at http://127.0.0.1:9/api" in line
     log = Path(line.rsplit("details in ", 1)[1])
     assert log.is_relative_to(tmp_path / "home") and "Traceback" in log.read_text()
+
+
+def test_an_input_cannot_point_files_outside_the_tree(cli, write, tmp_path):
+    path = write("""
+name: globbed
+inputs:
+  where: {default: src}
+steps:
+  - {id: read, agent: lister, files: ["{{ inputs.where }}/**/*.py"], prompt: "list"}
+agents:
+  lister: {kind: python, callable: "probe:echo"}
+""")
+    done = cli("run", str(path), "-i", "where=../../etc", "--json", cwd=tmp_path)
+    assert done.returncode == 1
+    error = json.loads(done.stdout)["steps"]["read"]["result"]["error"]
+    assert "files: `../../etc/**/*.py` points outside the working directory" in error

@@ -273,7 +273,7 @@ steps:
 def test_a_killed_run_does_not_keep_its_lock(cli, cli_env, tmp_path):
     """A run killed with SIGKILL while it holds a step's lock: the next run on that key is not
     blocked (Prefect's file locks never expire; agentflow's are flocks, freed by the kernel
-    when their holder dies, even while the command it started lives on)."""
+    when their holder dies)."""
     (tmp_path / "wf.yaml").write_text(f"""
 name: stale-lock
 steps:
@@ -294,4 +294,5 @@ steps:
         assert "wait" not in done.stdout
         assert _lines(tmp_path / "calls.txt") == ["s1", "s1"]
     finally:
-        os.kill(run.held["s1"], signal.SIGKILL)
+        if not gone(run.held["s1"]):  # the run's watchdog has normally killed it already
+            os.kill(run.held["s1"], signal.SIGKILL)

@@ -20,6 +20,7 @@ from agentflow.errors import InputError
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.locks import StepLocks
+from agentflow.flows.durability.results import AgentResultSerializer
 from agentflow.flows.engine.compiled import CACHE_MODES, CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.scheduler import execute
@@ -99,6 +100,7 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
     cached = cached and cache_mode != "off"
     cache_options: dict[str, Any] = (
         dict(cache_policy=step_policy(parts).configure(isolation_level="SERIALIZABLE", lock_manager=locks),
+             result_serializer=AgentResultSerializer(),
              cache_expiration=timedelta(seconds=ttl), persist_result=True,
              refresh_cache=cache_mode == "refresh")
         if cached else dict(cache_policy=NO_CACHE, persist_result=False))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentflow.errors import ExpressionError, TemplateError
-from agentflow.flows.durability import cache_index
+from agentflow.flows.durability import cache_index, results
 from agentflow.flows.durability.cache import components, explain_miss, key_of
 from agentflow.flows.durability.repo import read_repo_state
 from agentflow.flows.engine import requests
@@ -78,7 +78,7 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
             continue
         keyed = requests.with_cache_context(plan, request, requests.call_key(name, plan, request), repo)
         key = key_of(plan.cache_policy, keyed) or ""
-        if store.exists(key):
+        if store.exists(key) and results.trusted(key):
             value = store.read(key).result
             views[step_id] = value.context() if isinstance(value, AgentResult) else AgentResult(data=value).context()
             verdicts[step_id] = Verdict(step_id, "hit", f"cached {key[:12]}")

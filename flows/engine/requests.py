@@ -8,6 +8,7 @@ Shared by the scheduler (engine/scheduler.py) and the dry run (engine/dry_run.py
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from agentflow.errors import ExpressionError, TemplateError
@@ -64,7 +65,7 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
     try:
         prompt = templates.render(step.prompt, local)
         params = templates.render_value(step.with_, local)
-        files = [templates.render(f, local) for f in step.files]
+        files = [_inside(templates.render(f, local)) if templates.is_template(f) else f for f in step.files]
         common = dict(prompt=prompt, files=files, params=params, timeout=plan.timeout, **base)
         if step.run is not None:
             return AgentRequest(kind="process", argv=[templates.render(a, local) for a in step.run], **common)
@@ -81,6 +82,14 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
         raise TemplateError(f"steps of kind `{kind}` cannot run in this version")
     except TemplateError as exc:
         return AgentRequest(kind="error", message=f"step `{step.id}`: {exc}", **base)
+
+
+def _inside(pattern: str) -> str:
+    """A `files:` pattern made from values (inputs, results) stays inside the working tree."""
+    if pattern.startswith(("/", "~")) or ".." in Path(pattern).parts:
+        raise TemplateError(f"files: `{pattern[:100]}` points outside the working directory; "
+                            "a pattern built from inputs must be relative, without `..`")
+    return pattern
 
 
 def call_key(workflow: str, plan: StepPlan, request: AgentRequest) -> CallKey:

@@ -22,7 +22,7 @@ from prefect.utilities.annotations import quote
 
 from agentflow.errors import ExpressionError, TemplateError, WorkflowFailed
 from agentflow.events import StepEvent, emit
-from agentflow.flows.durability import cache_index, records
+from agentflow.flows.durability import cache_index, records, results
 from agentflow.flows.durability.guard import RunGuard
 from agentflow.flows.durability.cache import components, key_of
 from agentflow.flows.durability.crash import RUN_TAG
@@ -50,6 +50,7 @@ class _Job:
     started: float = 0.0
     key: CallKey | None = None  # its identity (journal) and what its cache key is made of
     cache_key: str | None = None
+    refresh: bool = False  # recompute and overwrite its cache entry (one not written by agentflow)
 
 
 @dataclass
@@ -166,7 +167,7 @@ class _Scheduler:
                 # killed (seen under load, a test in tests/test_cli.py).
                 job = self.queue.popleft()
                 self._mark_started(job)
-                state = self.compiled.plans[job.step].task(quote(job.request), return_state=True)
+                state = self._task(job)(quote(job.request), return_state=True)
                 self._finish(job, state)
                 continue
             self._launch()
@@ -227,8 +228,12 @@ class _Scheduler:
             self.queue.remove(job)
             self._mark_started(job)
             step_run.running += 1
-            future = self.compiled.plans[job.step].task.submit(quote(job.request))
+            future = self._task(job).submit(quote(job.request))
             self.running[future.wrapped_future] = (job, future)
+
+    def _task(self, job: _Job) -> Any:
+        task = self.compiled.plans[job.step].task
+        return task.with_options(refresh_cache=True) if job.refresh else task
 
     def _mark_started(self, job: _Job) -> None:
         job.started = time.monotonic()
@@ -285,6 +290,7 @@ class _Scheduler:
             job.cache_key = key_of(plan.cache_policy, job.request)
             if job.cache_key:
                 self.key_parts[job.cache_key] = components(plan.cache_policy, job.request)
+                job.refresh = not results.trusted(job.cache_key)
         self.queue.append(job)
 
     def _special(self, plan: StepPlan, kind: str, message: str, label: str) -> AgentRequest:
