@@ -18,7 +18,7 @@ from agentflow.tasks.backends import Backend
 from agentflow.tasks.backends.process import ProcessBackend
 from agentflow.tasks.backends.python import PythonBackend
 from agentflow.tasks.request import AgentRequest
-from agentflow.tasks.results import AgentResult
+from agentflow.tasks.results import AgentResult, redacted, scrub
 
 _BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend()}
 
@@ -56,4 +56,13 @@ def agent_call(request: AgentRequest) -> AgentResult:
         if not request.passed:
             raise AssertionFailed(f"step `{request.step}`: {request.message}")
         return AgentResult(summary=f"holds: {request.message}")
-    return _BACKENDS[request.kind].call(request)
+    if not request.redact:
+        return _BACKENDS[request.kind].call(request)
+    try:
+        return redacted(_BACKENDS[request.kind].call(request), request.redact)
+    except Exception as exc:
+        # The message (a command's stderr, a function's error) may quote a secret it was given.
+        exc.args = tuple(scrub(a, request.redact) if isinstance(a, str) else a for a in exc.args)
+        if isinstance(getattr(exc, "output", None), str):
+            exc.output = scrub(exc.output, request.redact)
+        raise

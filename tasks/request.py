@@ -57,7 +57,10 @@ class AgentRequest(BaseModel):
     passed: bool | None = None  # for kind=assert
     message: str = ""  # why a step was skipped, the assert's message, or the preparation error
     key: CallKey | None = None  # set by the flow when the step's result may be cached
+    # Secret values the request carries: removed from its result and errors. Never part of an
+    # identity or key (the flow keys a call on the secret's name: CallKey).
+    redact: tuple[str, ...] = Field(default=(), repr=False)
 
     def key_view(self) -> dict[str, Any]:
         """What the agent sees, for the call's identity: not the run's labels, not the key."""
-        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step"})
+        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "redact"})

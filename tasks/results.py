@@ -145,3 +145,31 @@ def _json(text: str) -> Any:
         return json.loads(stripped)
     except ValueError:
         return None
+
+
+REDACTED = "[secret]"
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every secret value replaced by [secret] (longest first)."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def redacted(result: AgentResult, secrets: tuple[str, ...]) -> AgentResult:
+    """The result with every secret value removed from every string in it."""
+    if not secrets:
+        return result
+    root = [result.model_dump(mode="json")]
+    stack: list[Any] = [root]
+    while stack:  # without recursion: data may nest deeply
+        container = stack.pop()
+        keys = list(container) if isinstance(container, dict) else range(len(container))
+        for key in keys:
+            value = container[key]
+            if isinstance(value, str):
+                container[key] = scrub(value, secrets)
+            elif isinstance(value, (dict, list)):
+                stack.append(value)
+    return AgentResult.model_validate(root[0])

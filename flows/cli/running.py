@@ -104,6 +104,8 @@ def resume(
     run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it."),
     force: bool = typer.Option(False, "--force", help="Go on even if the definition changed since the run started."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="A secret input again, as key=value (the run "
+                                     "kept only its name); or set AGENTFLOW_SECRET_<NAME>."),
 ) -> None:
     """Finish a crashed, failed or cancelled run; steps it completed are not run again."""
     from agentflow.flows.durability import resume as resume_
@@ -113,10 +115,11 @@ def resume(
     prepared = _resolve_run(lambda: resume_.prepare_resume(run_id, force))
     for change in prepared.changes:
         err.print(f"note: {change}", markup=False)
+    secrets = _secrets_again(prepared, inputs)
     _enter(prepared)
     done = len(Journal(prepared.run_id).done)
     doing = f"\nresuming run {prepared.run_id} ({prepared.state}; {done} step call(s) done before)"
-    raise typer.Exit(_run(prepared.workflow, as_json, lambda: restart.resume(prepared), doing))
+    raise typer.Exit(_run(prepared.workflow, as_json, lambda: restart.resume(prepared, secrets), doing))
 
 
 @app.command()
@@ -124,6 +127,8 @@ def rerun(
     run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it."),
     from_step: str = typer.Option(..., "--from", help="The step to run again, with everything downstream of it."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="A secret input again, as key=value; or set "
+                                     "AGENTFLOW_SECRET_<NAME>."),
 ) -> None:
     """Run a step and everything downstream of it again, as a new run; reuse the rest."""
     from agentflow.flows.durability import resume as resume_
@@ -132,10 +137,11 @@ def rerun(
     prepared, again = _resolve_run(lambda: resume_.prepare_rerun(run_id, from_step))
     for change in prepared.changes:
         err.print(f"note: the definition changed since run {prepared.run_id[:8]}: {change}", markup=False)
+    secrets = _secrets_again(prepared, inputs)
     _enter(prepared)
     order = [s.id for s in prepared.workflow.spec.steps if s.id in again]
     doing = f"\nrerun of {prepared.run_id} from `{from_step}`: running again {', '.join(order)}"
-    raise typer.Exit(_run(prepared.workflow, as_json, lambda: restart.rerun(prepared, again), doing))
+    raise typer.Exit(_run(prepared.workflow, as_json, lambda: restart.rerun(prepared, again, secrets), doing))
 
 
 def _resolve_run(prepare: Callable[[], Any]) -> Any:
@@ -157,6 +163,27 @@ def _resolve_run(prepare: Callable[[], Any]) -> Any:
     except SpecError as exc:
         print_problems(exc, " in the run's definition; nothing was run.")
         raise typer.Exit(EXIT_INVALID) from None
+
+
+def _secrets_again(prepared: Any, pairs: list[str]) -> dict[str, str]:
+    """The run's secret inputs, which its record holds by name only: from -i or the environment."""
+    from agentflow.flows.cli._app import _parse_inputs, with_secrets_from_env
+    from agentflow.flows.language.inputs import secret_env
+
+    spec = prepared.workflow.spec
+    given = with_secrets_from_env(spec, _parse_inputs(pairs))
+    names = [name for name, input_spec in spec.inputs.items() if input_spec.secret]
+    other = sorted(set(given) - set(names))
+    if other:
+        err.print(f"resume takes only secret inputs again (the rest are the run's own): {', '.join(other)}",
+                  markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    missing = [name for name in names if name not in given and prepared.record.inputs.get(name)]
+    if missing:
+        err.print("the run's secret input(s) were not kept: give them again with "
+                  + " ".join(f"-i {name}=... (or {secret_env(name)})" for name in missing), markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    return {name: str(value) for name, value in given.items()}
 
 
 def _enter(prepared: Any) -> None:

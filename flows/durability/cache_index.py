@@ -11,6 +11,7 @@ the results are shared, their explanations are per machine.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from agentflow.flows.durability import storage
+
+_log = logging.getLogger("agentflow")
 
 
 def index_dir() -> Path:
@@ -37,6 +40,17 @@ class Entry:
     created: float
     expires: float
     components: dict[str, Any]
+
+
+def record_call(workflow: str, step: str, agent: str | None, key: str, components: dict[str, Any],
+                ttl_s: float, hit: bool) -> None:
+    """A cached call's outcome (and, on a miss, its new entry); never fails a run over it."""
+    try:
+        if not hit:
+            record_entry(workflow, step, agent, key, components, ttl_s)
+        record_outcome(agent, step, hit)
+    except OSError as exc:
+        _log.warning("agentflow: could not update the cache index (%s); results are unaffected", exc)
 
 
 def record_entry(workflow: str, step: str, agent: str | None, key: str, components: dict[str, Any],

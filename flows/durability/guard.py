@@ -53,12 +53,13 @@ class Watchdog:
 
 
 class RunGuard:
-    """One run's notes and watchdog. `track` is the process backend's tracker."""
+    """One run's notes and watchdog; the process backend's Tracker for the run's commands."""
 
     def __init__(self, directory: Path):
         self.directory = directory
         self.watchdog = Watchdog(directory)
         self._server_note: Path | None = None
+        self._prefix = os.fsencode(directory) + b"/"
 
     def start(self) -> None:
         pid = _embedded_server_pid()
@@ -66,10 +67,39 @@ class RunGuard:
             self.watchdog.ensure()
             self._server_note = note_command(self.directory, pid)
 
-    def track(self, pid: int) -> Callable[[], None]:
+    # ---- the process backend's Tracker ----------------------------------------------------
+    def prepare(self) -> None:
+        """Before a command starts: its watchdog and its notes directory exist."""
         self.watchdog.ensure()
-        note = note_command(self.directory, pid)
-        return (lambda: note.unlink(missing_ok=True)) if note is not None else (lambda: None)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # tracking helps clean up after a crash; it never fails a step
+        self._prefix = os.fsencode(self.directory) + b"/"
+
+    def in_child(self) -> None:
+        """In the new process, before it runs the command: note itself (pid + start time) with
+        os-level calls only (other threads of the parent may hold Python's locks)."""
+        try:
+            stat = os.open("/proc/self/stat", os.O_RDONLY)
+            try:
+                text = os.read(stat, 4096)
+            finally:
+                os.close(stat)
+            start = text[text.rindex(b")") + 2:].split()[19]
+            note = os.open(self._prefix + str(os.getpid()).encode(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(note, start)
+            finally:
+                os.close(note)
+        except Exception:  # noqa: BLE001 - never keep a command from starting
+            pass
+
+    def started(self, pid: int) -> Callable[[], None]:
+        note = self.directory / str(pid)
+        if not note.exists():  # the child could not note itself: note it from here
+            note = note_command(self.directory, pid) or note
+        return lambda: note.unlink(missing_ok=True)
 
     def stop(self) -> None:
         """The run ended here: the server lives on with this process, the watchdog can go."""

@@ -15,6 +15,7 @@ from typing import Any
 from prefect import Flow, tags
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import SecretStr
 
 from agentflow.errors import InputError
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
@@ -185,6 +186,9 @@ class WorkflowFlow(Flow):
             raise InputError(f"workflow `{self.workflow_spec.name}` takes its inputs by name, "
                              f"e.g. flow({next(iter(self.workflow_spec.inputs), 'name')}=...)")
         values = validate_inputs(self.workflow_spec, kwargs)
+        for name, input_spec in self.workflow_spec.inputs.items():
+            if input_spec.secret and isinstance(values.get(name), str):
+                values[name] = SecretStr(values[name])  # stored and shown masked by Prefect
         with tags(RUN_TAG):  # the flow run's tag; the body takes it off again for its task runs
             return super().__call__(return_state=return_state, wait_for=wait_for, **values)
 
@@ -194,5 +198,5 @@ def _signature(spec: Workflow) -> inspect.Signature:
     for name, input_spec in spec.inputs.items():
         default = inspect.Parameter.empty if input_spec.required else input_spec.default
         parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                            annotation=_PY_TYPES[input_spec.type]))
+                                            annotation=SecretStr if input_spec.secret else _PY_TYPES[input_spec.type]))
     return inspect.Signature(parameters)

@@ -13,14 +13,17 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from pydantic import SecretStr
+
 from agentflow.flows.durability import crash
 from agentflow.flows.durability.journal import Journal
 from agentflow.flows.durability.resume import Prepared
 from agentflow.flows.engine.compile import build_flow
 
 
-def resume(prepared: Prepared) -> Any:
-    """Start the run's flow run again; return its final state. Call from the run's directory."""
+def resume(prepared: Prepared, secrets: dict[str, str] | None = None) -> Any:
+    """Start the run's flow run again; return its final state. Call from the run's directory.
+    `secrets`: the run's secret inputs, which its record holds by name only."""
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
     from prefect.states import Scheduled
@@ -30,10 +33,11 @@ def resume(prepared: Prepared) -> Any:
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(uuid.UUID(prepared.run_id), Scheduled(message="resumed by agentflow"), force=True)
         flow_run = client.read_flow_run(uuid.UUID(prepared.run_id))
-    return run_flow(flow, flow_run=flow_run, parameters=prepared.record.inputs, return_type="state")
+    parameters = {**prepared.record.inputs, **{k: SecretStr(v) for k, v in (secrets or {}).items()}}
+    return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
 
 
-def rerun(prepared: Prepared, again: set[str]) -> Any:
+def rerun(prepared: Prepared, again: set[str], secrets: dict[str, str] | None = None) -> Any:
     """A new flow run: the old run's calls outside `again` are reused, the rest computed."""
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
@@ -42,9 +46,10 @@ def rerun(prepared: Prepared, again: set[str]) -> Any:
     old = Journal(prepared.run_id)
     kept = {label: done for label, done in old.done.items() if done.step not in again}
     with get_client(sync_client=True) as client:
-        flow_run = client.create_flow_run(flow, parameters=prepared.record.inputs,
+        parameters = {**prepared.record.inputs, **{k: SecretStr(v) for k, v in (secrets or {}).items()}}
+        flow_run = client.create_flow_run(flow, parameters=parameters,
                                           tags=[crash.RUN_TAG, f"rerun-of:{prepared.run_id[:8]}"])
     new = Journal(str(flow_run.id))
     new.seed(kept)
     new.close()
-    return run_flow(flow, flow_run=flow_run, parameters=prepared.record.inputs, return_type="state")
+    return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")

@@ -10,7 +10,6 @@ and is critical or high stops the run from starting anything new; running steps 
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections import deque
@@ -32,6 +31,7 @@ from agentflow.flows.engine import outcomes, requests
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import StepOutcome, WorkflowResult
 from agentflow.flows.language import canonical
+from agentflow.flows.language.inputs import secret_marker
 from agentflow.tasks.agent_call import ATTEMPTS
 from agentflow.tasks.backends.process import allow_commands, kill_on_sigterm, kill_running
 from agentflow.tasks.request import AgentRequest, CallKey
@@ -39,7 +39,6 @@ from agentflow.tasks.results import AgentResult
 
 _STOPPING_CRITICALITIES = ("critical", "high")
 _SIGNAL_CHECK_S = 0.25
-_log = logging.getLogger("agentflow")
 
 
 @dataclass
@@ -73,6 +72,10 @@ class _Scheduler:
         self.compiled = compiled
         self.spec = compiled.spec
         self.inputs = inputs
+        secret = [name for name, spec in compiled.spec.inputs.items() if spec.secret and inputs.get(name)]
+        self.secrets = {name: str(inputs[name]) for name in secret}
+        # Inputs as written down anywhere (run record, cache key, index): secrets by name only.
+        self.masked_inputs = {**inputs, **{name: secret_marker(name) for name in secret}}
         self.waiting: list[str] = [s.id for s in self.spec.steps]
         self.active: dict[str, _StepRun] = {}
         self.results: dict[str, AgentResult] = {}
@@ -107,7 +110,7 @@ class _Scheduler:
         guard = RunGuard(self.journal.directory / "procs") if self.journal is not None else None
         if guard is not None:
             guard.start()
-        allow_commands(guard.track if guard is not None else None)
+        allow_commands(guard)
         restore = kill_on_sigterm()
         counting = ATTEMPTS.set(self.attempts)
         try:
@@ -144,7 +147,7 @@ class _Scheduler:
             return records.RunRecord(
                 run_id=run_id, workflow=self.spec.name, source=source, cwd=os.getcwd(),
                 spec_hash=workflow.spec_hash, definition=canonical.workflow_definition(workflow.spec, workflow.agents),
-                inputs=self.inputs, repo=repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
+                inputs=self.masked_inputs, repo=repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
 
         record = records.begin_attempt(run_id, new_record)
         emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
@@ -265,19 +268,20 @@ class _Scheduler:
             if not items:
                 self._complete(step_id, AgentResult(summary="no items", data={"items": []}))
             for index, item in enumerate(items):
-                self._enqueue(step_id, self._request(plan, context, item=item, index=index), index)
+                self._call(step_id, plan, context, item=item, index=index)
         elif start.kind == "repeat":
             step_run.iteration = 1
-            self._enqueue(step_id, self._request(plan, context, iteration=1))
+            self._call(step_id, plan, context, iteration=1)
         else:
-            self._enqueue(step_id, self._request(plan, context))
+            self._call(step_id, plan, context)
 
-    def _enqueue(self, step_id: str, request: AgentRequest, index: int | None = None) -> None:
+    def _enqueue(self, step_id: str, request: AgentRequest, index: int | None = None,
+                 masked: AgentRequest | None = None) -> None:
         plan = self.compiled.plans[step_id]
         job = _Job(step=step_id, request=request, index=index)
         callable_ = request.kind in ("process", "python")
         if callable_ and (self.journal is not None or plan.cache):
-            job.key = requests.call_key(self.spec.name, plan, request)
+            job.key = requests.call_key(self.spec.name, plan, masked or request)
         if self.journal is not None and job.key is not None:
             done = self.journal.lookup(request.label, job.key.identity)
             if done is not None:
@@ -289,7 +293,8 @@ class _Scheduler:
             job.request = requests.with_cache_context(plan, request, job.key, self._repo)
             job.cache_key = key_of(plan.cache_policy, job.request)
             if job.cache_key:
-                self.key_parts[job.cache_key] = components(plan.cache_policy, job.request)
+                shown = masked.model_copy(update={"key": job.request.key}) if masked is not None else job.request
+                self.key_parts[job.cache_key] = components(plan.cache_policy, shown)
                 job.refresh = not results.trusted(job.cache_key)
         self.queue.append(job)
 
@@ -297,11 +302,19 @@ class _Scheduler:
         return AgentRequest(workflow=self.spec.name, step=plan.step.id, label=label, kind=kind,
                             agent=plan.step.agent, message=message)
 
-    def _request(self, plan: StepPlan, context: dict[str, Any], item: Any = None,
-                 index: int | None = None, iteration: int | None = None) -> AgentRequest:
-        return requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration)
+    def _call(self, step_id: str, plan: StepPlan, context: dict[str, Any], item: Any = None,
+              index: int | None = None, iteration: int | None = None) -> None:
+        """Render the step's call and queue it. With secret inputs it is rendered twice: with
+        the values for the agent (which removes them from what it returns), and with each
+        secret's name in its place for the call's identity and cache key."""
+        request = requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration)
+        masked = None
+        if self.secrets:
+            masked = requests.build(self.spec.name, plan, {**context, "inputs": self.masked_inputs}, item=item,
+                                    index=index, iteration=iteration)
+            request = request.model_copy(update={"redact": tuple(self.secrets.values())})
+        self._enqueue(step_id, request, index, masked)
 
-    # ---- finishing ------------------------------------------------------------------------
     def _finish(self, job: _Job, state: Any) -> None:
         result = outcomes.of_state(state)
         duration = time.monotonic() - job.started
@@ -333,16 +346,10 @@ class _Scheduler:
         self._complete(job.step, result)
 
     def _index(self, job: _Job, hit: bool) -> None:
-        """Tell the cache index (for `plan` and `cache stats`); never fail a run over it."""
         plan = self.compiled.plans[job.step]
         key = job.cache_key or ""
-        try:
-            if not hit:
-                cache_index.record_entry(self.spec.name, job.step, plan.step.agent, key,
-                                         self.key_parts.get(key, {}), plan.cache_ttl or 0)
-            cache_index.record_outcome(plan.step.agent, job.step, hit)
-        except OSError as exc:
-            _log.warning("agentflow: could not update the cache index (%s); results are unaffected", exc)
+        cache_index.record_call(self.spec.name, job.step, plan.step.agent, key, self.key_parts.get(key, {}),
+                                plan.cache_ttl or 0, hit)
 
     def _after_iteration(self, job: _Job, step_run: _StepRun, result: AgentResult) -> None:
         plan = step_run.plan
@@ -357,7 +364,7 @@ class _Scheduler:
             self._complete(job.step, result.model_copy(update={"metrics": metrics}))
             return
         step_run.iteration += 1
-        self._enqueue(job.step, self._request(plan, self._context(), iteration=step_run.iteration))
+        self._call(job.step, plan, self._context(), iteration=step_run.iteration)
 
     def _complete(self, step_id: str, result: AgentResult) -> None:
         plan = self.compiled.plans[step_id]

@@ -38,7 +38,8 @@ def validate_inputs(spec: Workflow, given: Mapping[str, Any], from_strings: bool
             except InputError as exc:
                 problems.append(str(exc))
         elif input_spec.required:
-            problems.append(f"missing input `{name}` ({input_spec.type}); pass it with -i {name}=VALUE")
+            where = f" or set {secret_env(name)}" if input_spec.secret else ""
+            problems.append(f"missing input `{name}` ({input_spec.type}); pass it with -i {name}=VALUE{where}")
         else:
             values[name] = input_spec.default
     if problems:
@@ -46,7 +47,19 @@ def validate_inputs(spec: Workflow, given: Mapping[str, Any], from_strings: bool
     return values
 
 
+def secret_marker(name: str) -> str:
+    """What stands for a secret input's value wherever a run is written down."""
+    return f"<secret:{name}>"
+
+
+def secret_env(name: str) -> str:
+    """The environment variable a secret input is taken from when it is not given."""
+    return f"AGENTFLOW_SECRET_{name.upper()}"
+
+
 def _convert(name: str, spec: InputSpec, value: Any, from_strings: bool) -> Any:
+    if spec.secret and hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()  # Prefect keeps it masked (SecretStr) as a flow parameter
     if isinstance(value, str):
         _check_text(name, value)
     if from_strings and isinstance(value, str) and spec.type != "string":

@@ -69,6 +69,9 @@ class InputSpec(_Model):
     default: Any = None
     description: str = ""
     enum: list[Any] | None = None
+    # A secret is never stored in clear (run records, cache keys, results, Prefect's database)
+    # and is taken from -i or the environment variable AGENTFLOW_SECRET_<NAME>.
+    secret: bool = False
 
     @property
     def required(self) -> bool:
@@ -76,6 +79,9 @@ class InputSpec(_Model):
 
     @model_validator(mode="after")
     def _default_fits(self) -> "InputSpec":
+        if self.secret and (self.type != "string" or "default" in self.model_fields_set or self.enum):
+            raise ValueError("a secret input is a string with no default and no enum (a value written in "
+                             "the file is not secret); pass it with -i or AGENTFLOW_SECRET_<NAME>")
         if "default" not in self.model_fields_set or self.default is None:
             return self
         if not isinstance(self.default, INPUT_TYPES[self.type]) or (

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from agentflow.errors import ConfigError, StepFailed, StepTimeout
 from agentflow.tasks.request import AgentRequest
@@ -25,9 +25,22 @@ STDERR_TAIL = 2000
 _live: set[subprocess.Popen] = set()
 _live_lock = threading.Lock()
 _stopping = False  # set by kill_running: a command that starts afterwards is killed at once
-# Told of each command as it starts (its pid); returns what to call when it has ended. The
-# engine notes commands where a crashed run's leftovers can be found (durability.processes).
-Tracker = Callable[[int], Callable[[], None]]
+
+
+class Tracker(Protocol):
+    """Told of each command, so that one left behind by a killed run is found and stopped
+    (the engine's RunGuard). `prepare` runs before the command starts; `in_child` in the new
+    process before it executes the command (so the command is noted before it can do
+    anything), with os-level calls only; `started` after, returning what to call once the
+    command has ended."""
+
+    def prepare(self) -> None: ...
+
+    def in_child(self) -> None: ...
+
+    def started(self, pid: int) -> Callable[[], None]: ...
+
+
 _tracker: Tracker | None = None
 
 
@@ -81,6 +94,10 @@ class ProcessBackend:
     def call(self, request: AgentRequest) -> AgentResult:
         argv = request.argv
         started = time.monotonic()
+        with _live_lock:
+            tracker = _tracker
+        if tracker is not None:
+            tracker.prepare()
         try:
             process = subprocess.Popen(
                 argv,
@@ -90,6 +107,7 @@ class ProcessBackend:
                 start_new_session=True,
                 text=True,
                 errors="replace",
+                preexec_fn=tracker.in_child if tracker is not None else None,
             )
         except FileNotFoundError:
             raise ConfigError(f"step `{request.step}`: command `{argv[0]}` was not found on PATH; "
@@ -102,9 +120,8 @@ class ProcessBackend:
             with _live_lock:
                 _live.add(process)
                 stopping = _stopping
-                tracker = _tracker
             if tracker is not None:
-                ended = tracker(process.pid)
+                ended = tracker.started(process.pid)
             if stopping:
                 _kill_group(process)
             stdout, stderr = process.communicate(input=request.prompt or None, timeout=request.timeout)

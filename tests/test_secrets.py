@@ -1,0 +1,76 @@
+"""A secret input is found nowhere agentflow or Prefect writes: not after a run, a cached
+re-run, a crash and a resume. A step using it is keyed on its name, not its value."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from background import STEP, Killed
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CANARY = "canary-7f3a9c1e-secret"
+WORKFLOW = f"""
+name: secretive
+inputs:
+  token: {{secret: true}}
+  who: {{default: team}}
+steps:
+  - id: use
+    cache: true
+    run: [sh, -c, 'echo "got $1 for $2"; echo "warning: $1 is old" >&2', sh, "{{{{ inputs.token }}}}", "{{{{ inputs.who }}}}"]
+  - id: later
+    run: {json.dumps([*STEP, "out.txt", "later", "calls.txt", "hold-later", "announce"])}
+"""
+
+
+def _everywhere(tmp_path: Path) -> list[str]:
+    """Files under the Prefect home, the result storage and the project that hold the canary."""
+    found = []
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != "announce":
+            if CANARY.encode() in path.read_bytes():
+                found.append(str(path.relative_to(tmp_path)))
+    return found
+
+
+def test_a_secret_is_written_nowhere(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "wf.yaml").write_text(WORKFLOW)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(tmp_path / "results"),
+               PYTHONPATH=str(FIXTURES), AGENTFLOW_SECRET_TOKEN=CANARY)
+    cli = [sys.executable, "-m", "agentflow"]
+
+    first = subprocess.run([*cli, "run", "wf.yaml", "--json"], cwd=project, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    use = json.loads(first.stdout)["steps"]["use"]
+    assert use["result"]["output"] == "got [secret] for team\n"  # the agent had it; its result does not
+    assert CANARY not in first.stdout + first.stderr
+
+    cached = subprocess.run([*cli, "run", "wf.yaml", "--json"], cwd=project, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert json.loads(cached.stdout)["steps"]["use"]["cached"] is True  # keyed on the secret's name
+
+    (project / "hold-later").touch()
+    run = Killed(env, project, project / "wf.yaml", holders=1)
+    run_id = run.kill()
+    (project / "hold-later").unlink()
+    no_secret = {k: v for k, v in env.items() if k != "AGENTFLOW_SECRET_TOKEN"}
+    refused = subprocess.run([*cli, "resume", run_id], cwd=project, env=no_secret, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2
+    assert "give them again with -i token=... (or AGENTFLOW_SECRET_TOKEN)" in refused.stderr
+    resumed = subprocess.run([*cli, "resume", run_id, "-i", f"token={CANARY}", "--json"], cwd=project,
+                             env=no_secret, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    steps = json.loads(resumed.stdout)["steps"]
+    assert steps["use"]["reused"] is True and steps["later"]["status"] == "success"
+
+    assert _everywhere(tmp_path) == []
