@@ -131,21 +131,14 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120] or type(exc).__name__
 
 
-def with_secrets_from_env(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
-    """Secret inputs not given with -i are taken from AGENTFLOW_SECRET_<NAME>, if set."""
-    from agentflow.flows.language.inputs import secret_env
-
-    found = {name: os.environ[secret_env(name)] for name, input_spec in spec.inputs.items()
-             if input_spec.secret and name not in given and secret_env(name) in os.environ}
-    return {**given, **found}
-
-
 def _prepare(workflow: Path, inputs: list[str], inputs_file: Path | None = None) -> tuple[Any, dict[str, Any]]:
     """The loaded workflow and its checked inputs, or exit 2 saying what is wrong."""
     from agentflow.flows.language.inputs import validate_inputs
 
     resolved = _load(workflow)
     try:
+        from agentflow.flows.engine.entrypoint import with_secrets_from_env
+
         given = with_secrets_from_env(resolved.spec, _parse_inputs(inputs, inputs_file))
         values = validate_inputs(resolved.spec, given, from_strings=True)
     except InputError as exc:

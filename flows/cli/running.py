@@ -167,7 +167,8 @@ def _resolve_run(prepare: Callable[[], Any]) -> Any:
 
 def _secrets_again(prepared: Any, pairs: list[str]) -> dict[str, str]:
     """The run's secret inputs, which its record holds by name only: from -i or the environment."""
-    from agentflow.flows.cli._app import _parse_inputs, with_secrets_from_env
+    from agentflow.flows.cli._app import _parse_inputs
+    from agentflow.flows.engine.entrypoint import with_secrets_from_env
     from agentflow.flows.language.inputs import secret_env
 
     spec = prepared.workflow.spec

@@ -280,3 +280,21 @@ steps:
 """)()
     assert result["loud"].summary == "HELLO"
     assert result["quiet"].summary == "HELLO"
+
+
+def test_run_workflow_takes_a_secret_from_the_environment(tmp_path, monkeypatch):
+    """A secret input not given is read from AGENTFLOW_SECRET_<NAME>; its value reaches the
+    command and leaves no trace in the result."""
+    path = tmp_path / "wf.yaml"
+    path.write_text("""
+name: env-secret
+inputs:
+  token: {secret: true}
+steps:
+  - {id: use, run: [sh, -c, 'echo "token $1"', sh, "{{ inputs.token }}"]}
+""")
+    with pytest.raises(InputError, match="or set AGENTFLOW_SECRET_TOKEN"):
+        run_workflow(path)
+    monkeypatch.setenv("AGENTFLOW_SECRET_TOKEN", "s3cr3t-value")
+    result = run_workflow(path)
+    assert result["use"].output == "token [secret]\n"
