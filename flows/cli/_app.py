@@ -56,7 +56,7 @@ def _hint(exc: BaseException) -> str:
     """What to do about the errors that are the environment's, not agentflow's."""
     import httpx
 
-    if isinstance(exc, httpx.ConnectError) or "ConnectError" in type(exc).__name__:
+    if isinstance(exc, httpx.ConnectError):
         url = os.environ.get("PREFECT_API_URL", "the embedded server")
         return f" (cannot reach the Prefect API at {url}: start the server, or unset PREFECT_API_URL)"
     return ""

@@ -92,6 +92,7 @@ class _Scheduler:
         self.reused_steps: set[str] = set()
         self.durations: dict[str, float | None] = {}
         self.attempts: dict[str, int] = {}  # by task run name, filled by the task's retry condition
+        self.step_attempts: dict[str, int] = {}  # the most tries any of a step's task runs took
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> WorkflowResult:
@@ -195,9 +196,9 @@ class _Scheduler:
                 emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run", summary=summary))
                 steps[step_id] = StepOutcome(status="not_run", summary=summary)
                 continue
-            tries = [n for label, n in self.attempts.items() if _step_of(label) == step_id]
             steps[step_id] = StepOutcome(status=result.status, summary=result.summary, result=result,
-                                         duration_s=self.durations.get(step_id), attempts=max(tries, default=1),
+                                         duration_s=self.durations.get(step_id),
+                                         attempts=self.step_attempts.get(step_id, 1),
                                          cached=step_id in self.cached, reused=step_id in self.reused_steps)
         outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
                                  run_id=self.run_id, status="failed" if self.failed else "completed",
@@ -319,6 +320,8 @@ class _Scheduler:
         result = outcomes.of_state(state)
         duration = time.monotonic() - job.started
         cached = state.name == "Cached"
+        tries = self.attempts.get(job.request.label, 1)
+        self.step_attempts[job.step] = max(self.step_attempts.get(job.step, 1), tries)
         if result.status != "failed":
             if self.journal is not None and job.key is not None:
                 self.journal.record(job.request.label, Done(job.step, job.key.identity, result))
@@ -386,7 +389,3 @@ class _Scheduler:
                     self.waiting.append(job.step)
             self.waiting = list(dict.fromkeys(self.waiting))
 
-
-def _step_of(label: str) -> str:
-    """The step a task run belongs to: `gateways[bKash]` and `profile#2` are its items and rounds."""
-    return label.split("[", 1)[0].split("#", 1)[0].split(" ", 1)[0]
