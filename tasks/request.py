@@ -57,10 +57,16 @@ class AgentRequest(BaseModel):
     passed: bool | None = None  # for kind=assert
     message: str = ""  # why a step was skipped, the assert's message, or the preparation error
     key: CallKey | None = None  # set by the flow when the step's result may be cached
-    # Secret values the request carries: removed from its result and errors. Never part of an
-    # identity or key (the flow keys a call on the secret's name: CallKey).
-    redact: tuple[str, ...] = Field(default=(), repr=False)
+    # The run's secret inputs by the environment variable a command receives them in
+    # (AGENTFLOW_SECRET_<NAME>: a command's arguments are readable by every user of the
+    # machine, its environment only by its owner); their values are removed from the result
+    # and errors. Never part of an identity or key (a call is keyed on a secret's name: CallKey).
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @property
+    def redact(self) -> tuple[str, ...]:
+        return tuple(self.secrets.values())
 
     def key_view(self) -> dict[str, Any]:
         """What the agent sees, for the call's identity: not the run's labels, not the key."""
-        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "redact"})
+        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets"})

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from background import STEP, Killed
 from procs import gone
 from waiting import until
@@ -57,6 +59,30 @@ def test_the_embedded_server_dies_with_a_killed_cli(tmp_path):
     command = run.held["s1"]
     run.kill()
     until(lambda: all(gone(pid) for pid in [*servers, command]), 30, "the server and the command to stop")
+
+
+def test_the_embedded_server_dies_with_a_killed_listing_command(tmp_path):
+    """`agentflow runs` (no run, so no run's watchdog) killed while its embedded server is
+    still starting: the server it started is stopped too."""
+    import signal
+    import subprocess
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(home), PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(tmp_path / "results"))
+    command = subprocess.Popen([sys.executable, "-m", "agentflow", "runs"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        notes = home / "agentflow-commands" / str(command.pid)
+        # the server's process exists and is noted (its note names its pid)
+        (server,) = until(lambda: [int(p.name) for p in notes.glob("[0-9]*")], 60, "the server to be noted")
+        assert "uvicorn" in Path(f"/proc/{server}/cmdline").read_bytes().decode(errors="replace")
+        os.kill(command.pid, signal.SIGKILL)
+        command.wait()
+        until(lambda: gone(server), 30, "the embedded server to stop")
+        until(lambda: not notes.exists(), 30, "the watchdog to clear its notes")
+    finally:
+        command.kill()
 
 
 def _damaged_db_answer(cli, tmp_path, content: bytes) -> str:
@@ -133,18 +159,40 @@ def test_six_runs_at_once_on_the_embedded_server_all_complete(tmp_path):
     assert sorted(s for (s,) in states) == ["Completed"] * 7
 
 
-def test_a_crafted_cache_record_is_never_read(cli, write, tmp_path):
+def _storage_block(tmp_path):
+    """A result storage block that is not local files (fsspec's `file://` through Prefect's
+    RemoteFileSystem, as an S3 bucket would be), saved on the server as the default."""
+    from prefect.filesystems import RemoteFileSystem
+
+    # fsspec reads `local://shared-storage/` as the folder shared-storage in the working
+    # directory (the CLI runs in tmp_path); Prefect wants a location after the scheme.
+    shared = tmp_path / "shared-storage"
+    RemoteFileSystem(basepath="local://shared-storage/").save(f"shared-{tmp_path.name[-20:].lower().replace('_', '-')}",
+                                                       overwrite=True)
+    return shared, {"PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK":
+                    f"remote-file-system/shared-{tmp_path.name[-20:].lower().replace('_', '-')}"}
+
+
+@pytest.mark.parametrize("storage", ["local", "block"])
+def test_a_crafted_cache_record_is_never_read(cli, write, tmp_path, storage):
     """Result storage may be shared: a record written with pickle (which would run code when
-    read) in place of agentflow's JSON one is not read; the step runs again and replaces it."""
+    read) in place of agentflow's JSON one is not read; the step runs again and replaces it.
+    The check is made on the bytes Prefect then reads, for local files and storage blocks."""
     import base64
     import pickle
 
+    if storage == "local":
+        where, env = Path(os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"]), {}
+    else:
+        where, env = _storage_block(tmp_path)
     marker = f"fresh-{tmp_path.name}"
     path = write(f'name: crafted\nsteps:\n  - {{id: s, cache: true, run: [sh, -c, "echo called >> calls.txt; echo {marker}"]}}\n')
-    first = cli("run", str(path), "--json", cwd=tmp_path)
+    first = cli("run", str(path), "--json", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr
-    storage = Path(os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"])
-    (record,) = [p for p in storage.iterdir() if p.is_file() and marker in p.read_text(errors="replace")]
+    records = [p for p in where.rglob("*") if p.is_file() and marker in p.read_text(errors="replace")
+                 and not any(part.startswith("agentflow-") for part in p.relative_to(where).parts)]
+    assert len(records) == 1, records
+    (record,) = records
     stored = json.loads(record.read_text())
     assert stored["metadata"]["serializer"] == {"type": "agentflow-result"}
 
@@ -156,12 +204,14 @@ def test_a_crafted_cache_record_is_never_read(cli, write, tmp_path):
     stored["result"] = base64.b64encode(pickle.dumps(Boom())).decode()
     record.write_text(json.dumps(stored))
 
-    second = cli("run", str(path), "--json", cwd=tmp_path)
+    plan = cli("plan", str(path), cwd=tmp_path, env=env)
+    assert plan.returncode == 0 and "miss" in plan.stdout, plan.stdout + plan.stderr
+    second = cli("run", str(path), "--json", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["steps"]["s"]["cached"] is False
     assert json.loads(second.stdout)["steps"]["s"]["result"]["summary"] == marker
     assert not (tmp_path / "pwned").exists()
     assert (tmp_path / "calls.txt").read_text().count("called") == 2
     assert json.loads(record.read_text())["metadata"]["serializer"] == {"type": "agentflow-result"}
-    third = cli("run", str(path), "--json", cwd=tmp_path)
+    third = cli("run", str(path), "--json", cwd=tmp_path, env=env)
     assert json.loads(third.stdout)["steps"]["s"]["cached"] is True  # its own record is read again

@@ -21,7 +21,7 @@ inputs:
 steps:
   - id: use
     cache: true
-    run: [sh, -c, 'echo "got $1 for $2"; echo "warning: $1 is old" >&2', sh, "{{{{ inputs.token }}}}", "{{{{ inputs.who }}}}"]
+    run: [sh, -c, 'echo "got $AGENTFLOW_SECRET_TOKEN for $1"; echo "warning: $AGENTFLOW_SECRET_TOKEN is old" >&2', sh, "{{{{ inputs.who }}}}"]
   - id: later
     run: {json.dumps([*STEP, "out.txt", "later", "calls.txt", "hold-later", "announce"])}
 """
@@ -74,3 +74,17 @@ def test_a_secret_is_written_nowhere(tmp_path):
     assert steps["use"]["reused"] is True and steps["later"]["status"] == "success"
 
     assert _everywhere(tmp_path) == []
+
+
+def test_a_command_gets_a_secret_in_its_environment_not_its_arguments(cli, tmp_path):
+    """Given with -i (not in agentflow's own environment), the secret reaches the command as
+    AGENTFLOW_SECRET_TOKEN; its arguments, which any user can read, do not hold it."""
+    (tmp_path / "wf.yaml").write_text(
+        "name: secret-env\ninputs:\n  token: {secret: true}\nsteps:\n"
+        "  - id: use\n    run: [sh, -c, 'echo \"env=$AGENTFLOW_SECRET_TOKEN\"; tr \"\\\\0\" \" \" < /proc/$$/cmdline']\n")
+    env = {"AGENTFLOW_SECRET_TOKEN": ""}  # not inherited from the caller: from -i only
+    done = cli("run", "wf.yaml", "-i", f"token={CANARY}", "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, cmdline = json.loads(done.stdout)["steps"]["use"]["result"]["output"].splitlines()
+    assert first == "env=[secret]"  # it had the value (redacted in its result)
+    assert cmdline.startswith("sh -c ") and "[secret]" not in cmdline and CANARY not in cmdline

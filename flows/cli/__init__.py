@@ -32,11 +32,13 @@ _USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan"}
 
 
 def main() -> None:
+    guard = None
     try:
         if len(sys.argv) > 1 and sys.argv[1] in _USE_THE_API:
             from agentflow.flows.durability.database import check_local_database
 
             check_local_database()
+            guard = _guard_the_embedded_server()
         app()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
@@ -48,6 +50,24 @@ def main() -> None:
 
         report_internal_error(exc)
         sys.exit(EXIT_INTERNAL)
+    finally:
+        if guard is not None:
+            guard.stop()
+
+
+def _guard_the_embedded_server():
+    """Start the embedded server (when no server is configured) under a watchdog: a killed
+    command does not leave it running."""
+    import os
+
+    from prefect.settings import get_current_settings
+
+    from agentflow.flows.durability.guard import ServerGuard
+
+    home = get_current_settings().home.expanduser()
+    guard = ServerGuard(home / "agentflow-commands" / str(os.getpid()))
+    guard.start()
+    return guard
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from agentflow.flows.durability.processes import note_command
 
@@ -106,6 +107,64 @@ class RunGuard:
         if self._server_note is not None:
             self._server_note.unlink(missing_ok=True)
         self.watchdog.stop()
+
+
+class ServerGuard:
+    """The embedded Prefect server a CLI command needs, started here and noted for a watchdog
+    from the moment its process exists, so that a SIGKILL of the command (even while the
+    server is still starting, which takes seconds) does not leave it holding the database.
+    A run's own guard (RunGuard) notes it again for the run's lifetime."""
+
+    _POLL_S = 0.02
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.watchdog = Watchdog(directory)
+        self._notes: list[Path] = []
+
+    def start(self) -> None:
+        """Start the embedded server unless a server is configured (PREFECT_API_URL)."""
+        from prefect.settings import get_current_settings
+
+        settings = get_current_settings()
+        if settings.api.url or not settings.server.ephemeral.enabled:
+            return
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        if server.running:
+            return
+        self.watchdog.ensure()
+        started = threading.Event()
+        watcher = threading.Thread(target=self._note_while_starting, args=(server, started), daemon=True)
+        watcher.start()
+        try:
+            server.start()
+        finally:
+            started.set()
+            watcher.join()
+        self._note(server)
+
+    def _note_while_starting(self, server: Any, started: threading.Event) -> None:
+        while not started.wait(self._POLL_S):
+            self._note(server)
+
+    def _note(self, server: Any) -> None:
+        process = getattr(server, "server_process", None)  # replaced if its port was taken
+        if process is not None and not any(note.name == str(process.pid) for note in self._notes):
+            note = note_command(self.directory, process.pid)
+            if note is not None:
+                self._notes.append(note)
+
+    def stop(self) -> None:
+        """The command ended here: Prefect stops the server as this process exits."""
+        for note in self._notes:
+            note.unlink(missing_ok=True)
+        self.watchdog.stop()
+        try:
+            self.directory.rmdir()
+        except OSError:
+            pass
 
 
 def _embedded_server_pid() -> int | None:

@@ -3,18 +3,20 @@
 Prefect's default serializer is pickle, and a stored record names the serializer (even the
 JSON one names the functions that decode it) that Prefect then uses to read it: a crafted
 record in shared storage would run code on the next cache hit. Cached steps are written
-with `AgentResultSerializer` (an `AgentResult` as JSON, nothing else), and before a cached
-call, `trusted` reads the stored record's metadata as plain JSON: a record written any
-other way is not read but recomputed and overwritten (the run says so).
+with `AgentResultSerializer` (an `AgentResult` as JSON, nothing else) into
+`TrustedStorage`, which wraps whatever storage Prefect would use (local files or any
+storage block) and hands Prefect a record only after checking, on the very bytes it hands
+over, that agentflow's serializer wrote it. Prefect takes a refused read for a cache miss:
+the step runs again and its record replaces the foreign one (the run's log says so).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
+from prefect.filesystems import WritableFileSystem
 from prefect.serializers import Serializer
 from pydantic import Field
 
@@ -22,6 +24,7 @@ from agentflow.tasks.results import AgentResult
 
 SERIALIZER_TYPE = "agentflow-result"
 _log = logging.getLogger("agentflow")
+_warned: set[str] = set()
 
 
 class AgentResultSerializer(Serializer):
@@ -34,38 +37,77 @@ class AgentResultSerializer(Serializer):
         return AgentResult.model_validate_json(blob)
 
 
-def trusted(key: str) -> bool:
-    """False if a record stored under `key` was not written by AgentResultSerializer (reading
-    it could run code). Checked for local result storage; a storage block is not read twice."""
-    path = _local_path(key)
-    if path is None:
-        return True
-    try:
-        content = path.read_bytes()
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
+class ForeignRecord(ValueError):
+    """A stored record agentflow did not write: reading it could run code."""
+
+
+def check(content: bytes, path: str) -> bytes:
+    """`content` if agentflow's serializer wrote this record, else ForeignRecord."""
     try:
         serializer = json.loads(content)["metadata"]["serializer"]
     except (ValueError, KeyError, TypeError):
         serializer = None
     if serializer == {"type": SERIALIZER_TYPE}:
-        return True
-    _log.warning("agentflow: the cached result %s was not written by agentflow; it is not read, "
-                 "the step runs again and replaces it", path)
-    return False
+        return content
+    if path not in _warned:
+        _warned.add(path)
+        _log.warning("agentflow: the cached result %s was not written by agentflow; it is not read, "
+                     "the step runs again and replaces it", path)
+    raise ForeignRecord(f"the cached result {path} was not written by agentflow")
 
 
-def _local_path(key: str) -> Path | None:
-    from prefect.filesystems import LocalFileSystem
-    from prefect.results import get_result_store
+class TrustedStorage(WritableFileSystem):
+    """Result storage that reads only records agentflow wrote (see the module's docstring).
 
-    storage: Any = get_result_store().result_storage
-    if storage is None:
-        from agentflow.flows.durability import storage as paths
+    `inner` is the storage it stores in; None means Prefect's default result storage (local
+    files, or the block named by PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK), found at first use.
+    """
 
-        return paths.root() / key
-    if isinstance(storage, LocalFileSystem):
-        return Path(storage.basepath or ".").expanduser() / key
-    return None
+    _block_type_name = "agentflow trusted result storage"
+    inner: Any = None
+
+    def _storage(self) -> Any:
+        if self.inner is None:
+            from prefect.results import get_default_result_storage
+
+            self.inner = get_default_result_storage(_sync=True)
+        return self.inner
+
+    def _resolve_path(self, path: str) -> Any:
+        # Prefect asks local storage where a key lives, to file records under their full path.
+        resolve = getattr(self._storage(), "_resolve_path", None)
+        return resolve(path) if resolve is not None else None
+
+    def read_path(self, path: str, _sync: bool | None = None) -> bytes:
+        from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
+
+        return check(call_explicitly_sync_block_method(self._storage(), "read_path", (path,), {}), path)
+
+    async def aread_path(self, path: str) -> bytes:
+        from prefect._internal.compatibility.blocks import call_explicitly_async_block_method
+
+        return check(await call_explicitly_async_block_method(self._storage(), "read_path", (path,), {}), path)
+
+    def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> Any:
+        from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
+
+        return call_explicitly_sync_block_method(self._storage(), "write_path", (path, content), {})
+
+    async def awrite_path(self, path: str, content: bytes) -> Any:
+        from prefect._internal.compatibility.blocks import call_explicitly_async_block_method
+
+        return await call_explicitly_async_block_method(self._storage(), "write_path", (path, content), {})
+
+
+def read_only_our_records() -> None:
+    """Make the running flow's tasks keep their results in `TrustedStorage` around the storage
+    Prefect chose. Prefect takes a storage block on a task only once it is saved on the server
+    (an API call, and a block document per machine); the flow run's result store, which every
+    task run of the flow starts from, takes it as it is."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or isinstance(context.result_store.result_storage, TrustedStorage):
+        return
+    storage = TrustedStorage(inner=context.result_store.result_storage)
+    context.result_store = context.result_store.model_copy(update={"result_storage": storage})

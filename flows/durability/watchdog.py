@@ -30,6 +30,10 @@ def main() -> None:
     from agentflow.flows.durability.processes import kill_orphans
 
     kill_orphans(directory)
+    try:
+        directory.rmdir()  # a command's own directory; a run's `procs/` if nothing is left in it
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

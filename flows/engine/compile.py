@@ -21,7 +21,7 @@ from agentflow.errors import InputError
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.locks import StepLocks
-from agentflow.flows.durability.results import AgentResultSerializer
+from agentflow.flows.durability.results import AgentResultSerializer, read_only_our_records
 from agentflow.flows.engine.compiled import CACHE_MODES, CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.scheduler import execute
@@ -152,6 +152,7 @@ def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozense
 
     def run(**inputs: Any) -> WorkflowResult:
         values = validate_inputs(spec, inputs)
+        read_only_our_records()
         return execute(compiled, values)
 
     run.__signature__ = _signature(spec)  # type: ignore[attr-defined]

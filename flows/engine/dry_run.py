@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentflow.errors import ExpressionError, TemplateError
-from agentflow.flows.durability import cache_index, results
+from agentflow.flows.durability import cache_index
 from agentflow.flows.durability.cache import components, explain_miss, key_of
 from agentflow.flows.durability.repo import read_repo_state
+from agentflow.flows.durability.results import TrustedStorage
 from agentflow.flows.engine import requests
 from agentflow.flows.engine.compile import compile_workflow
 from agentflow.flows.engine.compiled import StepPlan
@@ -35,7 +36,7 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
     from prefect.results import get_result_store
 
     compiled = compile_workflow(workflow, "use")
-    store = get_result_store()
+    store = get_result_store().model_copy(update={"result_storage": TrustedStorage()})
     repo = read_repo_state(".")
     name = workflow.spec.name
     views: dict[str, dict[str, Any]] = {}
@@ -78,7 +79,7 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
             continue
         keyed = requests.with_cache_context(plan, request, requests.call_key(name, plan, request), repo)
         key = key_of(plan.cache_policy, keyed) or ""
-        if store.exists(key) and results.trusted(key):
+        if store.exists(key):
             value = store.read(key).result
             views[step_id] = value.context() if isinstance(value, AgentResult) else AgentResult(data=value).context()
             verdicts[step_id] = Verdict(step_id, "hit", f"cached {key[:12]}")

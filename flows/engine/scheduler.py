@@ -21,7 +21,7 @@ from prefect.utilities.annotations import quote
 
 from agentflow.errors import ExpressionError, TemplateError, WorkflowFailed
 from agentflow.events import StepEvent, emit
-from agentflow.flows.durability import cache_index, records, results
+from agentflow.flows.durability import cache_index, records
 from agentflow.flows.durability.guard import RunGuard
 from agentflow.flows.durability.cache import components, key_of
 from agentflow.flows.durability.crash import RUN_TAG
@@ -31,7 +31,7 @@ from agentflow.flows.engine import outcomes, requests
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import StepOutcome, WorkflowResult
 from agentflow.flows.language import canonical
-from agentflow.flows.language.inputs import secret_marker
+from agentflow.flows.language.inputs import secret_env, secret_marker
 from agentflow.tasks.agent_call import ATTEMPTS
 from agentflow.tasks.backends.process import allow_commands, kill_on_sigterm, kill_running
 from agentflow.tasks.request import AgentRequest, CallKey
@@ -49,7 +49,6 @@ class _Job:
     started: float = 0.0
     key: CallKey | None = None  # its identity (journal) and what its cache key is made of
     cache_key: str | None = None
-    refresh: bool = False  # recompute and overwrite its cache entry (one not written by agentflow)
 
 
 @dataclass
@@ -171,7 +170,7 @@ class _Scheduler:
                 # killed (seen under load, a test in tests/test_cli.py).
                 job = self.queue.popleft()
                 self._mark_started(job)
-                state = self._task(job)(quote(job.request), return_state=True)
+                state = self.compiled.plans[job.step].task(quote(job.request), return_state=True)
                 self._finish(job, state)
                 continue
             self._launch()
@@ -232,12 +231,8 @@ class _Scheduler:
             self.queue.remove(job)
             self._mark_started(job)
             step_run.running += 1
-            future = self._task(job).submit(quote(job.request))
+            future = self.compiled.plans[job.step].task.submit(quote(job.request))
             self.running[future.wrapped_future] = (job, future)
-
-    def _task(self, job: _Job) -> Any:
-        task = self.compiled.plans[job.step].task
-        return task.with_options(refresh_cache=True) if job.refresh else task
 
     def _mark_started(self, job: _Job) -> None:
         job.started = time.monotonic()
@@ -296,7 +291,6 @@ class _Scheduler:
             if job.cache_key:
                 shown = masked.model_copy(update={"key": job.request.key}) if masked is not None else job.request
                 self.key_parts[job.cache_key] = components(plan.cache_policy, shown)
-                job.refresh = not results.trusted(job.cache_key)
         self.queue.append(job)
 
     def _special(self, plan: StepPlan, kind: str, message: str, label: str) -> AgentRequest:
@@ -313,7 +307,7 @@ class _Scheduler:
         if self.secrets:
             masked = requests.build(self.spec.name, plan, {**context, "inputs": self.masked_inputs}, item=item,
                                     index=index, iteration=iteration)
-            request = request.model_copy(update={"redact": tuple(self.secrets.values())})
+            request = request.model_copy(update={"secrets": {secret_env(k): v for k, v in self.secrets.items()}})
         self._enqueue(step_id, request, index, masked)
 
     def _finish(self, job: _Job, state: Any) -> None:

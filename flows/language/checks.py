@@ -12,6 +12,7 @@ from typing import Any
 from agentflow.errors import ExpressionError, Problem, TemplateError, format_path
 from agentflow.flows.language import callables, expressions, graph, templates
 from agentflow.flows.language.document import Document
+from agentflow.flows.language.inputs import secret_env
 from agentflow.flows.language.spec import RESULT_FIELDS, RUNNABLE_AGENT_KINDS, AgentSpec
 
 _EXPRESSION_ROOTS = {
@@ -38,6 +39,8 @@ def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec]
     raw_steps = data.get("steps") if isinstance(data.get("steps"), list) else []
     raw_inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
     checker = _Checker(document, source, agents, set(map(str, raw_inputs)))
+    checker.secrets = {str(name) for name, spec in raw_inputs.items()
+                       if isinstance(spec, dict) and spec.get("secret") is True}
     checker.collect_ids(raw_steps)
     for index, step in enumerate(raw_steps):
         if isinstance(step, dict):
@@ -66,6 +69,7 @@ class _Checker:
         self.explicit: dict[str, list[str]] = {}
         self.referenced: dict[str, set[str]] = {}
         self.edges: dict[tuple[str, str], tuple[tuple, str]] = {}  # (step, upstream) -> (path, how)
+        self.secrets: set[str] = set()  # secret inputs
 
     def add(self, path: tuple, where: str, what: str, fix: str = "", got: str | None = None,
             document: Document | None = None, source: str | None = None) -> None:
@@ -114,8 +118,11 @@ class _Checker:
 
         has_items = step.get("for_each") is not None
         has_iteration = step.get("repeat") is not None
+        in_argv = self._fields_in_argv(step)
         for field, value, path in self._template_fields(step, base):
             self._check_template(step_id, value, path, format_path(path), has_items, has_iteration)
+            if field in in_argv:
+                self._secret_in_command(value, path, format_path(path))
 
         for field, text, path in self._expression_fields(step, base):
             roots = _EXPRESSION_ROOTS[field]
@@ -179,6 +186,39 @@ class _Checker:
                          f"use one of: {', '.join(sorted(allowed))}")
         self._check_keys(step_id, info.keys.get("steps", ()), info.keys.get("inputs", ()), path, where)
         self._check_fields(info.step_fields, path, where)
+
+    def _fields_in_argv(self, step: dict) -> set[str]:
+        """The step's fields whose values become a command's arguments: `run`, and the
+        `prompt`/`with` a shell agent's command puts in its argv."""
+        if isinstance(step.get("run"), list):
+            return {"run"}
+        agent = self.agents.get(step["agent"]) if isinstance(step.get("agent"), str) else None
+        if agent is None or agent.kind != "shell":
+            return set()
+        names: set[str] = set()
+        for arg in agent.command or []:
+            try:
+                names |= templates.inspect(arg).names if templates.is_template(arg) else set()
+            except TemplateError:
+                pass  # reported with the agent
+        return {"prompt", "with"} & names
+
+    def _secret_in_command(self, text: str, path: tuple, where: str) -> None:
+        """A secret in a command's arguments (or a shell agent's, which its prompt and `with`
+        fill) is readable by every user of the machine: the command reads it from its
+        environment instead."""
+        if not self.secrets or not templates.is_template(text):
+            return
+        try:
+            used = templates.inspect(text).keys.get("inputs", frozenset()) & self.secrets
+        except TemplateError:
+            return  # reported by _check_template
+        for name in sorted(used):
+            variable = secret_env(name)
+            self.add(path, where, f"the secret input `{name}` would be in a command's arguments, which every "
+                     "user of this machine can read (/proc/PID/cmdline)",
+                     f"the command gets it in its environment as ${variable}: e.g. "
+                     f"run: [sh, -c, 'tool --token \"${variable}\"']")
 
     def _check_expression(self, step_id: str, text: str, path: tuple, where: str,
                           roots: tuple[str, ...], has_items: bool) -> None:

@@ -108,6 +108,7 @@ class ProcessBackend:
                 text=True,
                 errors="replace",
                 preexec_fn=tracker.in_child if tracker is not None else None,
+                env={**os.environ, **request.secrets} if request.secrets else None,
             )
         except FileNotFoundError:
             raise ConfigError(f"step `{request.step}`: command `{argv[0]}` was not found on PATH; "

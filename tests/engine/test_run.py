@@ -284,17 +284,17 @@ steps:
 
 def test_run_workflow_takes_a_secret_from_the_environment(tmp_path, monkeypatch):
     """A secret input not given is read from AGENTFLOW_SECRET_<NAME>; its value reaches the
-    command and leaves no trace in the result."""
+    step and leaves no trace in the result."""
     path = tmp_path / "wf.yaml"
     path.write_text("""
 name: env-secret
 inputs:
   token: {secret: true}
 steps:
-  - {id: use, run: [sh, -c, 'echo "token $1"', sh, "{{ inputs.token }}"]}
+  - {id: use, call: "probe:echo", prompt: "token {{ inputs.token }}"}
 """)
     with pytest.raises(InputError, match="or set AGENTFLOW_SECRET_TOKEN"):
         run_workflow(path)
     monkeypatch.setenv("AGENTFLOW_SECRET_TOKEN", "s3cr3t-value")
     result = run_workflow(path)
-    assert result["use"].output == "token [secret]\n"
+    assert result["use"].data["prompt"] == "token [secret]"
