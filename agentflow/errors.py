@@ -74,11 +74,22 @@ class TemplateError(AgentflowError, ValueError):
 
 
 class StepFailed(AgentflowError):
-    """An agent or command ran and reported failure; retried if the step has retries."""
+    """An agent or command ran and reported failure; retried if the step has retries and a
+    retry can help (`retryable`: a 4xx answer or a denied tool will not change on retry).
+    On an agent step, the fallback ladder takes over once the retries are spent."""
+
+    def __init__(self, message: str, output: str = "", retryable: bool = True):
+        self.output = output
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class AgentUnavailable(StepFailed):
+    """The agent cannot be called here (no API key, no CLI, nothing listening): not retried,
+    the ladder goes to the fallback."""
 
     def __init__(self, message: str, output: str = ""):
-        self.output = output
-        super().__init__(message)
+        super().__init__(message, output, retryable=False)
 
 
 class StepTimeout(StepFailed):

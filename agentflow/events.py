@@ -20,8 +20,9 @@ from typing import Literal
 # started / retrying / finished: one task run (a step, one of its items or iterations);
 # step_finished: the step as a whole (status `not_run` if never started);
 # run_started: the flow run began (label: its id; attempt: 2 and more on a resume);
-# waiting: a started call waits for another run making the same call (same cache key).
-EventKind = Literal["run_started", "started", "waiting", "retrying", "finished", "step_finished"]
+# waiting: a started call waits for another run making the same call (same cache key);
+# fallback: the agent of `label` could not serve, `agent` is tried next.
+EventKind = Literal["run_started", "started", "waiting", "retrying", "finished", "step_finished", "fallback"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class StepEvent:
     cached: bool = False  # answered from the step cache, without calling the agent
     reused: bool = False  # done by this run before it was resumed: taken from its journal
     cache_key: str | None = None  # on `started` (of a cached step) and `waiting`
+    degraded: bool = False  # answered by a fallback agent, or skipped after every agent failed
+    agent: str | None = None  # fallback: the agent tried next; finished: the fallback used or skipped
 
 
 Listener = Callable[[StepEvent], None]

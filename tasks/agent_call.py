@@ -15,12 +15,13 @@ from prefect import task
 from agentflow.errors import NOT_RETRYABLE, AssertionFailed, ConfigError
 from agentflow.events import StepEvent, emit
 from agentflow.tasks.backends import Backend
+from agentflow.tasks.backends.http import HttpBackend
 from agentflow.tasks.backends.process import ProcessBackend
 from agentflow.tasks.backends.python import PythonBackend
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, redacted, scrub
 
-_BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend()}
+_BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend(), "http": HttpBackend()}
 
 # The attempts each task run has made, by its name, for the flow run that sets it (the
 # scheduler): Prefect copies the context into the worker threads that run the tasks.
@@ -34,7 +35,7 @@ def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
 
     Prefect calls it only when the task has retries left, so a True here is a retry.
     """
-    if isinstance(state.data, NOT_RETRYABLE):
+    if isinstance(state.data, NOT_RETRYABLE) or getattr(state.data, "retryable", True) is False:
         return False
     attempt = task_run.run_count + 1
     attempts = ATTEMPTS.get()

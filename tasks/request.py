@@ -11,9 +11,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # process: run an argv (a `run` step or a shell agent); python: call module:function;
-# assert: report an already evaluated condition; skip: a step whose `when` was false;
-# error: a step that could not be prepared (its template failed), reported as its failure.
-Kind = Literal["process", "python", "assert", "skip", "error"]
+# claude-code, llm, http: call that kind of agent (tasks/backends/); assert: report an
+# already evaluated condition; skip: a step whose `when` was false; error: a step that could
+# not be prepared (its template failed), reported as its failure.
+Kind = Literal["process", "python", "claude-code", "llm", "http", "assert", "skip", "error"]
+AGENT_KINDS = ("process", "python", "claude-code", "llm", "http")
 
 
 class CallKey(BaseModel):
@@ -49,6 +51,9 @@ class AgentRequest(BaseModel):
     prompt: str = ""
     argv: list[str] = Field(default_factory=list)
     callable: str | None = None
+    # The agent's configuration (claude-code, llm, http: model, tools, url...), with its
+    # subagent's definition; its digest is already in the key (CallKey.agent).
+    agent_config: dict[str, Any] = Field(default_factory=dict)
     files: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = None
@@ -69,4 +74,4 @@ class AgentRequest(BaseModel):
 
     def key_view(self) -> dict[str, Any]:
         """What the agent sees, for the call's identity: not the run's labels, not the key."""
-        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets"})
+        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets", "agent_config"})

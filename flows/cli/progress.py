@@ -14,16 +14,19 @@ from agentflow.events import StepEvent
 from agentflow.flows.engine.result import WorkflowResult
 
 _STYLE = {"cached": "blue", "reused": "blue", "success": "green", "failed": "red", "skipped": "yellow",
+          "degraded": "yellow",
           "completed_with_errors": "yellow", "not_run": "dim"}
 _WORD = {"cached": "cached", "reused": "reused", "success": "done", "failed": "failed", "skipped": "skipped",
+         "degraded": "degraded",
          "completed_with_errors": "partial", "not_run": "not run"}
 
 
-def _display(status: str, cached: bool, reused: bool) -> str:
-    """`reused`: done before the run was resumed; `cached`: answered from the step cache."""
+def _display(status: str, cached: bool, reused: bool, degraded: bool = False) -> str:
+    """`reused`: done before the run was resumed; `cached`: answered from the step cache;
+    `degraded`: answered by a fallback agent."""
     if status != "success":
         return status
-    return "reused" if reused else "cached" if cached else status
+    return "reused" if reused else "cached" if cached else "degraded" if degraded else status
 
 
 class ProgressView:
@@ -61,12 +64,14 @@ class ProgressView:
                 self.labels_by_key[event.cache_key] = event.label
             if not event.label.endswith("(skipped)"):
                 self.console.print(f"[cyan]  start[/]  {label}")
+        elif event.kind == "fallback":
+            self.console.print(f"[yellow]fallback[/] {label} [dim]{escape(event.summary)}[/]")
         elif event.kind == "retrying":
             self.console.print(f"[magenta]  retry[/]  {label} (attempt {event.attempt})")
         elif event.kind == "finished":
             if event.label != event.step and not event.label.endswith(" (skipped)"):
                 self.fanned_out.add(event.step)
-            status = _display(event.status, event.cached, event.reused)
+            status = _display(event.status, event.cached, event.reused, event.degraded)
             self._line(status, label.removesuffix(" (skipped)"), event.duration_s, event.summary)
         elif event.kind == "step_finished":
             if event.status == "not_run":
@@ -90,7 +95,8 @@ def table(result: WorkflowResult) -> Table:
     table.add_column("tries", justify="right")
     table.add_column("summary", overflow="fold", max_width=80)
     for step, outcome in result.steps.items():
-        status = _display(outcome.status, outcome.cached, outcome.reused)
+        degraded = outcome.result is not None and outcome.result.degraded
+        status = _display(outcome.status, outcome.cached, outcome.reused, degraded)
         style = _STYLE.get(status, "white")
         took = f"{outcome.duration_s:.1f}s" if outcome.duration_s is not None else "-"
         table.add_row(step, f"[{style}]{_WORD.get(status, status)}[/]", took, str(outcome.attempts),

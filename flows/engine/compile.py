@@ -12,7 +12,7 @@ import inspect
 from datetime import timedelta
 from typing import Any
 
-from prefect import Flow, tags
+from prefect import Flow, Task, tags
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import SecretStr
@@ -22,6 +22,7 @@ from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.locks import StepLocks
 from agentflow.flows.durability.results import AgentResultSerializer, read_only_our_records
+from agentflow.flows.engine import ladder
 from agentflow.flows.engine.compiled import CACHE_MODES, CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.scheduler import execute
@@ -43,7 +44,7 @@ def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use",
     deps = workflow.dependencies
     modes = {s.id: "refresh" if s.id in refresh and cache == "use" else cache for s in spec.steps}
     locks = StepLocks()  # one lock manager per workflow: its steps' keys never collide
-    plans = {step.id: _plan(spec, workflow.agents, step, deps[step.id], modes[step.id], locks)
+    plans = {step.id: _plan(workflow, step, deps[step.id], modes[step.id], locks)
              for step in spec.steps}
     return CompiledWorkflow(workflow=workflow, plans=plans, cache_mode=cache)
 
@@ -72,17 +73,79 @@ def _cache_settings(spec: Workflow, step: Step, agent: AgentSpec | None) -> tupl
     return enabled, ttl, tuple(parts) if parts else KEY_PARTS
 
 
-def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tuple[str, ...],
-          cache_mode: str, locks: StepLocks) -> StepPlan:
+def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cache_mode: str,
+          locks: StepLocks) -> StepPlan:
+    spec, agents = workflow.spec, workflow.agents
     agent = agents.get(step.agent) if step.agent else None
     defaults = spec.defaults
+    agent_criticality = agent.criticality if agent and "criticality" in agent.model_fields_set else None
+    criticality = _first(step.criticality, agent_criticality, defaults.criticality, "high")
+    cached, ttl, parts = _cache_settings(spec, step, agent)
+    cached = cached and cache_mode != "off"
+    cache_options: dict[str, Any] = (
+        dict(cache_policy=step_policy(parts).configure(isolation_level="SERIALIZABLE", lock_manager=locks),
+             result_serializer=AgentResultSerializer(),
+             cache_expiration=timedelta(seconds=ttl), persist_result=True,
+             refresh_cache=cache_mode == "refresh")
+        if cached else dict(cache_policy=NO_CACHE, persist_result=False))
+    task, timeout = _task(spec, step, agent, cache_options)
+    fallbacks = []
+    if step.agent is not None and agent is not None:
+        previous = agent
+        for name in ladder.chain(step.agent, agents, step.fallback, workflow.degraded.max_fallback_retries):
+            rung_agent = agents[name]
+            rung_task, rung_timeout = _task(spec, step, rung_agent, cache_options, name)
+            fallbacks.append(ladder.Rung(agent=name, spec=rung_agent, digest=_agent_digest(workflow, rung_agent),
+                                         task=rung_task, timeout=rung_timeout,
+                                         prompt_suffix=previous.fallback_prompt_suffix))
+            previous = rung_agent
+    gates = [step.gate] if isinstance(step.gate, str) else list(step.gate or [])
+    return StepPlan(
+        step=step,
+        upstream=upstream,
+        task=task,
+        agent=agent,
+        criticality=criticality,
+        timeout=timeout,
+        definition_digest=canonical.digest(canonical.step_definition(step)),
+        agent_digest=_agent_digest(workflow, agent) if agent else None,
+        cache_policy=cache_options["cache_policy"] if cached else None,
+        cache_ttl=ttl if cached else None,
+        when=expressions.parse(step.when) if step.when else None,
+        until=expressions.parse(step.repeat.until) if step.repeat else None,
+        gates=tuple(expressions.parse(g) for g in gates),
+        assertion=expressions.parse(step.assert_) if step.assert_ else None,
+        for_each=expressions.parse(step.for_each) if isinstance(step.for_each, str) else None,
+        fallbacks=tuple(fallbacks),
+        degraded=workflow.degraded,
+        subagent=workflow.subagents.get(agent.subagent) if agent and agent.subagent else None,
+        fallback_subagents={r.agent: workflow.subagents[r.spec.subagent] for r in fallbacks
+                            if r.spec.subagent and r.spec.subagent in workflow.subagents},
+    )
+
+
+def _agent_digest(workflow: ResolvedWorkflow, agent: AgentSpec) -> str:
+    """The agent's configuration, with its subagent file's content: editing either is a miss."""
+    definition = canonical.agent_definition(agent) or {}
+    subagent = workflow.subagents.get(agent.subagent) if agent.subagent else None
+    if subagent is not None:
+        definition = {**definition, "subagent_definition": subagent.model_dump(mode="json", exclude={"path"})}
+    return canonical.digest(definition)
+
+
+def _task(spec: Workflow, step: Step, agent: AgentSpec | None, cache_options: dict[str, Any],
+          agent_name: str | None = None) -> tuple[Task, float | None]:
+    """The step's copy of `agent_call` for one agent (the primary or a fallback): its retries,
+    backoff, timeout and tags. Returns it with the step's timeout for that agent."""
+    defaults = spec.defaults
+    agent_name = agent_name or step.agent
     retries = _first(step.retries, agent.retries if agent else None, defaults.retries, 0)
     backoff = step.retry_backoff or defaults.retry_backoff
     timeout = _first(step.timeout, agent.timeout if agent else None, defaults.timeout)
-    agent_criticality = agent.criticality if agent and "criticality" in agent.model_fields_set else None
-    criticality = _first(step.criticality, agent_criticality, defaults.criticality, "high")
-    runs_process = step.run is not None or (agent is not None and agent.kind == "shell")
-    prefect_timeout = (timeout + _PROCESS_TIMEOUT_GRACE_S) if timeout and runs_process else timeout
+    # Every backend but a Python callable enforces the timeout itself (it kills the command or
+    # the CLI, or drops the connection); Prefect's is then only a backstop.
+    enforced = step.run is not None or (agent is not None and agent.kind != "python")
+    prefect_timeout = (timeout + _PROCESS_TIMEOUT_GRACE_S) if timeout and enforced else timeout
     delays: list[float] = []
     jitter = None
     if retries and backoff:
@@ -96,15 +159,7 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
     # across workers, and is noise next to an agent call, but not next to a quick `run` or
     # `call` step. No per-step tag: each distinct tag set also starts its own client service
     # (~300 ms a step, measured); the step is in the task run's name.
-    tags = {f"workflow:{spec.name}", f"agent:{step.agent}"} if step.agent else set()
-    cached, ttl, parts = _cache_settings(spec, step, agent)
-    cached = cached and cache_mode != "off"
-    cache_options: dict[str, Any] = (
-        dict(cache_policy=step_policy(parts).configure(isolation_level="SERIALIZABLE", lock_manager=locks),
-             result_serializer=AgentResultSerializer(),
-             cache_expiration=timedelta(seconds=ttl), persist_result=True,
-             refresh_cache=cache_mode == "refresh")
-        if cached else dict(cache_policy=NO_CACHE, persist_result=False))
+    tags = {f"workflow:{spec.name}", f"agent:{agent_name}"} if agent_name else set()
     task = agent_call.with_options(
         **cache_options,
         name=f"{spec.name}.{step.id}",
@@ -114,24 +169,7 @@ def _plan(spec: Workflow, agents: dict[str, AgentSpec], step: Step, upstream: tu
         timeout_seconds=prefect_timeout,
         tags=tags,
     )
-    gates = [step.gate] if isinstance(step.gate, str) else list(step.gate or [])
-    return StepPlan(
-        step=step,
-        upstream=upstream,
-        task=task,
-        agent=agent,
-        criticality=criticality,
-        timeout=timeout,
-        definition_digest=canonical.digest(canonical.step_definition(step)),
-        agent_digest=canonical.digest(canonical.agent_definition(agent)) if agent else None,
-        cache_policy=cache_options["cache_policy"] if cached else None,
-        cache_ttl=ttl if cached else None,
-        when=expressions.parse(step.when) if step.when else None,
-        until=expressions.parse(step.repeat.until) if step.repeat else None,
-        gates=tuple(expressions.parse(g) for g in gates),
-        assertion=expressions.parse(step.assert_) if step.assert_ else None,
-        for_each=expressions.parse(step.for_each) if isinstance(step.for_each, str) else None,
-    )
+    return task, timeout
 
 
 def _first(*values: Any) -> Any:

@@ -8,7 +8,8 @@ from prefect import Task
 from prefect.cache_policies import CachePolicy
 
 from agentflow.flows.language.expressions import Expression
-from agentflow.flows.language.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
+from agentflow.flows.engine.ladder import Rung
+from agentflow.flows.language.spec import AgentSpec, DegradedMode, ResolvedWorkflow, Step, Subagent, Workflow
 
 CACHE_MODES = ("use", "off", "refresh")
 
@@ -30,6 +31,10 @@ class StepPlan:
     gates: tuple[Expression, ...] = ()
     assertion: Expression | None = None
     for_each: Expression | None = None
+    fallbacks: tuple[Rung, ...] = ()  # the agents tried after `agent`, in order (engine/ladder.py)
+    degraded: DegradedMode = field(default_factory=DegradedMode)
+    subagent: Subagent | None = None  # the primary's Claude Code subagent, read from its file
+    fallback_subagents: dict[str, Subagent] = field(default_factory=dict)  # by fallback agent
 
     @property
     def cache(self) -> bool:

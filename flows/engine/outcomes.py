@@ -42,6 +42,14 @@ def _state_value(state: Any) -> Any:
     return state.result(raise_on_failure=False)
 
 
+def error_of(state: Any) -> BaseException | None:
+    """The exception a failed task run ended with, if it holds one."""
+    if state.is_completed():
+        return None
+    value = _state_value(state)
+    return value if isinstance(value, BaseException) else None
+
+
 def of_state(state: Any) -> AgentResult:
     """A task run's final state as the step's result (a failure becomes a failed result)."""
     if state.is_completed():

@@ -52,26 +52,37 @@ def decide(plan: StepPlan, context: dict[str, Any]) -> Start:
 
 
 def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = None,
-          index: int | None = None, iteration: int | None = None) -> AgentRequest:
-    """Render the step for this call; a template that fails gives a request of kind `error`."""
+          index: int | None = None, iteration: int | None = None, rung: int = 0) -> AgentRequest:
+    """Render the step for this call; a template that fails gives a request of kind `error`.
+    `rung`: 0 for the step's agent, n for its n-th fallback (engine/ladder.py)."""
     step = plan.step
     label = step.id
     if index is not None:
         label = f"{step.id}[{item_label(item, index)}]"
     elif iteration is not None:
         label = f"{step.id}#{iteration}"
+    agent_name, agent, timeout, suffix, subagent = step.agent, plan.agent, plan.timeout, "", plan.subagent
+    if rung:
+        fallback = plan.fallbacks[rung - 1]
+        agent_name, agent, timeout, suffix = fallback.agent, fallback.spec, fallback.timeout, fallback.prompt_suffix
+        subagent = plan.fallback_subagents.get(fallback.agent)
+        label = f"{label} (fallback {agent_name})"
     local = {**context, "item": item, "iteration": iteration}
-    base = dict(workflow=workflow, step=step.id, label=label, agent=step.agent, item=item, iteration=iteration)
+    base = dict(workflow=workflow, step=step.id, label=label, agent=agent_name, item=item, iteration=iteration)
     try:
-        prompt = templates.render(step.prompt, local)
+        prompt = templates.render(step.prompt, local) + suffix
         params = templates.render_value(step.with_, local)
         files = [_inside(templates.render(f, local)) if templates.is_template(f) else f for f in step.files]
-        common = dict(prompt=prompt, files=files, params=params, timeout=plan.timeout, **base)
+        common = dict(prompt=prompt, files=files, params=params, timeout=timeout, **base)
         if step.run is not None:
             return AgentRequest(kind="process", argv=[templates.render(a, local) for a in step.run], **common)
         if step.call is not None:
             return AgentRequest(kind="python", callable=step.call, **common)
-        agent = plan.agent
+        if agent is not None and agent.kind in ("claude-code", "llm", "http"):
+            config = agent.model_dump(mode="json", exclude_defaults=False)
+            if subagent is not None:
+                config["subagent_definition"] = subagent.model_dump(mode="json")
+            return AgentRequest(kind=agent.kind, agent_config=config, **common)
         if agent is not None and agent.kind == "shell":
             agent_context = {**local, "prompt": prompt, "with": params, "files": files, "step": step.id}
             argv = [templates.render(arg, agent_context) for arg in agent.command or []]
@@ -92,10 +103,11 @@ def _inside(pattern: str) -> str:
     return pattern
 
 
-def call_key(workflow: str, plan: StepPlan, request: AgentRequest) -> CallKey:
+def call_key(workflow: str, plan: StepPlan, request: AgentRequest, rung: int = 0) -> CallKey:
     """The call's identity: the step's and agent's digests (fixed at compile) and the
     rendered request's, computed here once."""
-    return CallKey(workflow=workflow, step=plan.definition_digest, agent=plan.agent_digest,
+    agent = plan.fallbacks[rung - 1].digest if rung else plan.agent_digest
+    return CallKey(workflow=workflow, step=plan.definition_digest, agent=agent,
                    request=canonical.digest(request.key_view()))
 
 

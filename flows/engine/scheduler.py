@@ -10,6 +10,7 @@ and is critical or high stops the run from starting anything new; running steps 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -27,16 +28,17 @@ from agentflow.flows.durability.cache import components, key_of
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
-from agentflow.flows.engine import outcomes, requests
+from agentflow.flows.engine import ladder, outcomes, requests
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import StepOutcome, WorkflowResult
 from agentflow.flows.language import canonical
 from agentflow.flows.language.inputs import secret_env, secret_marker
 from agentflow.tasks.agent_call import ATTEMPTS
 from agentflow.tasks.backends.process import allow_commands, kill_on_sigterm, kill_running
-from agentflow.tasks.request import AgentRequest, CallKey
+from agentflow.tasks.request import AGENT_KINDS, AgentRequest, CallKey
 from agentflow.tasks.results import AgentResult
 
+_log = logging.getLogger("agentflow")
 _STOPPING_CRITICALITIES = ("critical", "high")
 _SIGNAL_CHECK_S = 0.25
 
@@ -49,6 +51,8 @@ class _Job:
     started: float = 0.0
     key: CallKey | None = None  # its identity (journal) and what its cache key is made of
     cache_key: str | None = None
+    rung: int = 0  # 0: the step's agent; n: its n-th fallback (engine/ladder.py)
+    tried: tuple[tuple[str, str], ...] = ()  # agents that failed before this one, and why
 
 
 @dataclass
@@ -272,12 +276,12 @@ class _Scheduler:
             self._call(step_id, plan, context)
 
     def _enqueue(self, step_id: str, request: AgentRequest, index: int | None = None,
-                 masked: AgentRequest | None = None) -> None:
+                 masked: AgentRequest | None = None, rung: int = 0, tried: tuple[tuple[str, str], ...] = ()) -> None:
         plan = self.compiled.plans[step_id]
-        job = _Job(step=step_id, request=request, index=index)
-        callable_ = request.kind in ("process", "python")
+        job = _Job(step=step_id, request=request, index=index, rung=rung, tried=tried)
+        callable_ = request.kind in AGENT_KINDS
         if callable_ and (self.journal is not None or plan.cache):
-            job.key = requests.call_key(self.spec.name, plan, masked or request)
+            job.key = requests.call_key(self.spec.name, plan, masked or request, rung)
         if self.journal is not None and job.key is not None:
             done = self.journal.lookup(request.label, job.key.identity)
             if done is not None:
@@ -298,17 +302,19 @@ class _Scheduler:
                             agent=plan.step.agent, message=message)
 
     def _call(self, step_id: str, plan: StepPlan, context: dict[str, Any], item: Any = None,
-              index: int | None = None, iteration: int | None = None) -> None:
-        """Render the step's call and queue it. With secret inputs it is rendered twice: with
-        the values for the agent (which removes them from what it returns), and with each
-        secret's name in its place for the call's identity and cache key."""
-        request = requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration)
+              index: int | None = None, iteration: int | None = None, rung: int = 0,
+              tried: tuple[tuple[str, str], ...] = ()) -> None:
+        """Render the step's call (to its agent, or to the fallback `rung`) and queue it. With
+        secret inputs it is rendered twice: with the values for the agent (which removes them
+        from what it returns), and with each secret's name in its place for the call's
+        identity and cache key."""
+        request = requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration, rung=rung)
         masked = None
         if self.secrets:
             masked = requests.build(self.spec.name, plan, {**context, "inputs": self.masked_inputs}, item=item,
-                                    index=index, iteration=iteration)
+                                    index=index, iteration=iteration, rung=rung)
             request = request.model_copy(update={"secrets": {secret_env(k): v for k, v in self.secrets.items()}})
-        self._enqueue(step_id, request, index, masked)
+        self._enqueue(step_id, request, index, masked, rung, tried)
 
     def _finish(self, job: _Job, state: Any) -> None:
         result = outcomes.of_state(state)
@@ -316,12 +322,44 @@ class _Scheduler:
         cached = state.name == "Cached"
         tries = self.attempts.get(job.request.label, 1)
         self.step_attempts[job.step] = max(self.step_attempts.get(job.step, 1), tries)
-        if result.status != "failed":
+        if job.request.agent is not None and job.request.kind in AGENT_KINDS:
+            result = self._on_the_ladder(job, state, result, duration)
+            if result is None:
+                return  # the next agent was queued
+        given_up = result.status == "skipped" and job.tried  # every agent failed: nothing to keep
+        if result.status != "failed" and not given_up:
             if self.journal is not None and job.key is not None:
                 self.journal.record(job.request.label, Done(job.step, job.key.identity, result))
             if job.cache_key:
                 self._index(job, cached)
         self._settle(job, result, duration, cached, reused=False)
+
+    def _on_the_ladder(self, job: _Job, state: Any, result: AgentResult, duration: float) -> AgentResult | None:
+        """A fallback's answer marked degraded; a failure that means "this agent cannot serve
+        now" sent to the next agent (None: queued), or, at the end of the ladder, the step
+        skipped or failed naming every agent tried (engine/ladder.py)."""
+        plan = self.compiled.plans[job.step]
+        primary = plan.step.agent or ""
+        if result.status != "failed":
+            return ladder.degraded(result, primary, job.request.agent or "") if job.rung else result
+        if not ladder.falls_back(outcomes.error_of(state)) or plan.agent is None:
+            return result
+        tried = (*job.tried, (job.request.agent or "", result.summary))
+        if job.rung < len(plan.fallbacks):
+            following = plan.fallbacks[job.rung].agent
+            emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status="failed",
+                           summary=result.summary, duration_s=duration))
+            emit(StepEvent(kind="fallback", step=job.step, label=job.request.label, agent=following,
+                           summary=f"{job.request.agent} failed; trying {following}"))
+            if plan.degraded.warning_on_fallback:
+                _log.warning("agentflow: step %s: agent %s failed (%s); falling back to %s", job.step,
+                             job.request.agent, result.summary, following)
+            self._call(job.step, plan, self._context(), item=job.request.item, index=job.index,
+                       iteration=job.request.iteration, rung=job.rung + 1, tried=tried)
+            return None
+        if not plan.fallbacks and not plan.agent.skip_if_unavailable:
+            return result  # no ladder: the agent's own failure, as it said it
+        return ladder.exhausted(primary, plan.agent, list(tried), plan.degraded)
 
     def _settle(self, job: _Job, result: AgentResult, duration: float | None, cached: bool, reused: bool) -> None:
         if cached:
@@ -329,7 +367,8 @@ class _Scheduler:
         if reused:
             self.reused_steps.add(job.step)
         emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status=result.status,
-                       summary=result.summary, duration_s=duration, cached=cached, reused=reused))
+                       summary=result.summary, duration_s=duration, cached=cached, reused=reused,
+                       degraded=result.degraded, agent=result.fallback_used or result.skipped_agent))
         step_run = self.active[job.step]
         plan = step_run.plan
         if job.index is not None:

@@ -17,7 +17,8 @@ from agentflow.flows.language import document as yamldoc
 from agentflow.flows.language.pydantic_problems import problems_from
 from agentflow.flows.language.checks import check_agents_file, check_workflow
 from agentflow.errors import Problem, SpecError, format_got, format_path
-from agentflow.flows.language.spec import AgentsFile, AgentSpec, ResolvedWorkflow, Workflow
+from agentflow.flows.language import subagents
+from agentflow.flows.language.spec import AgentsFile, AgentSpec, DegradedMode, ResolvedWorkflow, Subagent, Workflow
 
 
 def load_workflow(path: str | Path) -> ResolvedWorkflow:
@@ -62,12 +63,70 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -
     agents, agent_problems, agents_source, agents_doc = _agents(document.data.get("agents"), document,
                                                                  source, base_dir)
     problems += agent_problems
+    starts = list(dict.fromkeys([Path.cwd(), (base_dir or Path(".")).resolve()]))
+    agents = {**_implicit_subagents(document.data.get("steps"), agents, starts), **agents}
+    found, subagent_problems = _subagents(agents, starts, document, source, agents_doc, agents_source)
+    problems += subagent_problems
     reference_problems, dependencies = check_workflow(document, source, agents, agents_source, agents_doc)
     problems += reference_problems
     if problems or spec is None:
         raise SpecError(_sorted(problems))
-    return ResolvedWorkflow(spec=spec, agents=agents, source=source, spec_hash=canonical.digest(canonical.workflow_definition(spec, agents), 16),
-                            dependencies={k: tuple(v) for k, v in dependencies.items()})
+    degraded = spec.degraded_mode or _file_degraded_mode(agents_doc, document) or DegradedMode()
+    definition = canonical.workflow_definition(spec, agents)
+    if found:  # a subagent's prompt is part of the definition (absent: hashes as before)
+        definition["subagents"] = {n: sub.model_dump(mode="json", exclude={"path"}) for n, sub in sorted(found.items())}
+    return ResolvedWorkflow(spec=spec, agents=agents, source=source, spec_hash=canonical.digest(definition, 16),
+                            dependencies={k: tuple(v) for k, v in dependencies.items()}, degraded=degraded,
+                            subagents=found)
+
+
+def _implicit_subagents(raw_steps: Any, agents: dict[str, AgentSpec], starts: list[Path]) -> dict[str, AgentSpec]:
+    """A step's `agent`/`fallback` that no agents file defines but `.claude/agents/NAME.md`
+    does: a claude-code agent running that subagent, with no further configuration."""
+    implicit: dict[str, AgentSpec] = {}
+    for step in raw_steps if isinstance(raw_steps, list) else []:
+        for field in ("agent", "fallback"):
+            name = step.get(field) if isinstance(step, dict) else None
+            if isinstance(name, str) and name not in agents and name not in implicit and subagents.find(name, starts):
+                implicit[name] = AgentSpec(kind="claude-code", subagent=name)
+    return implicit
+
+
+def _subagents(agents: dict[str, AgentSpec], starts: list[Path], document: yamldoc.Document, source: str,
+               agents_doc: yamldoc.Document | None, agents_source: str) -> tuple[dict[str, Subagent], list[Problem]]:
+    """The subagent file of every claude-code agent that names one, or a problem at its line."""
+    found: dict[str, Subagent] = {}
+    problems: list[Problem] = []
+    for name, agent in agents.items():
+        if agent.subagent is None or agent.subagent in found:
+            continue
+        doc, where = (agents_doc, agents_source) if agents_doc is not None else (document, source)
+        line = doc.line_of(("agents", name, "subagent")) or doc.line_of(("agents", name))
+        path = subagents.find(agent.subagent, starts)
+        if path is None:
+            problems.append(Problem(where, line, f"agents.{name}.subagent",
+                                    f"subagent `{agent.subagent}` not found: no {agent.subagent}.md in "
+                                    f"{subagents.places(starts)}",
+                                    "create it (frontmatter with description and tools, then the prompt) or "
+                                    "fix the name"))
+            continue
+        try:
+            found[agent.subagent] = subagents.read(agent.subagent, path)
+        except subagents.SubagentError as exc:
+            problems.append(Problem(where, line, f"agents.{name}.subagent", str(exc),
+                                    "fix the file: `---`, name/description/tools, `---`, then the prompt"))
+    return found, problems
+
+
+def _file_degraded_mode(agents_doc: yamldoc.Document | None, document: yamldoc.Document) -> DegradedMode | None:
+    """`degraded_mode` (or the earlier engine's `degraded_mode_config`) of an agents file."""
+    if agents_doc is None or agents_doc is document or not isinstance(agents_doc.data, dict):
+        return None
+    raw = agents_doc.data.get("degraded_mode", agents_doc.data.get("degraded_mode_config"))
+    try:
+        return DegradedMode.model_validate(raw) if isinstance(raw, dict) else None
+    except ValidationError:
+        return None  # reported with the agents file
 
 
 def _read(path: Path, what: str) -> str:
@@ -136,7 +195,7 @@ def _agents(value: Any, document: yamldoc.Document, source: str, base_dir: Path 
             return {}, exc.problems, str(agents_path), None
         if not isinstance(agents_doc.data, dict) or "agents" not in agents_doc.data:
             return {}, [Problem(str(agents_path), agents_doc.line_of(()), "",
-                                "an agents file is a mapping with one key, `agents:`",
+                                "an agents file is a mapping with `agents:` (and optionally `degraded_mode:`)",
                                 "put the agent definitions under `agents:`")], str(agents_path), agents_doc
         problems = _duplicate_keys(agents_doc, str(agents_path))
         parsed, model_problems = _validate(AgentsFile, agents_doc, str(agents_path))

@@ -44,7 +44,7 @@ Criticality = Literal["critical", "high", "medium", "low"]
 STEP_KINDS = ("agent", "run", "call", "workflow", "approval", "assert")
 AGENT_KINDS = ("claude-code", "llm", "shell", "python", "http")
 # Kinds this version can execute; the others are parsed and validated only.
-RUNNABLE_AGENT_KINDS = ("shell", "python")
+RUNNABLE_AGENT_KINDS = AGENT_KINDS
 RUNNABLE_STEP_KINDS = ("agent", "run", "call", "assert")
 
 
@@ -182,23 +182,51 @@ def _attr(kind: str) -> str:
     return "assert_" if kind == "assert" else kind
 
 
+class Subagent(_Model):
+    """A Claude Code subagent read from the repository's `.claude/agents/NAME.md` (its
+    frontmatter and its body, the prompt): filled in by the loader, part of the agent's key."""
+
+    name: str
+    path: str
+    description: str = ""
+    tools: list[str] = Field(default_factory=list)
+    model: str | None = None
+    prompt: str = ""
+
+
+PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk")
+
+
 class AgentSpec(_Model):
     kind: Literal["claude-code", "llm", "shell", "python", "http"]
     description: str = ""
     # claude-code
-    subagent: str | None = None
+    subagent: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)] | None = None
     allowed_tools: list[str] = Field(default_factory=list)
-    # llm
+    disallowed_tools: list[str] = Field(default_factory=list)
+    # A headless run cannot ask anyone: a tool not allowed is denied (and the step fails over).
+    permission_mode: Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk"] = "dontAsk"
+    max_turns: int | None = Field(default=None, ge=1, le=1000)
+    max_budget_usd: float | None = Field(default=None, gt=0, le=10_000)
+    # Which Claude Code settings a run reads: the repository's shared ones by default, never
+    # the user's own (~/.claude), so that one person's settings do not change a run's answer.
+    setting_sources: list[Literal["project", "local", "user"]] = Field(default_factory=lambda: ["project"])
+    # claude-code and llm
     model: str | None = None
     system: str | None = None
+    output_schema: dict[str, Any] | None = None
+    # llm
     base_url: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     # shell
     command: list[str] | None = Field(default=None, min_length=1)
     # python
     callable: Callable_ | None = None
-    # http
-    url: str | None = None
+    # http: header values may name environment variables as ${NAME} (a token never sits here)
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
     # behaviour
     ttl: Duration | None = None
     timeout: Duration | None = None
@@ -215,11 +243,25 @@ class AgentSpec(_Model):
         field = needed.get(self.kind)
         if field and getattr(self, field) is None:
             raise ValueError(f"an agent of kind {self.kind} needs `{field}`")
+        if self.subagent is not None and self.kind != "claude-code":
+            raise ValueError("`subagent` is for agents of kind claude-code")
+        if self.kind == "llm" and ":" not in (self.model or ":"):
+            raise ValueError(f"an llm model is written provider:name, e.g. anthropic:claude-sonnet-4-5 or "
+                             f"openai-chat:{self.model} (got `{self.model}`)")
         return self
+
+
+class DegradedMode(_Model):
+    """How far a failing agent's step degrades (the earlier engine's degraded_mode_config)."""
+
+    max_fallback_retries: int = Field(default=2, ge=0, le=10)  # fallbacks tried after the primary
+    warning_on_fallback: bool = True
+    fail_workflow_if_critical_skipped: bool = True
 
 
 class AgentsFile(_Model):
     agents: dict[AgentName, AgentSpec]
+    degraded_mode: DegradedMode | None = Field(default=None, alias="degraded_mode_config")
 
 
 class Workflow(_Model):
@@ -232,6 +274,7 @@ class Workflow(_Model):
     )
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     agents: Union[str, dict[AgentName, AgentSpec], list[str], None] = None
+    degraded_mode: DegradedMode | None = Field(default=None, alias="degraded_mode_config")
     max_parallel: int = Field(default=8, ge=1, le=1000)
     steps: list[Step] = Field(min_length=1)
 
@@ -254,3 +297,6 @@ class ResolvedWorkflow(_Model):
     spec_hash: str
     # each step's upstream steps: depends_on, `{{ steps.X }}`/expression references, pattern
     dependencies: dict[str, tuple[str, ...]]
+    degraded: DegradedMode = Field(default_factory=DegradedMode)
+    # the Claude Code subagents its claude-code agents name, read from `.claude/agents/`
+    subagents: dict[str, Subagent] = Field(default_factory=dict)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from agentflow.errors import ConfigError, StepFailed, StepTimeout
+from agentflow.errors import AgentUnavailable, ConfigError, StepFailed, StepTimeout
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, parse_text
 
@@ -111,8 +111,11 @@ class ProcessBackend:
                 env={**os.environ, **request.secrets} if request.secrets else None,
             )
         except FileNotFoundError:
-            raise ConfigError(f"step `{request.step}`: command `{argv[0]}` was not found on PATH; "
-                              "install it or fix the command") from None
+            # For a shell agent, a missing program means the agent is unavailable here (its
+            # fallback may serve); for a `run:` step it is a mistake in the definition.
+            error = AgentUnavailable if request.agent else ConfigError
+            raise error(f"step `{request.step}`: command `{argv[0]}` was not found on PATH; "
+                        "install it or fix the command") from None
         except PermissionError:
             raise ConfigError(f"step `{request.step}`: command `{argv[0]}` is not executable; "
                               "check its permissions") from None

@@ -1,0 +1,130 @@
+"""The fallback ladder on real runs: primary, fallback, skip, fail; retries per rung."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentflow import run_workflow
+from agentflow.errors import AgentUnavailable, ConfigError, StepFailed, WorkflowFailed
+from agentflow.flows.engine import ladder
+from agentflow.flows.language.loader import load_text
+from agentflow.flows.language.spec import AgentSpec, DegradedMode
+
+AGENTS = """
+agents:
+  primary: {kind: shell, command: [sh, -c, 'echo "$0" >> {log}; exit 3', primary], fallback: secondary,
+            fallback_prompt_suffix: " Focus on business logic only.", criticality: {criticality},
+            skip_if_unavailable: {skip}}
+  secondary: {kind: python, callable: "probe:echo"}
+  broken: {kind: shell, command: [sh, -c, 'echo "$0" >> {log}; echo "it broke" >&2; exit 4', broken]}
+  working: {kind: python, callable: "probe:echo"}
+"""
+
+
+def workflow(tmp_path, steps: str, criticality: str = "high", skip: str = "false") -> str:
+    path = tmp_path / "wf.yaml"
+    log = tmp_path / "calls.log"
+    agents = AGENTS.replace("{log}", str(log)).replace("{criticality}", criticality).replace("{skip}", skip)
+    path.write_text(f"name: ladder\npattern: dag\n{agents}steps:\n{steps}")
+    return str(path)
+
+
+def calls(tmp_path) -> list[str]:
+    log = tmp_path / "calls.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def test_the_primary_answers_when_it_can(tmp_path):
+    result = run_workflow(workflow(tmp_path, "  - {id: a, agent: working, prompt: hello}\n"))
+    assert result["a"].summary == "hello"
+    assert not result["a"].degraded and result["a"].fallback_used is None
+
+
+def test_a_failed_primary_falls_back_with_the_prompt_suffix(tmp_path):
+    """The fallback's answer is the step's result, marked degraded, naming both agents."""
+    result = run_workflow(workflow(tmp_path, "  - {id: a, agent: primary, prompt: Check the invoice.}\n"))
+    step = result["a"]
+    assert step.status == "success" and step.degraded is True
+    assert (step.fallback_used, step.primary_agent) == ("secondary", "primary")
+    assert step.data["prompt"] == "Check the invoice. Focus on business logic only."
+    assert calls(tmp_path) == ["primary"]
+
+
+def test_retries_apply_to_each_rung_before_the_next(tmp_path):
+    steps = "  - {id: a, agent: primary, prompt: go, retries: 2, retry_backoff: {base_seconds: 0, max_seconds: 0}}\n"
+    result = run_workflow(workflow(tmp_path, steps))
+    assert result["a"].fallback_used == "secondary"
+    assert calls(tmp_path) == ["primary"] * 3
+    assert result.steps["a"].attempts == 3
+
+
+def test_every_agent_failed_and_the_agent_may_be_skipped(tmp_path):
+    """The step is skipped (naming the agent and why each failed); the run goes on, and a
+    dependent sees the skip."""
+    steps = ("  - {id: a, agent: primary, prompt: go, fallback: broken}\n"
+             "  - {id: b, call: 'probe:echo', prompt: 'a was {{ steps.a.status }}', depends_on: [a]}\n")
+    result = run_workflow(workflow(tmp_path, steps, criticality="medium", skip="true"))
+    step = result["a"]
+    assert step.status == "skipped" and step.skipped_agent == "primary" and step.degraded
+    assert "all 2 agents failed" in step.summary and "`broken`:" in step.summary and "`primary`:" in step.summary
+    assert result["b"].summary == "a was skipped"
+    assert calls(tmp_path) == ["primary", "broken"]
+
+
+def test_every_agent_failed_and_the_agent_is_critical(tmp_path):
+    """A critical agent is never skipped: the run fails with one message naming every agent
+    tried and why each failed."""
+    steps = ("  - {id: a, agent: primary, prompt: go, fallback: broken}\n"
+             "  - {id: b, call: 'probe:echo', prompt: after, depends_on: [a]}\n")
+    with pytest.raises(WorkflowFailed) as failure:
+        run_workflow(workflow(tmp_path, steps, criticality="critical", skip="true"))
+    outcome = failure.value.result.steps
+    summary = outcome["a"].summary
+    assert outcome["a"].status == "failed" and outcome["b"].status == "not_run"
+    assert "`primary`: step `a`: `sh` exited with code 3" in summary
+    assert "`broken`: step `a`: `sh` exited with code 4: it broke" in summary
+    assert "`primary` is critical" in summary
+
+
+def test_an_unavailable_agent_is_not_retried_and_falls_back(tmp_path):
+    """A program that is not installed: the agent is unavailable, not worth a retry."""
+    path = tmp_path / "wf.yaml"
+    path.write_text("""
+name: unavailable
+agents:
+  missing: {kind: shell, command: [no-such-program-here], fallback: working}
+  working: {kind: python, callable: "probe:echo"}
+steps:
+  - {id: a, agent: missing, prompt: hi, retries: 3, retry_backoff: {base_seconds: 5}}
+""")
+    result = run_workflow(str(path))
+    assert result["a"].fallback_used == "working" and result.steps["a"].attempts == 1
+
+
+def test_chain_follows_fallbacks_without_loops_up_to_the_limit():
+    agents = {name: AgentSpec(kind="python", callable="probe:echo", fallback=following)
+              for name, following in [("a", "b"), ("b", "c"), ("c", "a"), ("d", None)]}
+    assert ladder.chain("a", agents, None, limit=5) == ["b", "c"]
+    assert ladder.chain("a", agents, None, limit=1) == ["b"]
+    assert ladder.chain("a", agents, "d", limit=5) == ["d"]  # the step's own fallback first
+    assert ladder.chain("d", agents, None, limit=5) == []
+
+
+def test_only_agent_failures_fall_back():
+    assert ladder.falls_back(StepFailed("exit 1")) and ladder.falls_back(AgentUnavailable("no key"))
+    assert not ladder.falls_back(ConfigError("cannot import")) and not ladder.falls_back(RuntimeError("bug"))
+
+
+def test_a_critical_agent_is_skipped_only_when_the_workflow_allows_it():
+    spec = AgentSpec(kind="python", callable="probe:echo", criticality="critical", skip_if_unavailable=True)
+    tried = [("a", "down")]
+    assert ladder.exhausted("a", spec, tried, DegradedMode()).status == "failed"
+    lenient = DegradedMode(fail_workflow_if_critical_skipped=False)
+    assert ladder.exhausted("a", spec, tried, lenient).status == "skipped"
+
+
+def test_degraded_mode_comes_from_the_agents_file(tmp_path):
+    (tmp_path / "agents.yaml").write_text("agents:\n  w: {kind: python, callable: 'probe:echo'}\n"
+                                          "degraded_mode_config: {max_fallback_retries: 1}\n")
+    resolved = load_text("name: x\nagents: agents.yaml\nsteps:\n  - {id: a, agent: w}\n", base_dir=tmp_path)
+    assert resolved.degraded.max_fallback_retries == 1
