@@ -21,8 +21,10 @@ from typing import Literal
 # step_finished: the step as a whole (status `not_run` if never started);
 # run_started: the flow run began (label: its id; attempt: 2 and more on a resume);
 # waiting: a started call waits for another run making the same call (same cache key);
-# fallback: the agent of `label` could not serve, `agent` is tried next.
-EventKind = Literal["run_started", "started", "waiting", "retrying", "finished", "step_finished", "fallback"]
+# fallback: the agent of `label` could not serve, `agent` is tried next;
+# activity: what a long-running agent is doing (its text, each tool it uses), as it happens.
+EventKind = Literal["run_started", "started", "waiting", "retrying", "finished", "step_finished", "fallback",
+                    "activity"]
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,16 @@ from prefect import task
 from agentflow.errors import NOT_RETRYABLE, AssertionFailed, ConfigError
 from agentflow.events import StepEvent, emit
 from agentflow.tasks.backends import Backend
+from agentflow.tasks.backends.claude import ClaudeCodeBackend
 from agentflow.tasks.backends.http import HttpBackend
+from agentflow.tasks.backends.llm import LlmBackend
 from agentflow.tasks.backends.process import ProcessBackend
 from agentflow.tasks.backends.python import PythonBackend
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, redacted, scrub
 
-_BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend(), "http": HttpBackend()}
+_BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend(), "http": HttpBackend(),
+                                 "claude-code": ClaudeCodeBackend(), "llm": LlmBackend()}
 
 # The attempts each task run has made, by its name, for the flow run that sets it (the
 # scheduler): Prefect copies the context into the worker threads that run the tasks.

@@ -194,7 +194,8 @@ class Subagent(_Model):
     prompt: str = ""
 
 
-PERMISSION_MODES = ("default", "acceptEdits", "plan", "bypassPermissions", "dontAsk")
+# `model: provider:name` of an llm agent (tasks/backends/llm.py)
+LLM_PROVIDERS = ("anthropic", "openai", "openai-chat", "ollama")
 
 
 class AgentSpec(_Model):
@@ -245,9 +246,9 @@ class AgentSpec(_Model):
             raise ValueError(f"an agent of kind {self.kind} needs `{field}`")
         if self.subagent is not None and self.kind != "claude-code":
             raise ValueError("`subagent` is for agents of kind claude-code")
-        if self.kind == "llm" and ":" not in (self.model or ":"):
-            raise ValueError(f"an llm model is written provider:name, e.g. anthropic:claude-sonnet-4-5 or "
-                             f"openai-chat:{self.model} (got `{self.model}`)")
+        if self.kind == "llm" and (self.model or "").partition(":")[0] not in LLM_PROVIDERS:
+            raise ValueError(f"an llm model is written provider:name with a provider of {', '.join(LLM_PROVIDERS)}, "
+                             f"e.g. anthropic:claude-sonnet-4-6 or openai-chat:llama3 (got `{self.model}`)")
         return self
 
 
