@@ -12,8 +12,9 @@ from typing import Any
 
 from prefect import task
 
-from agentflow.errors import NOT_RETRYABLE, AssertionFailed, ConfigError
+from agentflow.errors import NOT_RETRYABLE, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
+from agentflow.tasks import circuit
 from agentflow.tasks.backends import Backend
 from agentflow.tasks.backends.claude import ClaudeCodeBackend
 from agentflow.tasks.backends.http import HttpBackend
@@ -61,12 +62,28 @@ def agent_call(request: AgentRequest) -> AgentResult:
             raise AssertionFailed(f"step `{request.step}`: {request.message}")
         return AgentResult(summary=f"holds: {request.message}")
     if not request.redact:
-        return _BACKENDS[request.kind].call(request)
+        return _guarded(request)
     try:
-        return redacted(_BACKENDS[request.kind].call(request), request.redact)
+        return redacted(_guarded(request), request.redact)
     except Exception as exc:
         # The message (a command's stderr, a function's error) may quote a secret it was given.
         exc.args = tuple(scrub(a, request.redact) if isinstance(a, str) else a for a in exc.args)
         if isinstance(getattr(exc, "output", None), str):
             exc.output = scrub(exc.output, request.redact)
         raise
+
+
+def _guarded(request: AgentRequest) -> AgentResult:
+    """The backend's call, behind the agent's circuit breaker if it has one."""
+    backend = _BACKENDS[request.kind]
+    if request.circuit is None or request.agent is None:
+        return backend.call(request)
+    failures, cooldown = request.circuit
+    state = circuit.before_call(request.agent, failures, cooldown)  # CircuitOpen: not called
+    try:
+        result = backend.call(request)
+    except StepFailed:
+        circuit.after_call(request.agent, state, ok=False, failures=failures)
+        raise
+    circuit.after_call(request.agent, state, ok=True, failures=failures)
+    return result

@@ -54,6 +54,8 @@ class AgentRequest(BaseModel):
     # The agent's configuration (claude-code, llm, http: model, tools, url...), with its
     # subagent's definition; its digest is already in the key (CallKey.agent).
     agent_config: dict[str, Any] = Field(default_factory=dict)
+    # The agent's circuit breaker (failures, cooldown in seconds), if it has one (tasks/circuit.py)
+    circuit: tuple[int, float] | None = None
     files: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = None
@@ -74,4 +76,4 @@ class AgentRequest(BaseModel):
 
     def key_view(self) -> dict[str, Any]:
         """What the agent sees, for the call's identity: not the run's labels, not the key."""
-        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets", "agent_config"})
+        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets", "agent_config", "circuit"})

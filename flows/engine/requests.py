@@ -73,7 +73,9 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
         prompt = templates.render(step.prompt, local) + suffix
         params = templates.render_value(step.with_, local)
         files = [_inside(templates.render(f, local)) if templates.is_template(f) else f for f in step.files]
-        common = dict(prompt=prompt, files=files, params=params, timeout=timeout, **base)
+        breaker = agent.breaker if agent is not None and step.agent is not None else None
+        circuit = (breaker.failures, breaker.cooldown) if breaker is not None else None
+        common = dict(prompt=prompt, files=files, params=params, timeout=timeout, circuit=circuit, **base)
         if step.run is not None:
             return AgentRequest(kind="process", argv=[templates.render(a, local) for a in step.run], **common)
         if step.call is not None:

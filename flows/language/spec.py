@@ -198,6 +198,18 @@ class Subagent(_Model):
 LLM_PROVIDERS = ("anthropic", "openai", "openai-chat", "ollama")
 
 
+class CircuitSpec(_Model):
+    """A circuit breaker (tasks/circuit.py): open after `failures` failed calls in a row,
+    probe again after `cooldown`."""
+
+    failures: int = Field(default=5, ge=1, le=1000)
+    cooldown: Duration = 60.0
+
+
+# Agents that call something remote get a circuit breaker unless they say otherwise.
+BREAKER_BY_DEFAULT = ("claude-code", "llm", "http")
+
+
 class AgentSpec(_Model):
     kind: Literal["claude-code", "llm", "shell", "python", "http"]
     description: str = ""
@@ -237,6 +249,16 @@ class AgentSpec(_Model):
     fallback_prompt_suffix: str = ""
     skip_if_unavailable: bool = False
     concurrency: int | None = Field(default=None, ge=1)
+    circuit_breaker: Union[bool, CircuitSpec, None] = None  # None: on for claude-code, llm, http
+
+    @property
+    def breaker(self) -> CircuitSpec | None:
+        """The circuit breaker this agent has, if any."""
+        if isinstance(self.circuit_breaker, CircuitSpec):
+            return self.circuit_breaker
+        if self.circuit_breaker is True or (self.circuit_breaker is None and self.kind in BREAKER_BY_DEFAULT):
+            return CircuitSpec()
+        return None
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "AgentSpec":

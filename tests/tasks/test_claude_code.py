@@ -50,7 +50,10 @@ def write(repo: Path, agents: str, steps: str) -> str:
     return str(path)
 
 
-REVIEWER = "  reviewer: {kind: claude-code, system: 'You review invoices.', allowed_tools: [Read], fallback: stand-in}"
+# No circuit breaker here: these tests fail the agent on purpose, and a circuit kept on the
+# session's server would carry those failures from one test into the next.
+REVIEWER = ("  reviewer: {kind: claude-code, system: 'You review invoices.', allowed_tools: [Read], fallback: stand-in, "
+            "circuit_breaker: false}")
 
 
 def test_a_plain_answer_in_the_earlier_engines_format(claude_env):
@@ -95,7 +98,7 @@ def test_an_api_error_surfaces_at_once_and_falls_back(claude_env, status):
 def test_an_api_error_without_a_fallback_says_what_happened(claude_env):
     repo, start = claude_env
     start([{"status": 529}])
-    agents = "  reviewer: {kind: claude-code}"
+    agents = "  reviewer: {kind: claude-code, circuit_breaker: false}"
     with pytest.raises(WorkflowFailed) as failure:
         run_workflow(write(repo, agents, "  - {id: review, agent: reviewer, prompt: 'Check'}\n"))
     summary = failure.value.result.steps["review"].summary
@@ -106,7 +109,7 @@ def test_structured_output_becomes_data(claude_env):
     repo, start = claude_env
     start([{"structured": {"verdict": "pass", "score": 7}}])
     agents = ("  reviewer: {kind: claude-code, output_schema: {type: object, properties: {verdict: {type: string}, "
-              "score: {type: integer}}, required: [verdict, score]}}")
+              "score: {type: integer}}, required: [verdict, score]}, circuit_breaker: false}")
     steps = ("  - {id: review, agent: reviewer, prompt: 'Judge'}\n"
              "  - {id: gate, assert: \"steps.review.data.verdict == 'pass'\"}\n")
     result = run_workflow(write(repo, agents, steps))
@@ -157,7 +160,7 @@ def _claude_processes(url: str) -> list[int]:
 def test_the_step_timeout_stops_a_hung_call_and_leaves_no_process(claude_env):
     repo, start = claude_env
     stub = start([{"hang": True}])
-    agents = "  reviewer: {kind: claude-code, fallback: stand-in}"
+    agents = "  reviewer: {kind: claude-code, fallback: stand-in, circuit_breaker: false}"
     result = run_workflow(write(repo, agents, "  - {id: review, agent: reviewer, prompt: 'Check', timeout: 3s}\n"))
     assert result["review"].fallback_used == "stand-in"
     assert len(stub.model_requests) == 1

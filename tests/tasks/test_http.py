@@ -4,46 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from webservice import Service
 
 from agentflow import run_workflow
 from agentflow.errors import WorkflowFailed
-
-
-class Service:
-    """A server answering from a list of (status, content type, body), the last repeating;
-    it records each request's headers and JSON body."""
-
-    def __init__(self, answers: list[tuple[int, str, str]]):
-        self.answers = answers
-        self.received: list[dict] = []
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                length = int(self.headers.get("Content-Length", 0))
-                service.received.append({"headers": dict(self.headers), "body": json.loads(self.rfile.read(length))})
-                status, kind, body = service.answers[min(len(service.received), len(service.answers)) - 1]
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/review"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -66,7 +32,7 @@ name: webhook
 inputs:
   change: {{default: "VAT invoices"}}
 agents:
-  reviewer: {{kind: http, url: "{url}", headers: {headers}, fallback: local}}
+  reviewer: {{kind: http, url: "{url}", headers: {headers}, fallback: local, circuit_breaker: false}}
   local: {{kind: python, callable: "probe:echo"}}
 steps:
   - {{id: review, agent: reviewer, prompt: "Review {{{{ inputs.change }}}}", with: {{depth: 2}}{step_extra}}}

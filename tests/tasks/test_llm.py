@@ -28,6 +28,7 @@ def stubs(monkeypatch):
 
 
 def write(tmp_path, agent: str, step_extra: str = "") -> str:
+    agent = agent[:-1] + ", circuit_breaker: false}"  # failures on purpose: no circuit kept between tests
     path = tmp_path / "wf.yaml"
     path.write_text(f"""
 name: llm
