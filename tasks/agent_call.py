@@ -14,7 +14,7 @@ from prefect import task
 
 from agentflow.errors import NOT_RETRYABLE, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
-from agentflow.tasks import circuit
+from agentflow.tasks import circuit, limits
 from agentflow.tasks.backends import Backend
 from agentflow.tasks.backends.claude import ClaudeCodeBackend
 from agentflow.tasks.backends.http import HttpBackend
@@ -74,6 +74,14 @@ def agent_call(request: AgentRequest) -> AgentResult:
 
 
 def _guarded(request: AgentRequest) -> AgentResult:
+    """The backend's call, holding a slot of the agent's concurrency limit if it has one."""
+    if request.limited and request.agent is not None:
+        with limits.slot(request.agent):
+            return _behind_breaker(request)
+    return _behind_breaker(request)
+
+
+def _behind_breaker(request: AgentRequest) -> AgentResult:
     """The backend's call, behind the agent's circuit breaker if it has one."""
     backend = _BACKENDS[request.kind]
     if request.circuit is None or request.agent is None:

@@ -56,6 +56,7 @@ class AgentRequest(BaseModel):
     agent_config: dict[str, Any] = Field(default_factory=dict)
     # The agent's circuit breaker (failures, cooldown in seconds), if it has one (tasks/circuit.py)
     circuit: tuple[int, float] | None = None
+    limited: bool = False  # the agent has a `concurrency` limit: a call holds one of its slots
     files: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = None
@@ -76,4 +77,4 @@ class AgentRequest(BaseModel):
 
     def key_view(self) -> dict[str, Any]:
         """What the agent sees, for the call's identity: not the run's labels, not the key."""
-        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets", "agent_config", "circuit"})
+        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets", "agent_config", "circuit", "limited"})

@@ -75,7 +75,9 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
         files = [_inside(templates.render(f, local)) if templates.is_template(f) else f for f in step.files]
         breaker = agent.breaker if agent is not None and step.agent is not None else None
         circuit = (breaker.failures, breaker.cooldown) if breaker is not None else None
-        common = dict(prompt=prompt, files=files, params=params, timeout=timeout, circuit=circuit, **base)
+        limited = agent is not None and step.agent is not None and agent.concurrency is not None
+        common = dict(prompt=prompt, files=files, params=params, timeout=timeout, circuit=circuit,
+                      limited=limited, **base)
         if step.run is not None:
             return AgentRequest(kind="process", argv=[templates.render(a, local) for a in step.run], **common)
         if step.call is not None:

@@ -33,6 +33,7 @@ from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import StepOutcome, WorkflowResult
 from agentflow.flows.language import canonical
 from agentflow.flows.language.inputs import secret_env, secret_marker
+from agentflow.tasks import limits
 from agentflow.tasks.agent_call import ATTEMPTS
 from agentflow.tasks.backends.process import allow_commands, kill_on_sigterm, kill_running
 from agentflow.tasks.request import AGENT_KINDS, AgentRequest, CallKey
@@ -153,9 +154,21 @@ class _Scheduler:
                 spec_hash=workflow.spec_hash, definition=canonical.workflow_definition(workflow.spec, workflow.agents),
                 inputs=self.masked_inputs, repo=repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
 
+        limits.ensure(self._agent_limits())
         record = records.begin_attempt(run_id, new_record)
         emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
         return Journal(run_id)
+
+    def _agent_limits(self) -> dict[str, int]:
+        """The `concurrency` of every agent this run may call (primaries and fallbacks)."""
+        found: dict[str, int] = {}
+        for plan in self.compiled.plans.values():
+            if plan.step.agent and plan.agent is not None and plan.agent.concurrency:
+                found[plan.step.agent] = plan.agent.concurrency
+            for rung in plan.fallbacks:
+                if rung.spec.concurrency:
+                    found[rung.agent] = rung.spec.concurrency
+        return found
 
     def _loop(self) -> None:
         while True:
