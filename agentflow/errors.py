@@ -92,6 +92,11 @@ class AgentUnavailable(StepFailed):
         super().__init__(message, output, retryable=False)
 
 
+class AgentNotSetUp(AgentUnavailable):
+    """Unavailable because of this machine, not the agent: its SDK or program is not
+    installed, its API key is not set. Not held against the agent's circuit breaker."""
+
+
 class StepTimeout(StepFailed):
     """A step ran longer than its `timeout`; its process group was killed."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import task
 
-from agentflow.errors import NOT_RETRYABLE, AssertionFailed, ConfigError, StepFailed
+from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
 from agentflow.tasks import circuit, limits
 from agentflow.tasks.backends import Backend
@@ -90,6 +90,9 @@ def _behind_breaker(request: AgentRequest) -> AgentResult:
     state = circuit.before_call(request.agent, failures, cooldown)  # CircuitOpen: not called
     try:
         result = backend.call(request)
+    except AgentNotSetUp:
+        circuit.no_verdict(request.agent, state, cooldown)  # this machine lacks a key or the SDK
+        raise
     except StepFailed:
         circuit.after_call(request.agent, state, ok=False, failures=failures)
         raise

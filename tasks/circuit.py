@@ -99,3 +99,10 @@ def after_call(agent: str, circuit: Circuit, ok: bool, failures: int) -> None:
         _log.warning("agentflow: agent %s: circuit open after %d failure(s) in a row", agent, count)
     else:
         _write(agent, Circuit("closed", count, 0.0))
+
+
+def no_verdict(agent: str, circuit: Circuit, cooldown: float) -> None:
+    """The call could not be made for a reason that is not the agent's (a key not set): a
+    probe it was gives its turn back, so that the next call probes instead."""
+    if circuit.state == "half_open":
+        _write(agent, Circuit("open", circuit.failures, time.time() - cooldown))

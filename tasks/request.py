@@ -6,6 +6,7 @@ input is exactly what the agent sees: the natural thing to key a cache on.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,6 +75,16 @@ class AgentRequest(BaseModel):
     @property
     def redact(self) -> tuple[str, ...]:
         return tuple(self.secrets.values())
+
+    def agent_prompt(self) -> str:
+        """What a model-backed agent (claude-code, llm) is asked: the prompt, then the step's
+        `files:` and `with:`, which it has no other way to receive."""
+        text = self.prompt
+        if self.files:
+            text += "\n\nFiles to look at: " + ", ".join(self.files)
+        if self.params:
+            text += "\n\nParameters (JSON): " + json.dumps(self.params, default=str)
+        return text
 
     def key_view(self) -> dict[str, Any]:
         """What the agent sees, for the call's identity: not the run's labels, not the key."""

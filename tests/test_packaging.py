@@ -69,8 +69,12 @@ steps:
 """)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PREFECT_API_URL"] = prefect_server
+    # No Claude credentials: the shipped workflow's Claude Code agents fall back to their
+    # offline stand-ins (a machine's own key would make paid calls).
+    keys = ("PYTHONPATH", "VIRTUAL_ENV", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN",
+            "CLAUDE_CONFIG_DIR")
+    env = {k: v for k, v in os.environ.items() if k not in keys}
+    env.update(PREFECT_API_URL=prefect_server, HOME=str(tmp_path / "home"))
     agentflow = str(venv / "bin" / "agentflow")
 
     done = subprocess.run([agentflow, "run", "wf.yaml"], cwd=project, env=env, capture_output=True, text=True,

@@ -1,4 +1,9 @@
-"""The shipped workflows run end to end and do what they say."""
+"""The shipped workflows run end to end and do what they say.
+
+Their agents are Claude Code subagents with offline stand-ins as fallbacks (workflows/
+agents.yaml). These tests run without Claude credentials, whatever the machine has, so
+every claude-code step must be answered by its stand-in and say so (degraded).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,35 @@ from pathlib import Path
 import pytest
 
 from agentflow import build_flow, load_workflow
+from agentflow.tasks.backends import claude
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
+# Everything that would let Claude Code find credentials (tasks/backends/claude.py).
+CLAUDE_ENVIRONMENT = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN",
+                      "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CONFIG_DIR")
+SUBAGENTS = ("business-logic-validator", "code-reviewer", "performance-profiler", "api-integration-tester",
+             "context-gathering")
+
+
+@pytest.fixture(autouse=True)
+def no_claude_credentials(tmp_path_factory, monkeypatch):
+    """No API key in the environment and a HOME without a Claude Code login (~/.claude)."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    for name in CLAUDE_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    assert claude.credentials() is None
+
+
+def assert_degraded(result, step: str, agent: str) -> None:
+    """`step` was answered by `agent`'s offline stand-in because `agent` could not serve."""
+    answer = result[step]
+    assert answer.status == "success", answer.summary
+    assert answer.degraded is True
+    assert answer.fallback_used == f"{agent}-local"
+    assert answer.primary_agent == agent
+    assert answer.skipped_agent is None
+    assert "session_id" not in answer.metrics  # no Claude Code session ran
 
 
 @pytest.fixture
@@ -29,10 +60,35 @@ def finance_repo(tmp_path, monkeypatch):
     return tmp_path
 
 
+def test_shipped_agents_are_subagents_with_local_fallbacks():
+    """Each seed agent is a claude-code agent running its .claude/agents/ file, whose tools
+    are the ones it is allowed, with the offline stand-in as its fallback."""
+    workflow = load_workflow(WORKFLOWS / "finance-feature.yaml")
+    for name in SUBAGENTS:
+        agent, local = workflow.agents[name], workflow.agents[f"{name}-local"]
+        assert (agent.kind, agent.subagent, agent.fallback) == ("claude-code", name, f"{name}-local")
+        assert local.kind == "python" and local.callable.startswith("agentflow.tasks.standins:")
+        assert local.criticality == agent.criticality
+        subagent = workflow.subagents[name]
+        assert subagent.name == name and subagent.description
+        assert subagent.tools == agent.allowed_tools
+        assert "Bash" not in subagent.tools or name in ("performance-profiler", "api-integration-tester")
+        assert "## Summary" in subagent.prompt and "## Metrics" in subagent.prompt
+    assert workflow.degraded.max_fallback_retries == 2
+    assert workflow.degraded.fail_workflow_if_critical_skipped is True
+    assert workflow.agents["business-logic-validator"].criticality == "critical"
+    assert workflow.agents["performance-profiler"].skip_if_unavailable is True
+
+
 def test_finance_feature_sequential(finance_repo):
-    """The four agents run in order; the validator finds the invalid VAT rate."""
+    """The four agents run in order, each degraded to its stand-in without credentials; the
+    validator's stand-in finds the invalid VAT rate."""
     result = build_flow(load_workflow(WORKFLOWS / "finance-feature.yaml"))()
+    assert result.status == "completed"
     assert list(result.steps) == ["validate", "context", "review", "profile"]
+    for step, agent in [("validate", "business-logic-validator"), ("context", "context-gathering"),
+                        ("review", "code-reviewer"), ("profile", "performance-profiler")]:
+        assert_degraded(result, step, agent)
     assert "1 invalid VAT rates in 2 files" in result["validate"].summary
     assert "vat.ts:2: VAT rate 12%" in result["validate"].output
     assert result["review"].metrics["findings"] == 1
@@ -40,10 +96,17 @@ def test_finance_feature_sequential(finance_repo):
 
 
 def test_health_check_parallel(finance_repo):
-    """Three gateways are checked as three task runs next to the database profile."""
+    """Three gateways are checked as three task runs next to the database profile, each
+    degraded to its stand-in without credentials."""
     result = build_flow(load_workflow(WORKFLOWS / "health-check.yaml"))()
+    assert result.status == "completed"
     items = result["gateways"].data["items"]
     assert [i["item"] for i in items] == ["bKash", "Nagad", "NBR portal"]
+    for item in items:
+        assert (item["status"], item["degraded"], item["fallback_used"], item["primary_agent"]) == (
+            "success", True, "api-integration-tester-local", "api-integration-tester")
+        assert "no endpoint configured" in item["summary"]
+    assert_degraded(result, "database", "performance-profiler")
     assert result["all_reachable"].status == "success"
     assert result["database"].metrics["invoices"] == 100
 
@@ -51,7 +114,10 @@ def test_health_check_parallel(finance_repo):
 def test_performance_optimization_iterates_to_target(finance_repo):
     """The profiler repeats until p95 is under the target or 5 rounds have run."""
     result = build_flow(load_workflow(WORKFLOWS / "performance-optimization.yaml"))(target_ms=0.0001)
+    assert result.status == "completed"
     assert result["profile"].metrics["iterations"] == 5
+    assert_degraded(result, "profile", "performance-profiler")
+    assert_degraded(result, "review", "code-reviewer")
     assert result["profile"].metrics["until_met"] is False
     easy = build_flow(load_workflow(WORKFLOWS / "performance-optimization.yaml"))(target_ms=1e9)
     assert easy["profile"].metrics["iterations"] == 1
@@ -68,3 +134,25 @@ def test_repo_health_report(finance_repo):
     assert "| services/finance/vat.ts |" in text
     assert result["marker_lines"].status == "success"
     assert [a.model_dump() for a in result["report"].artifacts] == [{"path": str(report), "action": "created"}]
+
+
+def test_ladder_demo(tmp_path, monkeypatch):
+    """ladder-demo: the failing primary is tried with its retry, then its fallback answers
+    (degraded); every rung of the skippable linter fails, so its step is skipped and the run
+    completes, reporting both."""
+    monkeypatch.chdir(tmp_path)
+    result = build_flow(load_workflow(WORKFLOWS / "ladder-demo.yaml"))()
+    assert result.status == "completed" and result.failed_steps == []
+    answer = result["answer"]
+    assert (answer.status, answer.degraded, answer.fallback_used, answer.primary_agent) == (
+        "success", True, "local-answer", "flaky-service")
+    assert answer.summary == "local-answer: Summarise the invoice module (answered offline)"  # the suffix
+    assert answer.metrics["answers"] == 1
+    assert result.steps["answer"].attempts == 2  # the primary's retry ran before the fallback
+    lint = result["lint"]
+    assert (lint.status, lint.skipped_agent, lint.fallback_used) == ("skipped", "remote-linter", None)
+    assert "`remote-linter`: " in lint.error and "`local-linter`: " in lint.error  # every rung, and why
+    assert "local-linter: no lint configuration here" in lint.error
+    assert result["report"].summary == "answer degraded=True (local-answer), lint skipped (remote-linter)"
+    assert "- answer: status success, degraded True: `flaky-service` failed" in result["report"].output
+    assert result["ladder_acted"].status == "success"

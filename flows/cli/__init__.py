@@ -22,13 +22,14 @@ from agentflow.flows.cli import running  # noqa: E402,F401,I001
 from agentflow.flows.cli import history  # noqa: E402,F401
 from agentflow.flows.cli import definitions  # noqa: E402,F401
 from agentflow.flows.cli import cache  # noqa: E402,F401
+from agentflow.flows.cli import agents  # noqa: E402,F401
 from agentflow.errors import AgentflowError  # noqa: E402
 from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, app, err  # noqa: E402
 
 
 # Commands that talk to the Prefect API: with no server configured, they start the embedded
 # one, which cannot start on a damaged database (checked first, to say so).
-_USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan"}
+_USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan", "agents"}
 
 
 def main() -> None:

@@ -79,8 +79,9 @@ class ProgressView:
             if event.status == "not_run":
                 self.console.print(f"[dim]not run  {label}  {escape(event.summary)}[/]")
             elif event.step in self.fanned_out:
-                # for_each and repeat: one line for the step as a whole, after its items
-                self._line(event.status, label, event.duration_s, event.summary)
+                # for_each, repeat and fallbacks: one line for the step as a whole, after its calls
+                status = _display(event.status, event.cached, event.reused, event.degraded)
+                self._line(status, label, event.duration_s, event.summary)
 
     def _line(self, status: str, name: str, duration_s: float | None, summary: str) -> None:
         style = _STYLE.get(status, "white")
@@ -106,9 +107,32 @@ def table(result: WorkflowResult) -> Table:
     return table
 
 
+def degraded_text(result: WorkflowResult) -> str:
+    """`; 2 steps degraded (answered by a fallback), 1 skipped`, or nothing."""
+    degraded = [s for s, o in result.steps.items() if o.result is not None and o.result.degraded
+                and o.status != "skipped"]
+    skipped = [s for s, o in result.steps.items() if o.result is not None and o.result.skipped_agent]
+    parts = []
+    if degraded:
+        parts.append(f"{len(degraded)} step{'s' if len(degraded) > 1 else ''} degraded (answered by a fallback: "
+                     f"{', '.join(degraded)})")
+    if skipped:
+        parts.append(f"{len(skipped)} skipped because no agent could answer ({', '.join(skipped)})")
+    return "; " + "; ".join(parts) if parts else ""
+
+
+def spend_text(spend: dict[str, Any]) -> str:
+    """`; agents spent $0.0431 and 10734 tokens`, or nothing when they reported nothing."""
+    usd, tokens = spend.get("usd") or 0, spend.get("tokens") or 0
+    if not usd and not tokens:
+        return ""
+    return f"; agents spent ${usd:.4f} and {tokens} tokens"
+
+
 def as_json(result: WorkflowResult, state: str) -> dict[str, Any]:
     """The `--json` document: the run, and each step's outcome with its result."""
     return {"workflow": result.workflow, "version": result.version, "run_id": result.run_id, "state": state,
+            "spend": result.spend,
             "steps": {step: {"status": o.status, "duration_s": o.duration_s, "attempts": o.attempts,
                              "cached": o.cached, "reused": o.reused,
                              **({"result": o.result.context()} if o.result is not None else {})}

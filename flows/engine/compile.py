@@ -119,6 +119,7 @@ def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cac
         fallbacks=tuple(fallbacks),
         degraded=workflow.degraded,
         subagent=workflow.subagents.get(agent.subagent) if agent and agent.subagent else None,
+        budget=step.budget or spec.defaults.budget,
         fallback_subagents={r.agent: workflow.subagents[r.spec.subagent] for r in fallbacks
                             if r.spec.subagent and r.spec.subagent in workflow.subagents},
     )

@@ -9,7 +9,7 @@ from prefect.cache_policies import CachePolicy
 
 from agentflow.flows.language.expressions import Expression
 from agentflow.flows.engine.ladder import Rung
-from agentflow.flows.language.spec import AgentSpec, DegradedMode, ResolvedWorkflow, Step, Subagent, Workflow
+from agentflow.flows.language.spec import AgentSpec, Budget, DegradedMode, ResolvedWorkflow, Step, Subagent, Workflow
 
 CACHE_MODES = ("use", "off", "refresh")
 
@@ -35,6 +35,7 @@ class StepPlan:
     degraded: DegradedMode = field(default_factory=DegradedMode)
     subagent: Subagent | None = None  # the primary's Claude Code subagent, read from its file
     fallback_subagents: dict[str, Subagent] = field(default_factory=dict)  # by fallback agent
+    budget: Budget | None = None  # the step's, or `defaults`' (engine/budget.py)
 
     @property
     def cache(self) -> bool:

@@ -71,12 +71,22 @@ def aggregate(items: list[Any], item_results: dict[int, AgentResult]) -> AgentRe
     """A `for_each` step's result from its items'."""
     results = [item_results[i] for i in range(len(items))]
     failed = [r for r in results if r.status == "failed"]
-    ok = len(results) - len(failed)
+    skipped = [r for r in results if r.status == "skipped"]
+    degraded = [r for r in results if r.degraded]
+    ok = len(results) - len(failed) - len(skipped)
     status = "failed" if failed else "success"
     summary = f"{ok}/{len(results)} items succeeded"
+    if skipped:
+        summary += f", {len(skipped)} skipped"
+    if degraded:
+        summary += f" ({len(degraded)} degraded)"
     if failed:
         summary += f"; first failure: {failed[0].summary}"
     data = {"items": [{"item": item, **r.context()} for item, r in zip(items, results)]}
     output = "\n".join(f"{requests.item_label(item, i)}: {r.summary}" for i, (item, r) in enumerate(zip(items, results)))
+    used = sorted({r.fallback_used for r in results if r.fallback_used})
     return AgentResult(status=status, summary=summary[:500], data=data, output=output,
-                       metrics={"items": len(results), "failed": len(failed)})
+                       metrics={"items": len(results), "failed": len(failed), "skipped": len(skipped),
+                                "degraded": len(degraded)},
+                       degraded=bool(degraded), fallback_used=", ".join(used) or None,
+                       primary_agent=next((r.primary_agent for r in degraded if r.primary_agent), None))

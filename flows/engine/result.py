@@ -32,6 +32,7 @@ class WorkflowResult(BaseModel):
     status: Literal["completed", "failed"]
     steps: dict[str, StepOutcome] = Field(default_factory=dict)  # every step, in definition order
     failed_steps: list[str] = Field(default_factory=list)  # the failures that stopped the run
+    spend: dict[str, float | int] = Field(default_factory=dict)  # what its agents reported: usd, tokens
 
     def __getitem__(self, step: str) -> AgentResult:
         """A step's result: `result["review"].summary`. KeyError if it did not run."""

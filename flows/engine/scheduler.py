@@ -29,6 +29,7 @@ from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
 from agentflow.flows.engine import ladder, outcomes, requests
+from agentflow.flows.engine.budget import Spend
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import StepOutcome, WorkflowResult
 from agentflow.flows.language import canonical
@@ -97,6 +98,9 @@ class _Scheduler:
         self.durations: dict[str, float | None] = {}
         self.attempts: dict[str, int] = {}  # by task run name, filled by the task's retry condition
         self.step_attempts: dict[str, int] = {}  # the most tries any of a step's task runs took
+        self.spent = Spend()  # what the run's agent calls reported (engine/budget.py)
+        self.step_spent: dict[str, Spend] = {}
+        self.over_budget = False  # the run's budget is spent: start nothing more
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> WorkflowResult:
@@ -218,10 +222,11 @@ class _Scheduler:
                                          cached=step_id in self.cached, reused=step_id in self.reused_steps)
         outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
                                  run_id=self.run_id, status="failed" if self.failed else "completed",
-                                 steps=steps, failed_steps=list(self.failed))
+                                 steps=steps, failed_steps=list(self.failed), spend=self.spent.view())
         if self.failed:
             names = ", ".join(self.failed)
-            raise WorkflowFailed(f"workflow `{self.spec.name}` failed: step(s) {names} failed", outcome)
+            why = f" (the run {self.spent.over(self.spec.budget)})" if self.over_budget else ""
+            raise WorkflowFailed(f"workflow `{self.spec.name}` failed: step(s) {names} failed{why}", outcome)
         return outcome
 
     def spec_order(self) -> list[str]:
@@ -252,6 +257,14 @@ class _Scheduler:
             self.running[future.wrapped_future] = (job, future)
 
     def _mark_started(self, job: _Job) -> None:
+        """A job is about to run: the budgets are checked now, when what ran before it has
+        reported its spend (engine/budget.py)."""
+        refusal = self._over_budget(job.step)
+        if refusal is not None:
+            plan = self.compiled.plans[job.step]
+            job.request = self._special(plan, "error", refusal, job.request.label)
+        else:
+            job.request = self._with_budget_left(job.step, job.request)
         job.started = time.monotonic()
         emit(StepEvent(kind="started", step=job.step, label=job.request.label, cache_key=job.cache_key))
 
@@ -310,6 +323,28 @@ class _Scheduler:
                 self.key_parts[job.cache_key] = components(plan.cache_policy, shown)
         self.queue.append(job)
 
+    def _over_budget(self, step_id: str) -> str | None:
+        """Why a call of this step may not start: the run's or the step's budget is spent."""
+        run = self.spent.over(self.spec.budget)
+        if run is not None:
+            self.over_budget = True
+            return f"step `{step_id}`: not started: the run {run}"
+        plan = self.compiled.plans[step_id]
+        step = self.step_spent.get(step_id, Spend()).over(plan.budget)
+        return f"step `{step_id}`: not started: the step {step}" if step is not None else None
+
+    def _with_budget_left(self, step_id: str, request: AgentRequest) -> AgentRequest:
+        """A claude-code call is told the dollars left, so that Claude Code stops itself."""
+        if request.kind != "claude-code":
+            return request
+        plan = self.compiled.plans[step_id]
+        limits_usd = [request.agent_config.get("max_budget_usd"), self.spent.usd_left(self.spec.budget),
+                      self.step_spent.get(step_id, Spend()).usd_left(plan.budget)]
+        left = [value for value in limits_usd if value is not None]
+        if not left:
+            return request
+        return request.model_copy(update={"agent_config": {**request.agent_config, "max_budget_usd": min(left)}})
+
     def _special(self, plan: StepPlan, kind: str, message: str, label: str) -> AgentRequest:
         return AgentRequest(workflow=self.spec.name, step=plan.step.id, label=label, kind=kind,
                             agent=plan.step.agent, message=message)
@@ -335,6 +370,9 @@ class _Scheduler:
         cached = state.name == "Cached"
         tries = self.attempts.get(job.request.label, 1)
         self.step_attempts[job.step] = max(self.step_attempts.get(job.step, 1), tries)
+        if not cached:  # a cache hit spends nothing
+            self.spent.add(result)
+            self.step_spent.setdefault(job.step, Spend()).add(result)
         if job.request.agent is not None and job.request.kind in AGENT_KINDS:
             result = self._on_the_ladder(job, state, result, duration)
             if result is None:
@@ -389,7 +427,7 @@ class _Scheduler:
             if len(step_run.item_results) == len(step_run.items or []):
                 self._complete(job.step, outcomes.aggregate(step_run.items or [], step_run.item_results))
             return
-        if plan.step.repeat is not None and result.status != "failed":
+        if plan.step.repeat is not None and result.status not in ("failed", "skipped"):
             self._after_iteration(job, step_run, result)
             return
         self._complete(job.step, result)
@@ -425,8 +463,8 @@ class _Scheduler:
         self.durations[step_id] = duration = time.monotonic() - step_run.started
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
                        summary=result.summary, duration_s=duration, cached=step_id in self.cached,
-                       reused=step_id in self.reused_steps))
-        if result.status == "failed" and plan.criticality in _STOPPING_CRITICALITIES:
+                       reused=step_id in self.reused_steps, degraded=result.degraded))
+        if result.status == "failed" and (plan.criticality in _STOPPING_CRITICALITIES or self.over_budget):
             self.failed.append(step_id)
             # Start nothing new: drop what is queued; what runs finishes.
             for job in list(self.queue):

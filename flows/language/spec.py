@@ -125,12 +125,20 @@ class Compensate(_Model):
     prompt: str = ""
 
 
+class Budget(_Model):
+    """What a step, or a whole run, may spend on agents: the cost and tokens they report."""
+
+    usd: float | None = Field(default=None, gt=0, le=1_000_000)
+    tokens: int | None = Field(default=None, ge=1)
+
+
 class StepDefaults(_Model):
     retries: int | None = Field(default=None, ge=0, le=50)
     retry_backoff: RetryBackoff | None = None
     timeout: Duration | None = None
     cache: Union[bool, CacheSpec, None] = None
     criticality: Criticality | None = None
+    budget: Budget | None = None  # each step's, unless it sets its own
 
 
 class Step(_Model):
@@ -161,6 +169,7 @@ class Step(_Model):
     criticality: Criticality | None = None
     compensate: Compensate | None = None
     gate: Union[str, list[str], None] = None
+    budget: Budget | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> "Step":
@@ -298,6 +307,7 @@ class Workflow(_Model):
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     agents: Union[str, dict[AgentName, AgentSpec], list[str], None] = None
     degraded_mode: DegradedMode | None = Field(default=None, alias="degraded_mode_config")
+    budget: Budget | None = None  # the whole run's
     max_parallel: int = Field(default=8, ge=1, le=1000)
     steps: list[Step] = Field(min_length=1)
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentflow.errors import AgentUnavailable, StepFailed, StepTimeout
+from agentflow.errors import AgentNotSetUp, AgentUnavailable, StepFailed, StepTimeout
 from agentflow.events import StepEvent, emit
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, parse_text, scrub
@@ -82,11 +82,11 @@ class ClaudeCodeBackend:
         try:
             import claude_agent_sdk  # noqa: F401
         except ImportError:
-            raise AgentUnavailable(f"step `{request.step}`: agent `{request.agent}` needs Claude Code's SDK, "
+            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` needs Claude Code's SDK, "
                                    "which is not installed: pip install 'agentflow[claude]'") from None
         found = credentials()
         if found is None:
-            raise AgentUnavailable(f"step `{request.step}`: agent `{request.agent}` has no Claude credentials here: "
+            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` has no Claude credentials here: "
                                    "set ANTHROPIC_API_KEY or log in with `claude login`")
         try:
             asyncio.get_running_loop()
@@ -174,7 +174,7 @@ async def _consume(request: AgentRequest, options: Any, final: list[Any], activi
     from claude_agent_sdk import AssistantMessage, ResultMessage, TextBlock, ToolUseBlock, query
 
     logger = _run_logger()
-    async for message in query(prompt=request.prompt, options=options):
+    async for message in query(prompt=request.agent_prompt(), options=options):
         if isinstance(message, ResultMessage):
             final.append(message)
         elif isinstance(message, AssistantMessage):

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from agentflow.errors import AgentUnavailable, ConfigError, StepFailed, StepTimeout
+from agentflow.errors import AgentNotSetUp, AgentUnavailable, ConfigError, StepFailed, StepTimeout
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import MAX_OUTPUT, AgentResult, from_value, parse_text
 
@@ -34,7 +34,7 @@ def headers_of(configured: dict[str, str], step: str) -> dict[str, str]:
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise AgentUnavailable(f"step `{step}`: the http agent's header needs the environment variable "
+            raise AgentNotSetUp(f"step `{step}`: the http agent's header needs the environment variable "
                                    f"{name}, which is not set; set it (e.g. export {name}=...)")
         return os.environ[name]
 

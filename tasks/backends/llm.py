@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from agentflow.errors import AgentUnavailable, ConfigError, StepFailed, StepTimeout
+from agentflow.errors import AgentNotSetUp, AgentUnavailable, ConfigError, StepFailed, StepTimeout
 from agentflow.flows.language.spec import LLM_PROVIDERS
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, parse_text
@@ -41,12 +41,12 @@ class LlmBackend:
         try:
             import pydantic_ai  # noqa: F401
         except ImportError:
-            raise AgentUnavailable(f"step `{request.step}`: agent `{request.agent}` needs pydantic-ai, which is "
+            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` needs pydantic-ai, which is "
                                    "not installed: pip install 'agentflow[llm]'") from None
         model_name = request.agent_config.get("model") or ""
         variable = missing_key(model_name)
         if variable:
-            raise AgentUnavailable(f"step `{request.step}`: agent `{request.agent}` ({model_name}) needs an API key: "
+            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` ({model_name}) needs an API key: "
                                    f"set {variable}")
         try:
             asyncio.get_running_loop()
@@ -95,7 +95,7 @@ async def _call(request: AgentRequest) -> AgentResult:
     what = f"step `{request.step}`: agent `{request.agent}` ({config.get('model')})"
     started = time.monotonic()
     try:
-        run = await asyncio.wait_for(agent.run(request.prompt), timeout)
+        run = await asyncio.wait_for(agent.run(request.agent_prompt()), timeout)
     except (asyncio.TimeoutError, TimeoutError):
         raise StepTimeout(f"{what} did not answer within {timeout:g}s") from None
     except ModelAuthenticationError as exc:

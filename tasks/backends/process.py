@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from agentflow.errors import AgentUnavailable, ConfigError, StepFailed, StepTimeout
+from agentflow.errors import AgentNotSetUp, ConfigError, StepFailed, StepTimeout
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, parse_text
 
@@ -113,7 +113,7 @@ class ProcessBackend:
         except FileNotFoundError:
             # For a shell agent, a missing program means the agent is unavailable here (its
             # fallback may serve); for a `run:` step it is a mistake in the definition.
-            error = AgentUnavailable if request.agent else ConfigError
+            error = AgentNotSetUp if request.agent else ConfigError
             raise error(f"step `{request.step}`: command `{argv[0]}` was not found on PATH; "
                         "install it or fix the command") from None
         except PermissionError:
