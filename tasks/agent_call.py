@@ -10,7 +10,7 @@ import re
 from contextvars import ContextVar
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
@@ -77,8 +77,14 @@ def _guarded(request: AgentRequest) -> AgentResult:
     """The backend's call, holding a slot of the agent's concurrency limit if it has one."""
     if request.limited and request.agent is not None:
         with limits.slot(request.agent):
-            return _behind_breaker(request)
-    return _behind_breaker(request)
+            result = _behind_breaker(request)
+    else:
+        result = _behind_breaker(request)
+    if request.in_place_of:
+        # Said in the task run's own log, so the UI shows the step ran degraded.
+        get_run_logger().warning("degraded: agent %s answered in place of %s, which could not serve",
+                                 request.agent, request.in_place_of)
+    return result
 
 
 def _behind_breaker(request: AgentRequest) -> AgentResult:

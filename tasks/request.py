@@ -58,6 +58,7 @@ class AgentRequest(BaseModel):
     # The agent's circuit breaker (failures, cooldown in seconds), if it has one (tasks/circuit.py)
     circuit: tuple[int, float] | None = None
     limited: bool = False  # the agent has a `concurrency` limit: a call holds one of its slots
+    in_place_of: str | None = None  # a fallback's call: the step's own agent, which could not serve
     files: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = None
@@ -88,4 +89,4 @@ class AgentRequest(BaseModel):
 
     def key_view(self) -> dict[str, Any]:
         """What the agent sees, for the call's identity: not the run's labels, not the key."""
-        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets", "agent_config", "circuit", "limited"})
+        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets", "agent_config", "circuit", "limited", "in_place_of"})

@@ -77,7 +77,7 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
         circuit = (breaker.failures, breaker.cooldown) if breaker is not None else None
         limited = agent is not None and step.agent is not None and agent.concurrency is not None
         common = dict(prompt=prompt, files=files, params=params, timeout=timeout, circuit=circuit,
-                      limited=limited, **base)
+                      limited=limited, in_place_of=step.agent if rung else None, **base)
         if step.run is not None:
             return AgentRequest(kind="process", argv=[templates.render(a, local) for a in step.run], **common)
         if step.call is not None:

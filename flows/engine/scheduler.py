@@ -28,7 +28,7 @@ from agentflow.flows.durability.cache import components, key_of
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
-from agentflow.flows.engine import ladder, outcomes, requests
+from agentflow.flows.engine import announce, ladder, outcomes, requests
 from agentflow.flows.engine.budget import Spend
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import StepOutcome, WorkflowResult
@@ -459,6 +459,7 @@ class _Scheduler:
             result = outcomes.apply_gates(step_id, plan.gates, result, self._context(result=result.context()))
         self.results[step_id] = result
         self.step_views[step_id] = result.context()
+        announce.step_outcome(self.spec.name, self.run_id, step_id, result)
         step_run = self.active[step_id]
         self.durations[step_id] = duration = time.monotonic() - step_run.started
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,

@@ -128,3 +128,32 @@ def test_degraded_mode_comes_from_the_agents_file(tmp_path):
                                           "degraded_mode_config: {max_fallback_retries: 1}\n")
     resolved = load_text("name: x\nagents: agents.yaml\nsteps:\n  - {id: a, agent: w}\n", base_dir=tmp_path)
     assert resolved.degraded.max_fallback_retries == 1
+
+
+def test_a_degraded_and_a_skipped_step_are_prefect_events(tmp_path):
+    """agentflow.step.degraded / agentflow.step.skipped, with the workflow, the run and the
+    agents as related resources: what an automation can trigger on."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+    from waiting import until
+
+    steps = ("  - {id: a, agent: primary, prompt: go}\n"
+             "  - {id: b, agent: primary, prompt: again, fallback: broken}\n")
+    result = run_workflow(workflow(tmp_path, steps, criticality="low", skip="true"))
+    run = f"prefect.flow-run.{result.run_id}"
+
+    def events():
+        with get_client(sync_client=True) as client:
+            page = client.read_events(EventFilter(event=EventNameFilter(prefix=["agentflow.step."]),
+                                                  related=EventRelatedFilter(id=[run])), limit=50)
+        found = {event.event: event for event in page.events}
+        return found if len(found) == 2 else None
+
+    found = until(events, 30, "the two step events to be recorded")
+    degraded = found["agentflow.step.degraded"]
+    assert degraded.resource.id == "agentflow.step.ladder.a"
+    roles = {(r.id, r.role) for r in degraded.related}
+    assert {("agentflow.agent.primary", "primary-agent"), ("agentflow.agent.secondary", "fallback-agent"),
+            ("agentflow.workflow.ladder", "workflow"), (run, "flow-run")} <= roles
+    skipped = found["agentflow.step.skipped"]
+    assert skipped.resource.id == "agentflow.step.ladder.b" and "all 2 agents failed" in skipped.payload["summary"]
