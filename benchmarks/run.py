@@ -3,6 +3,9 @@
 B1  overhead: a 200-step sequential workflow of no-op `call` steps vs the same 200 steps as a
     hand-written Prefect flow with plain tasks; same server, same process, interleaved.
 B2  fan-out: 50 independent steps that each sleep 1 s, max_parallel 50: wall time / 1 s.
+B6  a claude-code step against a local Messages API stub: agentflow's whole step vs the SDK
+    called directly by a plain script, interleaved; and primary failure (529) to fallback answer
+    (bench_agents.py; needs the claude extra).
 S   start-up: a started `prefect server` until healthy, the embedded server's start, and the
     CLI's time to its first step (embedded server, and against a started server).
 
@@ -30,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import agentflow  # noqa: E402,F401  (agentflow's Prefect defaults, before Prefect is imported)
+from bench_agents import b6  # noqa: E402
 
 
 def free_port() -> int:
@@ -333,6 +337,7 @@ def main() -> None:
             return
         r3 = b3()
         r4 = b4(url)
+        r6 = b6(args.rounds)
         rs = startup(url)
     finally:
         server.terminate()
@@ -365,6 +370,16 @@ def main() -> None:
          f"ratio {r4['resume_run_s'] / r4['remaining_work_s']:.2f}; remaining = {r4['remaining_steps']} steps "
          f"of an uninterrupted run ({r4['uninterrupted_s']:.1f} s for 20); whole `agentflow resume` "
          f"process {r4['resume_wall_s']:.1f} s"),
+        *(() if r6 is None else (
+            ("B6 claude-code step against a stub: SDK called directly, ms", f"{r6['direct_ms']:.0f}",
+             "a plain script: query() read to the end"),
+            ("B6 the same call as an agentflow step, ms", f"{r6['ours_ms']:.0f}",
+             f"+{r6['ours_ms'] - r6['direct_ms']:.0f} ms: task run, journal, options, run log; whole flow call "
+             f"{r6['ours_flow_ms']:.0f} ms"),
+            ("B6 primary answers 529: step start to the fallback's answer, ms", f"{r6['to_fallback_ms']:.0f}",
+             f"of which primary failure to fallback answer {r6['failure_to_answer_ms']:.0f} ms "
+             "(the rest is the CLI's one retry)"),
+        )),
         ("started `prefect server` healthy after, s (fresh home)", f"{server_start:.1f}", ""),
         ("embedded server start, s (fresh home / warm)", f"{rs['embedded_fresh_s']:.1f} / {rs['embedded_warm_s']:.1f}", ""),
         ("CLI to first step, embedded server, s", f"{rs['cli_embedded_first_step_s']:.1f}",
