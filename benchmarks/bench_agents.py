@@ -65,7 +65,7 @@ def b6(rounds: int) -> dict | None:
             "steps:\n  - {id: review, agent: reviewer, prompt: 'Check the VAT rule', cache: false}\n"))
         ladder_flow = build_flow(load_text(
             "name: b6-ladder\nagents:\n"
-            f"  primary: {{kind: claude-code, setting_sources: [], circuit_breaker: false, fallback: local}}\n"
+            "  primary: {kind: claude-code, setting_sources: [], circuit_breaker: false, fallback: local}\n"
             "  local: {kind: python, callable: 'bench_steps:noop'}\n"
             "steps:\n  - {id: review, agent: primary, prompt: 'Check', cache: false}\n"))
         direct, ours, ours_flow, to_fallback, failure_to_answer = [], [], [], [], []
