@@ -26,10 +26,16 @@ def ensure(limits: dict[str, int]) -> None:
     if not limits:
         return
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectAlreadyExists
 
     with get_client(sync_client=True) as client:
         for agent, slots in sorted(limits.items()):
-            client.upsert_global_concurrency_limit_by_name(limit_name(agent), slots)
+            try:
+                client.upsert_global_concurrency_limit_by_name(limit_name(agent), slots)
+            except ObjectAlreadyExists:
+                # Another run created it between our read and our create (the upsert is not
+                # atomic): it exists now, so this second upsert only updates it if needed.
+                client.upsert_global_concurrency_limit_by_name(limit_name(agent), slots)
 
 
 @contextmanager

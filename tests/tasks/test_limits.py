@@ -46,3 +46,32 @@ steps:
 def test_limit_names_are_valid_and_distinct():
     names = {limits.limit_name(a) for a in ("Code.Reviewer", "code-reviewer")}
     assert len(names) == 2 and all(n.startswith("agentflow-agent-") for n in names)
+
+
+def test_two_runs_creating_the_same_limit_at_once_both_go_on(prefect_server, tmp_path):
+    """The upsert is a read then a create: two runs starting together both find no limit and
+    both create it; the second must not fail (it did, on CI: ObjectAlreadyExists)."""
+    import threading
+
+    from prefect.client.orchestration import get_client
+
+    failures: list[BaseException] = []
+    for attempt in range(5):
+        agent = f"together-{tmp_path.name[-8:].lower().replace('_', '-')}-{attempt}"
+        gate = threading.Barrier(4)
+
+        def ensure(agent=agent, gate=gate):
+            gate.wait()
+            try:
+                limits.ensure({agent: 2})
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=ensure) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with get_client(sync_client=True) as client:
+            assert client.read_global_concurrency_limit_by_name(limits.limit_name(agent)).limit == 2
+    assert failures == []
