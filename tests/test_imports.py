@@ -20,7 +20,7 @@ SOURCES = {"agentflow": REPO / "agentflow", "agentflow.flows": REPO / "flows", "
 LAYERS = [
     ("root", ["agentflow.errors", "agentflow.events", "agentflow.git", "agentflow._prefect_env"]),
     ("language", ["agentflow.flows.language"]),
-    ("tasks", ["agentflow.tasks"]),
+    ("tasks", ["agentflow.tasks", "agentflow.blocks"]),
     ("durability", ["agentflow.flows.durability"]),
     ("engine", ["agentflow.flows.engine"]),
     ("cli", ["agentflow.flows.cli", "agentflow.__main__"]),

@@ -23,8 +23,8 @@ from agentflow.flows.cli import history  # noqa: E402,F401
 from agentflow.flows.cli import definitions  # noqa: E402,F401
 from agentflow.flows.cli import cache  # noqa: E402,F401
 from agentflow.flows.cli import agents  # noqa: E402,F401
-from agentflow.errors import AgentflowError  # noqa: E402
-from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, app, err  # noqa: E402
+from agentflow.errors import AgentflowError, SpecError  # noqa: E402
+from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err, print_problems  # noqa: E402
 
 
 # Commands that talk to the Prefect API: with no server configured, they start the embedded
@@ -43,6 +43,9 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
+    except SpecError as exc:  # found while compiling (an agent block that does not exist): invalid
+        print_problems(exc, "; nothing was run.")
+        sys.exit(EXIT_INVALID)
     except AgentflowError as exc:  # a state agentflow cannot go on from, said in its own words
         err.print(f"agentflow: {exc}", markup=False)
         sys.exit(EXIT_INTERNAL)

@@ -22,7 +22,7 @@ from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.locks import StepLocks
 from agentflow.flows.durability.results import AgentResultSerializer, read_only_our_records
-from agentflow.flows.engine import ladder
+from agentflow.flows.engine import agent_blocks, ladder
 from agentflow.flows.engine.compiled import CACHE_MODES, CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.scheduler import execute
@@ -40,13 +40,14 @@ _DEFAULT_TTL_S = 24 * 3600.0
 def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use",
                      refresh: frozenset[str] = frozenset()) -> CompiledWorkflow:
     """`refresh`: steps to compute again even if cached (`agentflow rerun --from`)."""
+    workflow, credentials = agent_blocks.resolve(workflow)
     spec = workflow.spec
     deps = workflow.dependencies
     modes = {s.id: "refresh" if s.id in refresh and cache == "use" else cache for s in spec.steps}
     locks = StepLocks()  # one lock manager per workflow: its steps' keys never collide
     plans = {step.id: _plan(workflow, step, deps[step.id], modes[step.id], locks)
              for step in spec.steps}
-    return CompiledWorkflow(workflow=workflow, plans=plans, cache_mode=cache)
+    return CompiledWorkflow(workflow=workflow, plans=plans, cache_mode=cache, credentials=credentials)
 
 
 def _cache_settings(spec: Workflow, step: Step, agent: AgentSpec | None) -> tuple[bool, float, tuple[str, ...]]:

@@ -47,6 +47,8 @@ class CompiledWorkflow:
     workflow: ResolvedWorkflow
     plans: dict[str, StepPlan] = field(default_factory=dict)
     cache_mode: str = "use"
+    # block agents' keys, by agent: given to its calls like secrets, never part of a plan's key
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def spec(self) -> Workflow:

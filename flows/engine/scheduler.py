@@ -357,11 +357,15 @@ class _Scheduler:
         from what it returns), and with each secret's name in its place for the call's
         identity and cache key."""
         request = requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration, rung=rung)
+        keys = self.compiled.credentials.get(request.agent or "")
+        if keys:  # an agent block's key: like a secret, to the agent only, removed from its result
+            request = request.model_copy(update={"secrets": {**request.secrets, **keys}})
         masked = None
         if self.secrets:
             masked = requests.build(self.spec.name, plan, {**context, "inputs": self.masked_inputs}, item=item,
                                     index=index, iteration=iteration, rung=rung)
-            request = request.model_copy(update={"secrets": {secret_env(k): v for k, v in self.secrets.items()}})
+            secrets = {**request.secrets, **{secret_env(k): v for k, v in self.secrets.items()}}
+            request = request.model_copy(update={"secrets": secrets})
         self._enqueue(step_id, request, index, masked, rung, tried)
 
     def _finish(self, job: _Job, state: Any) -> None:

@@ -13,7 +13,7 @@ from agentflow.errors import ExpressionError, Problem, TemplateError, format_pat
 from agentflow.flows.language import callables, expressions, graph, templates
 from agentflow.flows.language.document import Document
 from agentflow.flows.language.inputs import secret_env
-from agentflow.flows.language.spec import RESULT_FIELDS, RUNNABLE_AGENT_KINDS, AgentSpec
+from agentflow.flows.language.spec import BLOCK_PREFIX, RESULT_FIELDS, RUNNABLE_AGENT_KINDS, AgentSpec
 
 _EXPRESSION_ROOTS = {
     "when": ("inputs", "steps", "item"),
@@ -273,6 +273,8 @@ class _Checker:
             if not isinstance(name, str):
                 continue
             agent = self.agents.get(name)
+            if name.startswith(BLOCK_PREFIX):
+                continue  # an AgentConfig block, loaded from the Prefect server when the run starts
             if agent is None:
                 self._unknown_agent(name, base + (field,), f"{prefix}.{field}")
             elif agent.kind not in RUNNABLE_AGENT_KINDS:

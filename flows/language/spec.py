@@ -38,6 +38,10 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 StepId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 AgentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+# What a step names: an agent of its agents file, or `block:NAME`, an AgentConfig block that
+# the run loads from the Prefect server (agentflow.blocks).
+AgentRef = Annotated[str, Field(pattern=r"^(block:)?[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=106)]
+BLOCK_PREFIX = "block:"
 Callable_ = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
 Criticality = Literal["critical", "high", "medium", "low"]
 
@@ -144,7 +148,7 @@ class StepDefaults(_Model):
 class Step(_Model):
     id: StepId
     # exactly one of these says what the step does
-    agent: AgentName | None = None
+    agent: AgentRef | None = None
     run: list[str] | None = Field(default=None, min_length=1)
     call: Callable_ | None = None
     workflow: str | None = None
@@ -165,7 +169,7 @@ class Step(_Model):
     retry_backoff: RetryBackoff | None = None
     timeout: Duration | None = None
     cache: Union[bool, CacheSpec, None] = None
-    fallback: AgentName | None = None
+    fallback: AgentRef | None = None
     criticality: Criticality | None = None
     compensate: Compensate | None = None
     gate: Union[str, list[str], None] = None

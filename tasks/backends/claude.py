@@ -43,9 +43,11 @@ _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 _LOG_CHARS = 500
 
 
-def credentials() -> str | None:
-    """Where Claude Code would find credentials here, or None."""
+def credentials(given: dict[str, str] | None = None) -> str | None:
+    """Where Claude Code would find credentials here (or `given` by a credentials block), or None."""
     for name in _KEY_VARIABLES:
+        if (given or {}).get(name):
+            return f"{name} from a credentials block"
         if os.environ.get(name):
             return f"${name}"
     config = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
@@ -84,7 +86,7 @@ class ClaudeCodeBackend:
         except ImportError:
             raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` needs Claude Code's SDK, "
                                    "which is not installed: pip install 'agentflow[claude]'") from None
-        found = credentials()
+        found = credentials(request.secrets)
         if found is None:
             raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` has no Claude credentials here: "
                                    "set ANTHROPIC_API_KEY or log in with `claude login`")

@@ -28,11 +28,14 @@ _DEFAULT_TIMEOUT_S = 60.0
 _BODY_TAIL = 500
 
 
-def headers_of(configured: dict[str, str], step: str) -> dict[str, str]:
-    """The agent's headers with each `${NAME}` replaced by that environment variable."""
+def headers_of(configured: dict[str, str], step: str, given: dict[str, str] | None = None) -> dict[str, str]:
+    """The agent's headers with each `${NAME}` replaced by that environment variable (or the
+    key a credentials block `given` under that name)."""
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
+        if given and name in given:
+            return given[name]
         if name not in os.environ:
             raise AgentNotSetUp(f"step `{step}`: the http agent's header needs the environment variable "
                                    f"{name}, which is not set; set it (e.g. export {name}=...)")
@@ -48,7 +51,7 @@ class HttpBackend:
         if not url:
             raise ConfigError(f"step `{request.step}`: the http agent has no url")
         method = config.get("method", "POST")
-        headers = {"Content-Type": "application/json", **headers_of(config.get("headers") or {}, request.step)}
+        headers = {"Content-Type": "application/json", **headers_of(config.get("headers") or {}, request.step, request.secrets)}
         body = {"workflow": request.workflow, "step": request.step, "prompt": request.prompt,
                 "with": request.params, "item": request.item, "files": request.files}
         timeout = request.timeout or _DEFAULT_TIMEOUT_S

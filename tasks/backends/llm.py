@@ -29,11 +29,12 @@ _OLLAMA = "http://127.0.0.1:11434/v1"
 _DEFAULT_TIMEOUT_S = 10 * 60.0
 
 
-def missing_key(model: str) -> str | None:
-    """The environment variable the model's provider needs and that is not set, if any."""
+def missing_key(model: str, given: dict[str, str] | None = None) -> str | None:
+    """The environment variable the model's provider needs and that is not set (nor `given`
+    by a credentials block), if any."""
     provider = model.split(":", 1)[0]
     variable = _KEYS.get(provider)
-    return variable if variable and not os.environ.get(variable) else None
+    return variable if variable and not (given or {}).get(variable) and not os.environ.get(variable) else None
 
 
 class LlmBackend:
@@ -44,7 +45,7 @@ class LlmBackend:
             raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` needs pydantic-ai, which is "
                                    "not installed: pip install 'agentflow[llm]'") from None
         model_name = request.agent_config.get("model") or ""
-        variable = missing_key(model_name)
+        variable = missing_key(model_name, request.secrets)
         if variable:
             raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` ({model_name}) needs an API key: "
                                    f"set {variable}")
@@ -56,23 +57,26 @@ class LlmBackend:
             return pool.submit(asyncio.run, _call(request)).result()
 
 
-def _model(config: dict[str, Any], step: str) -> Any:
+def _model(config: dict[str, Any], step: str, given: dict[str, str]) -> Any:
     provider, _, name = (config.get("model") or "").partition(":")
+
+    def key(variable: str) -> str | None:
+        return given.get(variable) or os.environ.get(variable)
+
     base_url = config.get("base_url") or os.environ.get(_BASE_URLS.get(provider, ""), "") or None
     if provider == "anthropic":
         from anthropic import AsyncAnthropic
         from pydantic_ai.models.anthropic import AnthropicModel
         from pydantic_ai.providers.anthropic import AnthropicProvider
 
-        client = AsyncAnthropic(api_key=os.environ["ANTHROPIC_API_KEY"], base_url=base_url, max_retries=0)
+        client = AsyncAnthropic(api_key=key("ANTHROPIC_API_KEY"), base_url=base_url, max_retries=0)
         return AnthropicModel(name, provider=AnthropicProvider(anthropic_client=client))
     if provider in ("openai", "openai-chat", "ollama"):
         from openai import AsyncOpenAI
         from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
         from pydantic_ai.providers.openai import OpenAIProvider
 
-        key = os.environ.get("OPENAI_API_KEY") or "ollama"
-        client = AsyncOpenAI(api_key=key, base_url=base_url or (_OLLAMA if provider == "ollama" else None),
+        client = AsyncOpenAI(api_key=key("OPENAI_API_KEY") or "ollama", base_url=base_url or (_OLLAMA if provider == "ollama" else None),
                              max_retries=0)
         model_class = OpenAIResponsesModel if provider == "openai" else OpenAIChatModel
         return model_class(name, provider=OpenAIProvider(openai_client=client))
@@ -89,7 +93,7 @@ async def _call(request: AgentRequest) -> AgentResult:
     schema = config.get("output_schema")
     output_type: Any = StructuredDict(schema, name="result") if schema else str
     settings: dict[str, Any] = {k: config[k] for k in ("temperature", "max_tokens") if config.get(k) is not None}
-    agent = Agent(_model(config, request.step), output_type=output_type, system_prompt=config.get("system") or (),
+    agent = Agent(_model(config, request.step, request.secrets), output_type=output_type, system_prompt=config.get("system") or (),
                   model_settings=settings or None, retries=1)
     timeout = request.timeout or _DEFAULT_TIMEOUT_S
     what = f"step `{request.step}`: agent `{request.agent}` ({config.get('model')})"
