@@ -18,7 +18,8 @@ from agentflow.flows.language.pydantic_problems import problems_from
 from agentflow.flows.language.checks import check_agents_file, check_workflow
 from agentflow.errors import Problem, SpecError, format_got, format_path
 from agentflow.flows.language import subagents
-from agentflow.flows.language.spec import AgentsFile, AgentSpec, DegradedMode, ResolvedWorkflow, Subagent, Workflow
+from agentflow.flows.language.spec import (AgentsFile, AgentSpec, DegradedMode, FallbacksFile, ResolvedWorkflow,
+                                            Subagent, Workflow)
 
 
 def load_workflow(path: str | Path) -> ResolvedWorkflow:
@@ -63,6 +64,15 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -
     agents, agent_problems, agents_source, agents_doc = _agents(document.data.get("agents"), document,
                                                                  source, base_dir)
     problems += agent_problems
+    fallbacks_degraded = None
+    for owner, owner_doc, owner_dir in ((agents_doc, agents_doc, Path(agents_source).parent),
+                                        (document, document, base_dir or Path("."))):
+        reference = owner.data.get("fallbacks") if owner is not None and isinstance(owner.data, dict) else None
+        if isinstance(reference, str) and (owner is document or agents_doc is not document):
+            where = source if owner is document else agents_source
+            agents, found_mode, overlay_problems = _fallbacks(reference, owner_dir, agents, owner_doc, where)
+            problems += overlay_problems
+            fallbacks_degraded = found_mode or fallbacks_degraded
     starts = list(dict.fromkeys([Path.cwd(), (base_dir or Path(".")).resolve()]))
     agents = {**_implicit_subagents(document.data.get("steps"), agents, starts), **agents}
     found, subagent_problems = _subagents(agents, starts, document, source, agents_doc, agents_source)
@@ -71,7 +81,7 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -
     problems += reference_problems
     if problems or spec is None:
         raise SpecError(_sorted(problems))
-    degraded = spec.degraded_mode or _file_degraded_mode(agents_doc, document) or DegradedMode()
+    degraded = spec.degraded_mode or _file_degraded_mode(agents_doc, document) or fallbacks_degraded or DegradedMode()
     definition = canonical.workflow_definition(spec, agents)
     if found:  # a subagent's prompt is part of the definition (absent: hashes as before)
         definition["subagents"] = {n: sub.model_dump(mode="json", exclude={"path"}) for n, sub in sorted(found.items())}
@@ -116,6 +126,41 @@ def _subagents(agents: dict[str, AgentSpec], starts: list[Path], document: yamld
             problems.append(Problem(where, line, f"agents.{name}.subagent", str(exc),
                                     "fix the file: `---`, name/description/tools, `---`, then the prompt"))
     return found, problems
+
+
+def _fallbacks(reference: str, directory: Path, agents: dict[str, AgentSpec], owner: yamldoc.Document,
+               owner_source: str) -> tuple[dict[str, AgentSpec], DegradedMode | None, list[Problem]]:
+    """The earlier engine's agent-fallbacks.json (JSON is YAML) applied over `agents`: each
+    named agent gets its fallback, prompt suffix, criticality and skip_if_unavailable."""
+    path = directory / reference
+    if not path.is_file():
+        return agents, None, [Problem(owner_source, owner.line_of(("fallbacks",)), "fallbacks",
+                                      f"fallbacks file `{reference}` not found (looked in {path.parent})",
+                                      "the path is relative to the file that names it")]
+    try:
+        document = _parse(_read(path, "fallbacks"), str(path))
+    except SpecError as exc:
+        return agents, None, exc.problems
+    parsed, problems = _validate(FallbacksFile, document, str(path))
+    if parsed is None:
+        return agents, None, problems
+    merged = dict(agents)
+    for name, entry in parsed.agents.items():
+        line = document.line_of(("agents", name))
+        if name not in merged:
+            problems.append(Problem(str(path), line, f"agents.{name}", f"agent `{name}` is not defined",
+                                    "define it in the agents file (with its kind), or remove it here"))
+            continue
+        if entry.fallback is not None and entry.fallback not in merged:
+            problems.append(Problem(str(path), document.line_of(("agents", name, "fallback")) or line,
+                                    f"agents.{name}.fallback", f"fallback agent `{entry.fallback}` is not defined",
+                                    "define it in the agents file, or set the fallback to null"))
+            continue
+        update = entry.model_dump(exclude_unset=True)
+        if update.get("criticality") is None:
+            update.pop("criticality", None)
+        merged[name] = merged[name].model_copy(update=update)
+    return merged, parsed.degraded_mode, problems
 
 
 def _file_degraded_mode(agents_doc: yamldoc.Document | None, document: yamldoc.Document) -> DegradedMode | None:

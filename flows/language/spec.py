@@ -295,9 +295,27 @@ class DegradedMode(_Model):
     fail_workflow_if_critical_skipped: bool = True
 
 
+class FallbackEntry(_Model):
+    """One agent of the earlier engine's agent-fallbacks.json: its ladder settings."""
+
+    fallback: AgentName | None = None
+    fallback_prompt_suffix: str = ""
+    skip_if_unavailable: bool = False
+    criticality: Criticality | None = None
+
+
+class FallbacksFile(_Model):
+    """The earlier engine's agent-fallbacks.json, read as it is (`fallbacks: FILE`)."""
+
+    agents: dict[AgentName, FallbackEntry] = Field(default_factory=dict)
+    degraded_mode: DegradedMode | None = Field(default=None, alias="degraded_mode_config")
+
+
 class AgentsFile(_Model):
     agents: dict[AgentName, AgentSpec]
     degraded_mode: DegradedMode | None = Field(default=None, alias="degraded_mode_config")
+    # the earlier engine's agent-fallbacks.json, applied over these agents
+    fallbacks: str | None = None
 
 
 class Workflow(_Model):
@@ -312,6 +330,7 @@ class Workflow(_Model):
     agents: Union[str, dict[AgentName, AgentSpec], list[str], None] = None
     degraded_mode: DegradedMode | None = Field(default=None, alias="degraded_mode_config")
     budget: Budget | None = None  # the whole run's
+    fallbacks: str | None = None  # the earlier engine's agent-fallbacks.json, over the agents
     max_parallel: int = Field(default=8, ge=1, le=1000)
     steps: list[Step] = Field(min_length=1)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from agentflow import run_workflow
-from agentflow.errors import AgentUnavailable, ConfigError, StepFailed, WorkflowFailed
+from agentflow.errors import AgentUnavailable, ConfigError, SpecError, StepFailed, WorkflowFailed
 from agentflow.flows.engine import ladder
 from agentflow.flows.language.loader import load_text
 from agentflow.flows.language.spec import AgentSpec, DegradedMode
@@ -157,3 +159,36 @@ def test_a_degraded_and_a_skipped_step_are_prefect_events(tmp_path):
             ("agentflow.workflow.ladder", "workflow"), (run, "flow-run")} <= roles
     skipped = found["agentflow.step.skipped"]
     assert skipped.resource.id == "agentflow.step.ladder.b" and "all 2 agents failed" in skipped.payload["summary"]
+
+
+def test_the_earlier_engines_agent_fallbacks_json_is_read_as_it_is(tmp_path):
+    """`fallbacks: agent-fallbacks.json` in an agents file applies the earlier engine's
+    ladder settings and degraded_mode_config over the agents it defines."""
+    (tmp_path / "agent-fallbacks.json").write_text(json.dumps({
+        "agents": {"primary": {"fallback": "secondary", "fallback_prompt_suffix": " Focus.",
+                               "skip_if_unavailable": False, "criticality": "critical"},
+                   "secondary": {"fallback": None, "skip_if_unavailable": True, "criticality": "low"}},
+        "degraded_mode_config": {"max_fallback_retries": 1, "warning_on_fallback": True,
+                                 "fail_workflow_if_critical_skipped": True}}, indent=2))
+    (tmp_path / "agents.yaml").write_text("fallbacks: agent-fallbacks.json\nagents:\n"
+                                          "  primary: {kind: shell, command: [sh, -c, 'exit 3']}\n"
+                                          "  secondary: {kind: python, callable: 'probe:echo'}\n")
+    (tmp_path / "wf.yaml").write_text("name: seeded\nagents: agents.yaml\nsteps:\n  - {id: a, agent: primary, prompt: Go.}\n")
+    resolved = load_text((tmp_path / "wf.yaml").read_text(), source=str(tmp_path / "wf.yaml"), base_dir=tmp_path)
+    primary = resolved.agents["primary"]
+    assert (primary.fallback, primary.fallback_prompt_suffix, primary.criticality) == ("secondary", " Focus.", "critical")
+    assert resolved.agents["secondary"].skip_if_unavailable and resolved.degraded.max_fallback_retries == 1
+    result = run_workflow(str(tmp_path / "wf.yaml"))
+    assert result["a"].fallback_used == "secondary" and result["a"].data["prompt"] == "Go. Focus."
+
+
+def test_agent_fallbacks_json_naming_an_unknown_agent_is_an_error_at_its_line(tmp_path):
+    (tmp_path / "agent-fallbacks.json").write_text('{\n  "agents": {\n    "context-gathering": {"fallback": "Explore"}\n  }\n}\n')
+    (tmp_path / "agents.yaml").write_text("fallbacks: agent-fallbacks.json\nagents:\n"
+                                          "  context-gathering: {kind: python, callable: 'probe:echo'}\n")
+    text = "name: seeded\nagents: agents.yaml\nsteps:\n  - {id: a, agent: context-gathering}\n"
+    with pytest.raises(SpecError) as failure:
+        load_text(text, source="wf.yaml", base_dir=tmp_path)
+    (problem,) = failure.value.problems
+    assert problem.file.endswith("agent-fallbacks.json") and problem.line == 3
+    assert "fallback agent `Explore` is not defined" in problem.what
