@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
-from prefect.filesystems import WritableFileSystem
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.serializers import Serializer
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from agentflow.tasks.results import AgentResult
 
@@ -65,6 +66,7 @@ class TrustedStorage(WritableFileSystem):
 
     _block_type_name = "agentflow trusted result storage"
     inner: Any = None
+    _base: Optional[Path] = PrivateAttr(default=None)  # the local storage's resolved base path
 
     def _storage(self) -> Any:
         if self.inner is None:
@@ -74,9 +76,18 @@ class TrustedStorage(WritableFileSystem):
         return self.inner
 
     def _resolve_path(self, path: str) -> Any:
-        # Prefect asks local storage where a key lives, to file records under their full path.
-        resolve = getattr(self._storage(), "_resolve_path", None)
-        return resolve(path) if resolve is not None else None
+        # Prefect asks local storage where a key lives, to file records under their full path,
+        # twice for every task run (even one whose result is not kept). Resolving the base
+        # once and joining a plain key to it avoids a realpath (a dozen lstat calls) each time.
+        storage = self._storage()
+        resolve = getattr(storage, "_resolve_path", None)
+        if resolve is None:
+            return None
+        if isinstance(storage, LocalFileSystem) and path and "/" not in path and path not in (".", ".."):
+            if self._base is None:
+                self._base = resolve("")
+            return self._base / path
+        return resolve(path)
 
     def read_path(self, path: str, _sync: bool | None = None) -> bytes:
         from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
