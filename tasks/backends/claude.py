@@ -31,6 +31,7 @@ from typing import Any
 
 from agentflow.errors import AgentNotSetUp, AgentUnavailable, StepFailed, StepTimeout
 from agentflow.events import StepEvent, emit
+from agentflow.tasks.backends.process import children_running, track
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, parse_text, scrub
 
@@ -173,19 +174,37 @@ async def _call(request: AgentRequest) -> AgentResult:
 
 async def _consume(request: AgentRequest, options: Any, final: list[Any], activity: dict[str, int]) -> None:
     """Read every message to the end; tell the run's log (and the CLI) what the agent does."""
-    from claude_agent_sdk import AssistantMessage, ResultMessage, TextBlock, ToolUseBlock, query
+    from claude_agent_sdk import query
 
     logger = _run_logger()
-    async for message in query(prompt=request.agent_prompt(), options=options):
-        if isinstance(message, ResultMessage):
-            final.append(message)
-        elif isinstance(message, AssistantMessage):
-            for block in message.content:
-                if isinstance(block, TextBlock) and block.text.strip():
-                    _tell(request, logger, block.text.strip())
-                elif isinstance(block, ToolUseBlock):
-                    activity["tool_calls"] += 1
-                    _tell(request, logger, f"uses {block.name} {_brief(block.input)}")
+    before = children_running("claude")
+    tracked: list = []
+    try:
+        async for message in query(prompt=request.agent_prompt(), options=options):
+            if not tracked:
+                # The CLI runs now (it answered): noted for the run's watchdog, which stops it
+                # if the run is killed while a request is in flight (it would not see its
+                # input close until the model answered).
+                tracked.extend(track(pid) for pid in children_running("claude") - before)
+                tracked.append(lambda: None)
+            _read(request, logger, message, final, activity)
+    finally:
+        for ended in tracked:
+            ended()
+
+
+def _read(request: AgentRequest, logger: Any, message: Any, final: list[Any], activity: dict[str, int]) -> None:
+    from claude_agent_sdk import AssistantMessage, ResultMessage, TextBlock, ToolUseBlock
+
+    if isinstance(message, ResultMessage):
+        final.append(message)
+    elif isinstance(message, AssistantMessage):
+        for block in message.content:
+            if isinstance(block, TextBlock) and block.text.strip():
+                _tell(request, logger, block.text.strip())
+            elif isinstance(block, ToolUseBlock):
+                activity["tool_calls"] += 1
+                _tell(request, logger, f"uses {block.name} {_brief(block.input)}")
 
 
 def _tell(request: AgentRequest, logger: Any, text: str) -> None:

@@ -68,6 +68,39 @@ def allow_commands(tracker: Tracker | None = None) -> None:
         _tracker = tracker
 
 
+def track(pid: int) -> Callable[[], None]:
+    """Tell the run's tracker of a process an agent backend started itself (the Claude Code
+    CLI), so that the run's watchdog stops it if the run is killed. Returns what to call
+    once it has ended."""
+    with _live_lock:
+        tracker = _tracker
+    if tracker is None:
+        return lambda: None
+    tracker.prepare()
+    return tracker.started(pid)
+
+
+def children_running(program: str) -> set[int]:
+    """This process's children whose command line starts with a path ending in `program`."""
+    found = set()
+    me = str(os.getpid())
+    for stat in os.scandir("/proc"):
+        if not stat.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{stat.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            if fields[1].decode() != me:
+                continue
+            with open(f"/proc/{stat.name}/cmdline", "rb") as handle:
+                first = handle.read().split(b"\0", 1)[0].decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        if first.endswith(program):
+            found.add(int(stat.name))
+    return found
+
+
 def kill_on_sigterm() -> Callable[[], None]:
     """Kill running commands the moment SIGTERM arrives, then let Prefect's handler act.
 

@@ -165,3 +165,30 @@ def test_the_step_timeout_stops_a_hung_call_and_leaves_no_process(claude_env):
     assert result["review"].fallback_used == "stand-in"
     assert len(stub.model_requests) == 1
     until(lambda: all(gone(pid) for pid in _claude_processes(stub.url)), 30, "the Claude Code CLI to exit")
+
+
+def test_a_killed_run_leaves_no_claude_code_process(claude_env, prefect_server):
+    """SIGKILL of `agentflow run` while Claude Code works: the CLI sees its input close and
+    exits; nothing is left running."""
+    import signal
+    import sys
+
+    repo, start = claude_env
+    stub = start([{"hang": True}])
+    (repo / "wf.yaml").write_text("name: killed\nagents:\n  r: {kind: claude-code, circuit_breaker: false}\n"
+                                  "steps:\n  - {id: a, agent: r, prompt: hi, timeout: 10m}\n")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    run = subprocess.Popen([sys.executable, "-m", "agentflow", "run", "wf.yaml"], cwd=repo, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until(lambda: stub.model_requests, 120, "Claude Code to call the model")
+        running = _claude_processes(stub.url)
+        assert running
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        def left():
+            return [(pid, Path(f"/proc/{pid}/cmdline").read_bytes()[:120]) for pid in running if not gone(pid)]
+
+        until(lambda: not left(), 30, f"the Claude Code CLI to exit: {left()}")
+    finally:
+        run.kill()
