@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agentflow.flows.language.spec import Budget
+from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult
 
 
@@ -45,3 +46,40 @@ class Spend:
         if budget is None or budget.usd is None:
             return None
         return max(budget.usd - self.usd, 0.0)
+
+
+class Budgets:
+    """A run's spend, as a whole and by step, against the run's and each step's budget."""
+
+    def __init__(self, run_budget: Budget | None):
+        self.run_budget = run_budget
+        self.spent = Spend()
+        self.by_step: dict[str, Spend] = {}
+        self.exhausted = False  # the run's budget is spent: start nothing more
+
+    def add(self, step_id: str, result: AgentResult) -> None:
+        self.spent.add(result)
+        self.by_step.setdefault(step_id, Spend()).add(result)
+
+    def refusal(self, step_id: str, step_budget: Budget | None) -> str | None:
+        """Why a call of this step may not start now, if its budget or the run's is spent."""
+        run = self.spent.over(self.run_budget)
+        if run is not None:
+            self.exhausted = True
+            return f"step `{step_id}`: not started: the run {run}"
+        step = self.by_step.get(step_id, Spend()).over(step_budget)
+        return f"step `{step_id}`: not started: the step {step}" if step is not None else None
+
+    def passed_down(self, step_id: str, step_budget: Budget | None, request: AgentRequest) -> AgentRequest:
+        """A claude-code call is told the dollars left, so that Claude Code stops itself."""
+        if request.kind != "claude-code":
+            return request
+        limits_usd = [request.agent_config.get("max_budget_usd"), self.spent.usd_left(self.run_budget),
+                      self.by_step.get(step_id, Spend()).usd_left(step_budget)]
+        left = [value for value in limits_usd if value is not None]
+        if not left:
+            return request
+        return request.model_copy(update={"agent_config": {**request.agent_config, "max_budget_usd": min(left)}})
+
+    def why_stopped(self) -> str:
+        return f" (the run {self.spent.over(self.run_budget)})" if self.exhausted else ""

@@ -37,17 +37,17 @@ _PROCESS_TIMEOUT_GRACE_S = 10.0
 _DEFAULT_TTL_S = 24 * 3600.0
 
 
-def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use",
-                     refresh: frozenset[str] = frozenset()) -> CompiledWorkflow:
-    """`refresh`: steps to compute again even if cached (`agentflow rerun --from`)."""
-    workflow, credentials = agent_blocks.resolve(workflow)
+def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozenset[str] = frozenset(),
+                     credentials: dict[str, dict[str, str]] | None = None) -> CompiledWorkflow:
+    """`refresh`: steps to compute again even if cached (`agentflow rerun --from`);
+    `credentials`: the keys of block agents (engine/agent_blocks.py), which loads them."""
     spec = workflow.spec
     deps = workflow.dependencies
     modes = {s.id: "refresh" if s.id in refresh and cache == "use" else cache for s in spec.steps}
     locks = StepLocks()  # one lock manager per workflow: its steps' keys never collide
     plans = {step.id: _plan(workflow, step, deps[step.id], modes[step.id], locks)
              for step in spec.steps}
-    return CompiledWorkflow(workflow=workflow, plans=plans, cache_mode=cache, credentials=credentials)
+    return CompiledWorkflow(workflow=workflow, plans=plans, cache_mode=cache, credentials=credentials or {})
 
 
 def _cache_settings(spec: Workflow, step: Step, agent: AgentSpec | None) -> tuple[bool, float, tuple[str, ...]]:
@@ -187,7 +187,8 @@ def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozense
     """
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)} (got {cache!r})")
-    compiled = compile_workflow(workflow, cache, refresh)
+    workflow, credentials = agent_blocks.resolve(workflow)  # `block:NAME` agents, from the server
+    compiled = compile_workflow(workflow, cache, refresh, credentials)
     spec = workflow.spec
 
     def run(**inputs: Any) -> WorkflowResult:

@@ -53,3 +53,14 @@ class CompiledWorkflow:
     @property
     def spec(self) -> Workflow:
         return self.workflow.spec
+
+    def agent_limits(self) -> dict[str, int]:
+        """The `concurrency` of every agent a run may call (primaries and fallbacks)."""
+        found: dict[str, int] = {}
+        for plan in self.plans.values():
+            if plan.step.agent and plan.agent is not None and plan.agent.concurrency:
+                found[plan.step.agent] = plan.agent.concurrency
+            for rung in plan.fallbacks:
+                if rung.spec.concurrency:
+                    found[rung.agent] = rung.spec.concurrency
+        return found

@@ -17,7 +17,7 @@ from agentflow.flows.durability import cache_index
 from agentflow.flows.durability.cache import components, explain_miss, key_of
 from agentflow.flows.durability.repo import read_repo_state
 from agentflow.flows.durability.results import TrustedStorage
-from agentflow.flows.engine import requests
+from agentflow.flows.engine import agent_blocks, requests
 from agentflow.flows.engine.compile import compile_workflow
 from agentflow.flows.engine.compiled import StepPlan
 from agentflow.flows.language import graph
@@ -35,7 +35,8 @@ class Verdict:
 def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Verdict]:
     from prefect.results import get_result_store
 
-    compiled = compile_workflow(workflow, "use")
+    workflow, credentials = agent_blocks.resolve(workflow)
+    compiled = compile_workflow(workflow, "use", credentials=credentials)
     store = get_result_store().model_copy(update={"result_storage": TrustedStorage()})
     repo = read_repo_state(".")
     name = workflow.spec.name

@@ -29,7 +29,7 @@ from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
 from agentflow.flows.engine import announce, ladder, outcomes, requests
-from agentflow.flows.engine.budget import Spend
+from agentflow.flows.engine.budget import Budgets
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import StepOutcome, WorkflowResult
 from agentflow.flows.language import canonical
@@ -98,9 +98,7 @@ class _Scheduler:
         self.durations: dict[str, float | None] = {}
         self.attempts: dict[str, int] = {}  # by task run name, filled by the task's retry condition
         self.step_attempts: dict[str, int] = {}  # the most tries any of a step's task runs took
-        self.spent = Spend()  # what the run's agent calls reported (engine/budget.py)
-        self.step_spent: dict[str, Spend] = {}
-        self.over_budget = False  # the run's budget is spent: start nothing more
+        self.budgets = Budgets(compiled.spec.budget)  # what the agents spent (engine/budget.py)
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> WorkflowResult:
@@ -158,21 +156,10 @@ class _Scheduler:
                 spec_hash=workflow.spec_hash, definition=canonical.workflow_definition(workflow.spec, workflow.agents),
                 inputs=self.masked_inputs, repo=repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
 
-        limits.ensure(self._agent_limits())
+        limits.ensure(self.compiled.agent_limits())
         record = records.begin_attempt(run_id, new_record)
         emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
         return Journal(run_id)
-
-    def _agent_limits(self) -> dict[str, int]:
-        """The `concurrency` of every agent this run may call (primaries and fallbacks)."""
-        found: dict[str, int] = {}
-        for plan in self.compiled.plans.values():
-            if plan.step.agent and plan.agent is not None and plan.agent.concurrency:
-                found[plan.step.agent] = plan.agent.concurrency
-            for rung in plan.fallbacks:
-                if rung.spec.concurrency:
-                    found[rung.agent] = rung.spec.concurrency
-        return found
 
     def _loop(self) -> None:
         while True:
@@ -222,10 +209,10 @@ class _Scheduler:
                                          cached=step_id in self.cached, reused=step_id in self.reused_steps)
         outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
                                  run_id=self.run_id, status="failed" if self.failed else "completed",
-                                 steps=steps, failed_steps=list(self.failed), spend=self.spent.view())
+                                 steps=steps, failed_steps=list(self.failed), spend=self.budgets.spent.view())
         if self.failed:
             names = ", ".join(self.failed)
-            why = f" (the run {self.spent.over(self.spec.budget)})" if self.over_budget else ""
+            why = self.budgets.why_stopped()
             raise WorkflowFailed(f"workflow `{self.spec.name}` failed: step(s) {names} failed{why}", outcome)
         return outcome
 
@@ -259,12 +246,12 @@ class _Scheduler:
     def _mark_started(self, job: _Job) -> None:
         """A job is about to run: the budgets are checked now, when what ran before it has
         reported its spend (engine/budget.py)."""
-        refusal = self._over_budget(job.step)
+        plan = self.compiled.plans[job.step]
+        refusal = self.budgets.refusal(job.step, plan.budget)
         if refusal is not None:
-            plan = self.compiled.plans[job.step]
             job.request = self._special(plan, "error", refusal, job.request.label)
         else:
-            job.request = self._with_budget_left(job.step, job.request)
+            job.request = self.budgets.passed_down(job.step, plan.budget, job.request)
         job.started = time.monotonic()
         emit(StepEvent(kind="started", step=job.step, label=job.request.label, cache_key=job.cache_key))
 
@@ -323,28 +310,6 @@ class _Scheduler:
                 self.key_parts[job.cache_key] = components(plan.cache_policy, shown)
         self.queue.append(job)
 
-    def _over_budget(self, step_id: str) -> str | None:
-        """Why a call of this step may not start: the run's or the step's budget is spent."""
-        run = self.spent.over(self.spec.budget)
-        if run is not None:
-            self.over_budget = True
-            return f"step `{step_id}`: not started: the run {run}"
-        plan = self.compiled.plans[step_id]
-        step = self.step_spent.get(step_id, Spend()).over(plan.budget)
-        return f"step `{step_id}`: not started: the step {step}" if step is not None else None
-
-    def _with_budget_left(self, step_id: str, request: AgentRequest) -> AgentRequest:
-        """A claude-code call is told the dollars left, so that Claude Code stops itself."""
-        if request.kind != "claude-code":
-            return request
-        plan = self.compiled.plans[step_id]
-        limits_usd = [request.agent_config.get("max_budget_usd"), self.spent.usd_left(self.spec.budget),
-                      self.step_spent.get(step_id, Spend()).usd_left(plan.budget)]
-        left = [value for value in limits_usd if value is not None]
-        if not left:
-            return request
-        return request.model_copy(update={"agent_config": {**request.agent_config, "max_budget_usd": min(left)}})
-
     def _special(self, plan: StepPlan, kind: str, message: str, label: str) -> AgentRequest:
         return AgentRequest(workflow=self.spec.name, step=plan.step.id, label=label, kind=kind,
                             agent=plan.step.agent, message=message)
@@ -375,8 +340,7 @@ class _Scheduler:
         tries = self.attempts.get(job.request.label, 1)
         self.step_attempts[job.step] = max(self.step_attempts.get(job.step, 1), tries)
         if not cached:  # a cache hit spends nothing
-            self.spent.add(result)
-            self.step_spent.setdefault(job.step, Spend()).add(result)
+            self.budgets.add(job.step, result)
         if job.request.agent is not None and job.request.kind in AGENT_KINDS:
             result = self._on_the_ladder(job, state, result, duration)
             if result is None:
@@ -469,7 +433,7 @@ class _Scheduler:
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
                        summary=result.summary, duration_s=duration, cached=step_id in self.cached,
                        reused=step_id in self.reused_steps, degraded=result.degraded))
-        if result.status == "failed" and (plan.criticality in _STOPPING_CRITICALITIES or self.over_budget):
+        if result.status == "failed" and (plan.criticality in _STOPPING_CRITICALITIES or self.budgets.exhausted):
             self.failed.append(step_id)
             # Start nothing new: drop what is queued; what runs finishes.
             for job in list(self.queue):

@@ -23,7 +23,6 @@ shapes this module:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 from agentflow.errors import AgentNotSetUp, AgentUnavailable, StepFailed, StepTimeout
 from agentflow.events import StepEvent, emit
 from agentflow.tasks.backends.process import children_running, track
+from agentflow.tasks.backends import run_coroutine
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, parse_text, scrub
 
@@ -91,13 +91,7 @@ class ClaudeCodeBackend:
         if found is None:
             raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` has no Claude credentials here: "
                                    "set ANTHROPIC_API_KEY or log in with `claude login`")
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(_call(request))
-        # Called where an event loop runs already: give the call a loop of its own.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, _call(request)).result()
+        return run_coroutine(lambda: _call(request))
 
 
 def _options(request: AgentRequest, stderr: list[str]) -> Any:

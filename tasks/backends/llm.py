@@ -12,7 +12,6 @@ ladder could act (pydantic-ai#3267).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import os
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 from agentflow.errors import AgentNotSetUp, AgentUnavailable, ConfigError, StepFailed, StepTimeout
 from agentflow.flows.language.spec import LLM_PROVIDERS
+from agentflow.tasks.backends import run_coroutine
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, parse_text
 
@@ -49,12 +49,7 @@ class LlmBackend:
         if variable:
             raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` ({model_name}) needs an API key: "
                                    f"set {variable}")
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(_call(request))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, _call(request)).result()
+        return run_coroutine(lambda: _call(request))
 
 
 def _model(config: dict[str, Any], step: str, given: dict[str, str]) -> Any:
