@@ -6,7 +6,7 @@ B2  fan-out: 50 independent steps that each sleep 1 s, max_parallel 50: wall tim
 B6  a claude-code step against a local Messages API stub: agentflow's whole step vs the SDK
     called directly by a plain script, interleaved; and primary failure (529) to fallback answer
     (bench_agents.py; needs the claude extra).
-S   start-up: a started `prefect server` until healthy, the embedded server's start, and the
+S   start-up (bench_startup.py): a started `prefect server` until healthy, the embedded server's start, and the
     CLI's time to its first step (embedded server, and against a started server).
 
 It starts its own Prefect server on a free port with a temporary PREFECT_HOME, with the
@@ -34,6 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import agentflow  # noqa: E402,F401  (agentflow's Prefect defaults, before Prefect is imported)
 from bench_agents import b6  # noqa: E402
+from bench_startup import startup  # noqa: E402
 
 
 def free_port() -> int:
@@ -268,38 +269,6 @@ def b4(api_url: str, steps: int = 20, kill_at: int = 10) -> dict:
     return {"completed_before": len(ended_before), "redone": len(redone), "resume_run_s": resume_run,
             "resume_wall_s": resume_wall, "remaining_steps": remaining,
             "remaining_work_s": uninterrupted * remaining / steps, "uninterrupted_s": uninterrupted}
-
-
-def startup(api_url: str) -> dict:
-    workflow = ROOT / "benchmarks" / "one-step.yaml"
-    results = {}
-    probe = ("import time, flows; from prefect.server.api.server import SubprocessASGIServer;"
-             "s = SubprocessASGIServer(); t = time.perf_counter(); s.start(timeout=120);"
-             "print(time.perf_counter() - t); s.stop()")
-    with tempfile.TemporaryDirectory() as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env["PREFECT_HOME"] = home
-        fresh = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=ROOT)
-        warm = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=ROOT)
-        results["embedded_fresh_s"] = float(fresh.stdout.strip().splitlines()[-1])
-        results["embedded_warm_s"] = float(warm.stdout.strip().splitlines()[-1])
-        results["cli_embedded_first_step_s"], results["cli_embedded_total_s"] = _cli_first_step(workflow, env)
-    env = {**os.environ, "PREFECT_API_URL": api_url}
-    results["cli_server_first_step_s"], results["cli_server_total_s"] = _cli_first_step(workflow, env)
-    return results
-
-
-def _cli_first_step(workflow: Path, env: dict) -> tuple[float, float]:
-    env = {**env, "PYTHONPATH": str(ROOT / "benchmarks")}
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "agentflow", "run", str(workflow)], env=env, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    first = None
-    for line in process.stdout:
-        if first is None and line.strip().startswith("start"):
-            first = time.perf_counter() - started
-    process.wait()
-    return first or float("nan"), time.perf_counter() - started
 
 
 def machine() -> str:

@@ -1,0 +1,45 @@
+"""S: start-up times: the embedded Prefect server (fresh home and warm), and the CLI's time to
+its first step on the embedded server and against a started one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def startup(api_url: str) -> dict:
+    workflow = ROOT / "benchmarks" / "one-step.yaml"
+    results = {}
+    probe = ("import time, agentflow; from prefect.server.api.server import SubprocessASGIServer;"
+             "s = SubprocessASGIServer(); t = time.perf_counter(); s.start(timeout=120);"
+             "print(time.perf_counter() - t); s.stop()")
+    with tempfile.TemporaryDirectory() as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env["PREFECT_HOME"] = home
+        fresh = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=ROOT)
+        warm = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=ROOT)
+        results["embedded_fresh_s"] = float(fresh.stdout.strip().splitlines()[-1])
+        results["embedded_warm_s"] = float(warm.stdout.strip().splitlines()[-1])
+        results["cli_embedded_first_step_s"], results["cli_embedded_total_s"] = _cli_first_step(workflow, env)
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    results["cli_server_first_step_s"], results["cli_server_total_s"] = _cli_first_step(workflow, env)
+    return results
+
+
+def _cli_first_step(workflow: Path, env: dict) -> tuple[float, float]:
+    env = {**env, "PYTHONPATH": str(ROOT / "benchmarks")}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "agentflow", "run", str(workflow)], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = None
+    for line in process.stdout:
+        if first is None and line.strip().startswith("start"):
+            first = time.perf_counter() - started
+    process.wait()
+    return first or float("nan"), time.perf_counter() - started
