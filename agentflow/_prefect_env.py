@@ -8,7 +8,11 @@ on machines without internet.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import tomllib
+from pathlib import Path
 
 RELIABLE = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -18,6 +22,9 @@ RELIABLE = {
     # A heartbeat every 30 s (Prefect's minimum; its default is 180): the crash automation
     # agentflow installs on a started server (flows/durability/crash.py) then finds a killed run in ~1 min.
     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+    # The embedded server's first start on a new Prefect home runs the database migrations:
+    # 16-22 s on a 2-core machine, over Prefect's 20 s default (then every command failed).
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
 }
 
 # For the CLI: agentflow prints its own progress; Prefect's console output (banner, run
@@ -31,3 +38,59 @@ QUIET = {
 def apply(settings: dict[str, str]) -> None:
     for key, value in settings.items():
         os.environ.setdefault(key, value)
+
+
+# ---- the local server `agentflow server start` keeps (flows/durability/local_server.py) -----
+# Its record, read here before Prefect is imported, so that a command can point Prefect at it.
+SERVER_RECORD = "agentflow-server.json"
+
+
+def prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+
+
+def configured_api_url() -> str | None:
+    """The API URL the user configured: the environment, else the active Prefect profile."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or prefect_home() / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    value = (profiles.get("profiles", {}).get(active) or {}).get("PREFECT_API_URL")
+    return str(value) if value else None
+
+
+def local_server() -> dict | None:
+    """The record of the local server if it is running (its process lives and its port
+    answers), else None. Cheap: a file, a signal 0 and a TCP connect."""
+    try:
+        record = json.loads((prefect_home() / SERVER_RECORD).read_text(encoding="utf-8"))
+        pid, host, port = int(record["pid"]), str(record["host"]), int(record["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        with socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "::") else host, port), timeout=0.5):
+            return record
+    except OSError:
+        return None
+
+
+def use_local_server() -> str | None:
+    """Point Prefect at the local server when it runs and the user configured no other API:
+    its URL, or None (the embedded server, as before)."""
+    if configured_api_url():
+        return None
+    record = local_server()
+    if record is None:
+        return None
+    os.environ["PREFECT_API_URL"] = record["api_url"]
+    return record["api_url"]

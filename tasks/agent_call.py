@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.states import Completed, State
 
 from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
@@ -32,6 +33,7 @@ _BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBa
 ATTEMPTS: ContextVar[dict[str, int] | None] = ContextVar("agentflow_attempts", default=None)
 # A task run is named after its step: `review`, `gateways[bKash]`, `profile#2`, `x (skipped)`.
 _STEP_OF_LABEL = re.compile(r"[A-Za-z0-9_]*")
+_MESSAGE_CHARS = 500  # a state message is shown on one line in the UI
 
 
 def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
@@ -52,9 +54,11 @@ def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="agent_call", task_run_name="{request.label}", retry_condition_fn=_retry_condition,
       persist_result=False)
-def agent_call(request: AgentRequest) -> AgentResult:
+def agent_call(request: AgentRequest) -> AgentResult | State:
     if request.kind == "skip":
-        return AgentResult(status="skipped", summary=request.message)
+        # A state of its own, so the UI and `agentflow status` say Skipped, and why.
+        return Completed(name="Skipped", message=request.message[:_MESSAGE_CHARS],
+                         data=AgentResult(status="skipped", summary=request.message))
     if request.kind == "error":
         raise ConfigError(request.message)
     if request.kind == "assert":
@@ -62,9 +66,9 @@ def agent_call(request: AgentRequest) -> AgentResult:
             raise AssertionFailed(f"step `{request.step}`: {request.message}")
         return AgentResult(summary=f"holds: {request.message}")
     if not request.redact:
-        return _guarded(request)
+        return _marked(request, _guarded(request))
     try:
-        return redacted(_guarded(request), request.redact)
+        return _marked(request, redacted(_guarded(request), request.redact))
     except Exception as exc:
         # The message (a command's stderr, a function's error) may quote a secret it was given.
         exc.args = tuple(scrub(a, request.redact) if isinstance(a, str) else a for a in exc.args)
@@ -77,14 +81,18 @@ def _guarded(request: AgentRequest) -> AgentResult:
     """The backend's call, holding a slot of the agent's concurrency limit if it has one."""
     if request.limited and request.agent is not None:
         with limits.slot(request.agent):
-            result = _behind_breaker(request)
-    else:
-        result = _behind_breaker(request)
-    if request.in_place_of:
-        # Said in the task run's own log, so the UI shows the step ran degraded.
-        get_run_logger().warning("degraded: agent %s answered in place of %s, which could not serve",
-                                 request.agent, request.in_place_of)
-    return result
+            return _behind_breaker(request)
+    return _behind_breaker(request)
+
+
+def _marked(request: AgentRequest, result: AgentResult) -> AgentResult | State:
+    """A fallback's answer as a Completed state that says it is degraded: the UI shows the
+    task run's state message, and its log says it too."""
+    if not request.in_place_of:
+        return result
+    message = f"degraded: agent {request.agent} answered in place of {request.in_place_of}, which could not serve"
+    get_run_logger().warning(message)
+    return Completed(message=message, data=result)
 
 
 def _behind_breaker(request: AgentRequest) -> AgentResult:

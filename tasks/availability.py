@@ -14,12 +14,12 @@ from agentflow.flows.language.spec import AgentSpec
 _CONNECT_TIMEOUT_S = 1.0
 
 
-def check(agent: AgentSpec) -> tuple[bool, str]:
-    """(available, the reason in a few words)."""
+def check(agent: AgentSpec, given: dict[str, str] | None = None) -> tuple[bool, str]:
+    """(available, the reason in a few words). `given`: keys a credentials block gives it."""
     if agent.kind == "claude-code":
-        return _claude_code()
+        return _claude_code(given)
     if agent.kind == "llm":
-        return _llm(agent)
+        return _llm(agent, given)
     if agent.kind == "http":
         return _reachable(agent.url or "")
     if agent.kind == "shell":
@@ -31,7 +31,7 @@ def check(agent: AgentSpec) -> tuple[bool, str]:
     return _python(agent.callable or "")
 
 
-def _claude_code() -> tuple[bool, str]:
+def _claude_code(given: dict[str, str] | None) -> tuple[bool, str]:
     from agentflow.tasks.backends.claude import credentials
 
     try:
@@ -45,26 +45,27 @@ def _claude_code() -> tuple[bool, str]:
         f"Claude Code at {shutil.which('claude')}" if shutil.which("claude") else None)
     if cli is None:
         return False, "no Claude Code CLI: reinstall 'agentflow[claude]'"
-    found = credentials()
+    found = credentials(given)
     if found is None:
         return False, f"{cli}; no credentials: set ANTHROPIC_API_KEY or run `claude login`"
     return True, f"{cli}; credentials from {found}"
 
 
-def _llm(agent: AgentSpec) -> tuple[bool, str]:
+def _llm(agent: AgentSpec, given: dict[str, str] | None) -> tuple[bool, str]:
     from agentflow.tasks.backends.llm import missing_key
 
     try:
         import pydantic_ai  # noqa: F401
     except ImportError:
         return False, "pydantic-ai is not installed: pip install 'agentflow[llm]'"
-    variable = missing_key(agent.model or "")
+    variable = missing_key(agent.model or "", given)
     if variable:
         return False, f"no API key: set {variable}"
     provider = (agent.model or "").partition(":")[0]
     if agent.base_url or provider == "ollama":
         return _reachable(agent.base_url or "http://127.0.0.1:11434/v1")
-    return True, "API key set"
+    from_block = any((given or {}).values())
+    return True, "API key from a credentials block" if from_block else "API key set"
 
 
 def _reachable(url: str) -> tuple[bool, str]:

@@ -61,3 +61,27 @@ def test_the_cli_says_a_missing_block_is_invalid_input(cli, tmp_path):
     done = cli("run", str(path), cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no usable AgentConfig block `absent-block`" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_agents_lists_block_agents_with_their_credentials(cli, tmp_path):
+    """`agentflow agents` shows a block agent as the server holds it, available with the key of
+    its credentials block (none in the environment), and a missing block with the fix."""
+    AgentCredentials.register_type_and_schema()
+    AgentConfig.register_type_and_schema()
+    name = _block_name(tmp_path)
+    AgentConfig(kind="llm", model="openai-chat:gpt-4o-mini", fallback="local",
+                credentials=AgentCredentials(api_key=CANARY, variable="OPENAI_API_KEY")).save(name, overwrite=True)
+    path = tmp_path / "wf.yaml"
+    path.write_text(f"name: listed-blocks\nsteps:\n  - {{id: a, agent: 'block:{name}', prompt: x}}\n"
+                    "  - {id: b, agent: 'block:no-such-listed-block', prompt: y}\n")
+    done = cli("agents", str(path), "--json", cwd=tmp_path, env={"OPENAI_API_KEY": ""})
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {row["agent"]: row for row in json.loads(done.stdout)}
+    found = rows[f"block:{name}"]
+    assert (found["kind"], found["model"], found["fallbacks"]) == ("llm", "openai-chat:gpt-4o-mini", ["local"])
+    assert found["available"] is True and found["why"] == "API key from a credentials block"
+    assert found["defined_in"] == f"Prefect block {name}"
+    missing = rows["block:no-such-listed-block"]
+    assert missing["available"] is False and "no usable AgentConfig block `no-such-listed-block`" in missing["why"]
+    assert "prefect block register -m agentflow.blocks" in missing["why"]
+    assert CANARY not in done.stdout + done.stderr

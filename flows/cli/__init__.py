@@ -23,6 +23,7 @@ from agentflow.flows.cli import history  # noqa: E402,F401
 from agentflow.flows.cli import definitions  # noqa: E402,F401
 from agentflow.flows.cli import cache  # noqa: E402,F401
 from agentflow.flows.cli import agents  # noqa: E402,F401
+from agentflow.flows.cli import server  # noqa: E402,F401
 from agentflow.errors import AgentflowError, SpecError  # noqa: E402
 from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err, print_problems  # noqa: E402
 
@@ -36,10 +37,13 @@ def main() -> None:
     guard = None
     try:
         if len(sys.argv) > 1 and sys.argv[1] in _USE_THE_API:
-            from agentflow.flows.durability.database import check_local_database
+            # The server `agentflow server start` keeps, if it runs and no other is configured:
+            # set before Prefect is imported, which reads its settings once.
+            if _prefect_env.use_local_server() is None:
+                from agentflow.flows.durability.database import check_local_database
 
-            check_local_database()
-            guard = _guard_the_embedded_server()
+                check_local_database()
+                guard = _guard_the_embedded_server()
         app()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
@@ -70,8 +74,22 @@ def _guard_the_embedded_server():
 
     home = get_current_settings().home.expanduser()
     guard = ServerGuard(home / "agentflow-commands" / str(os.getpid()))
-    guard.start()
+    if guard.start():
+        _suggest_the_local_server(home)
     return guard
+
+
+def _suggest_the_local_server(home) -> None:
+    """Once per Prefect home: the embedded server costs seconds a command and has no UI."""
+    marker = home / "agentflow-server-suggested"
+    if marker.exists():
+        return
+    err.print("note: this command started Prefect's embedded server (a few seconds, and no UI); "
+              "`agentflow server start` keeps one running, with the UI, for every command", markup=False)
+    try:
+        marker.touch()
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ def agents(
 ) -> None:
     """List the agents: where each is defined, its kind and model, its fallback chain, its
     circuit, and whether it is available here (CLI and version, key, server reachable)."""
-    from rich.table import Table
-
-    from agentflow.flows.engine import ladder
+    from agentflow.flows.engine import agent_blocks, ladder
     from agentflow.flows.language.loader import is_agents_file, load_workflow
     from agentflow.tasks import availability, circuit
 
@@ -57,7 +55,37 @@ def agents(
                          criticality=spec.criticality, skip_if_unavailable=spec.skip_if_unavailable,
                          concurrency=spec.concurrency, available=ok, why=why,
                          circuit=circuit.read(name).view() if spec.breaker is not None else None)
+        for reference in agent_blocks.references(resolved):
+            entry = found.setdefault(reference, {"agent": reference, "used_by": []})
+            entry["used_by"].append(resolved.spec.name)
+            if "kind" not in entry:
+                entry.update(_block_agent(reference))
     rows = [found[name] for name in sorted(found)]
+    _show(rows, as_json)
+
+
+def _block_agent(reference: str) -> dict[str, Any]:
+    """An `agent: block:NAME` as the Prefect server holds it (or why it cannot be used)."""
+    from agentflow.flows.engine import agent_blocks
+    from agentflow.tasks import availability, circuit
+
+    defined = f"Prefect block {reference.split(':', 1)[1]}"
+    try:
+        spec, keys = agent_blocks.load(reference)
+    except ValueError as exc:
+        return dict(kind="?", model=None, defined_in=defined, subagent=None, fallbacks=[], criticality=None,
+                    skip_if_unavailable=None, concurrency=None, available=False,
+                    why=f"{exc}; {agent_blocks.FIX}", circuit=None)
+    ok, why = availability.check(spec, keys)
+    return dict(kind=spec.kind, model=spec.model, defined_in=defined, subagent=spec.subagent,
+                fallbacks=[spec.fallback] if spec.fallback else [], criticality=spec.criticality,
+                skip_if_unavailable=spec.skip_if_unavailable, concurrency=spec.concurrency, available=ok, why=why,
+                circuit=circuit.read(reference).view() if spec.breaker is not None else None)
+
+
+def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
+    from rich.table import Table
+
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return

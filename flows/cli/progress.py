@@ -32,8 +32,9 @@ def _display(status: str, cached: bool, reused: bool, degraded: bool = False) ->
 class ProgressView:
     """Listens to step events (from several threads) and prints them as they come."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, ui: str | None = None):
         self.console = console
+        self.ui = ui  # the server's UI, where each run has a page
         self.fanned_out: set[str] = set()  # steps that ran as several task runs
         self.run_id: str | None = None
         self.labels_by_key: dict[str, str] = {}
@@ -50,6 +51,8 @@ class ProgressView:
             self.run_id = event.label
             again = f" (attempt {event.attempt})" if event.attempt > 1 else ""
             self.console.print(f"run {event.label}{again}", markup=False)
+            if self.ui:
+                self.console.print(f"   ui  {self.ui}/runs/flow-run/{event.label}", markup=False)
             # Out at once even into a pipe: if this process is killed, this is the id to resume.
             self.console.file.flush()
         elif event.kind == "waiting":
@@ -133,8 +136,8 @@ def as_json(result: WorkflowResult, state: str) -> dict[str, Any]:
     """The `--json` document: the run, and each step's outcome with its result."""
     return {"workflow": result.workflow, "version": result.version, "run_id": result.run_id, "state": state,
             "spend": result.spend,
-            "steps": {step: {"status": o.status, "duration_s": o.duration_s, "attempts": o.attempts,
-                             "cached": o.cached, "reused": o.reused,
+            "steps": {step: {"status": o.status, "summary": o.summary, "duration_s": o.duration_s,
+                             "attempts": o.attempts, "cached": o.cached, "reused": o.reused,
                              **({"result": o.result.context()} if o.result is not None else {})}
                       for step, o in result.steps.items()}}
 

@@ -52,10 +52,14 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
 
     console = err if as_json else out
     spec = resolved.spec
+    ui = None
     if os.environ.get("PREFECT_API_URL"):
+        from prefect.settings import get_current_settings
+
         # A started server: let it find this run Crashed if this process is killed.
         ensure_crash_automation()
-    view = ProgressView(console)
+        ui = get_current_settings().ui_url
+    view = ProgressView(console, ui)
     console.print(f"[bold]{spec.name}[/] ({len(spec.steps)} steps, {spec.pattern}) version {resolved.spec_hash}"
                   f"{doing}")
     started = time.monotonic()

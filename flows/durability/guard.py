@@ -122,18 +122,19 @@ class ServerGuard:
         self.watchdog = Watchdog(directory)
         self._notes: list[Path] = []
 
-    def start(self) -> None:
-        """Start the embedded server unless a server is configured (PREFECT_API_URL)."""
+    def start(self) -> bool:
+        """Start the embedded server unless a server is configured (PREFECT_API_URL); whether
+        it was started here."""
         from prefect.settings import get_current_settings
 
         settings = get_current_settings()
         if settings.api.url or not settings.server.ephemeral.enabled:
-            return
+            return False
         from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()
         if server.running:
-            return
+            return False
         self.watchdog.ensure()
         started = threading.Event()
         watcher = threading.Thread(target=self._note_while_starting, args=(server, started), daemon=True)
@@ -144,6 +145,7 @@ class ServerGuard:
             started.set()
             watcher.join()
         self._note(server)
+        return True
 
     def _note_while_starting(self, server: Any, started: threading.Event) -> None:
         while not started.wait(self._POLL_S):

@@ -32,8 +32,6 @@ from agentflow.flows.language.spec import AgentSpec, ResolvedWorkflow, Step, Wor
 from agentflow.tasks.agent_call import agent_call
 
 _PY_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
-# A Prefect timeout is a backstop for commands: their own timer kills the process group first.
-_PROCESS_TIMEOUT_GRACE_S = 10.0
 _DEFAULT_TTL_S = 24 * 3600.0
 
 
@@ -143,11 +141,10 @@ def _task(spec: Workflow, step: Step, agent: AgentSpec | None, cache_options: di
     agent_name = agent_name or step.agent
     retries = _first(step.retries, agent.retries if agent else None, defaults.retries, 0)
     backoff = step.retry_backoff or defaults.retry_backoff
+    # Every backend enforces the step's timeout itself (it kills the command or the CLI, drops
+    # the connection, or stops waiting for a function). Prefect is not given it: in a worker
+    # thread it cannot enforce one, and says so in a WARNING per task run.
     timeout = _first(step.timeout, agent.timeout if agent else None, defaults.timeout)
-    # Every backend but a Python callable enforces the timeout itself (it kills the command or
-    # the CLI, or drops the connection); Prefect's is then only a backstop.
-    enforced = step.run is not None or (agent is not None and agent.kind != "python")
-    prefect_timeout = (timeout + _PROCESS_TIMEOUT_GRACE_S) if timeout and enforced else timeout
     delays: list[float] = []
     jitter = None
     if retries and backoff:
@@ -168,7 +165,6 @@ def _task(spec: Workflow, step: Step, agent: AgentSpec | None, cache_options: di
         retries=retries,
         retry_delay_seconds=delays or 0,
         retry_jitter_factor=jitter,
-        timeout_seconds=prefect_timeout,
         tags=tags,
     )
     return task, timeout

@@ -51,16 +51,21 @@ def decide(plan: StepPlan, context: dict[str, Any]) -> Start:
     return Start("call")
 
 
+def call_label(step_id: str, item: Any = None, index: int | None = None, iteration: int | None = None) -> str:
+    """What a step's call is named (its task run): `review`, `gateways[bKash]`, `profile#2`."""
+    if index is not None:
+        return f"{step_id}[{item_label(item, index)}]"
+    if iteration is not None:
+        return f"{step_id}#{iteration}"
+    return step_id
+
+
 def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = None,
           index: int | None = None, iteration: int | None = None, rung: int = 0) -> AgentRequest:
     """Render the step for this call; a template that fails gives a request of kind `error`.
     `rung`: 0 for the step's agent, n for its n-th fallback (engine/ladder.py)."""
     step = plan.step
-    label = step.id
-    if index is not None:
-        label = f"{step.id}[{item_label(item, index)}]"
-    elif iteration is not None:
-        label = f"{step.id}#{iteration}"
+    label = call_label(step.id, item, index, iteration)
     agent_name, agent, timeout, suffix, subagent = step.agent, plan.agent, plan.timeout, "", plan.subagent
     if rung:
         fallback = plan.fallbacks[rung - 1]

@@ -55,6 +55,7 @@ class _Job:
     cache_key: str | None = None
     rung: int = 0  # 0: the step's agent; n: its n-th fallback (engine/ladder.py)
     tried: tuple[tuple[str, str], ...] = ()  # agents that failed before this one, and why
+    outcome: AgentResult | None = None  # decided before its task run, which only records it
 
 
 @dataclass
@@ -166,6 +167,7 @@ class _Scheduler:
             self._activate_ready()
             if self.reused:
                 job, result = self.reused.popleft()
+                self.budgets.add(job.step, result)  # spent by the run before it was resumed
                 self._settle(job, result, duration=None, cached=False, reused=True)
                 continue
             if not self.queue and not self.running:
@@ -334,7 +336,7 @@ class _Scheduler:
         self._enqueue(step_id, request, index, masked, rung, tried)
 
     def _finish(self, job: _Job, state: Any) -> None:
-        result = outcomes.of_state(state)
+        result = job.outcome or outcomes.of_state(state)
         duration = time.monotonic() - job.started
         cached = state.name == "Cached"
         tries = self.attempts.get(job.request.label, 1)
@@ -378,7 +380,18 @@ class _Scheduler:
             return None
         if not plan.fallbacks and not plan.agent.skip_if_unavailable:
             return result  # no ladder: the agent's own failure, as it said it
-        return ladder.exhausted(primary, plan.agent, list(tried), plan.degraded)
+        given_up = ladder.exhausted(primary, plan.agent, list(tried), plan.degraded)
+        if given_up.status != "skipped":
+            return given_up
+        # Skipped: recorded by a task run of its own, so the UI says Skipped and why.
+        emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status="failed",
+                       summary=result.summary, duration_s=duration))
+        request = job.request
+        label = requests.call_label(job.step, request.item, job.index, request.iteration) + " (skipped)"
+        skip = _Job(step=job.step, request=self._special(plan, "skip", given_up.summary, label),
+                    index=job.index, tried=tried, outcome=given_up)
+        self.queue.append(skip)
+        return None
 
     def _settle(self, job: _Job, result: AgentResult, duration: float | None, cached: bool, reused: bool) -> None:
         if cached:

@@ -13,6 +13,9 @@ from typing import Any
 from agentflow.flows.language.spec import AgentSpec, Step, Workflow
 
 
+_DEPLOYMENT = {"schedules", "triggers", "work_pool"}
+
+
 def _canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -32,6 +35,7 @@ def agent_definition(agent: AgentSpec | None) -> dict[str, Any] | None:
 
 
 def workflow_definition(spec: Workflow, agents: dict[str, AgentSpec]) -> dict[str, Any]:
-    """A workflow and its agents, as loaded: what a run pins and `resume` compares."""
-    return {"spec": spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+    """A workflow and its agents, as loaded: what a run pins and `resume` compares. How it is
+    deployed (schedules, triggers, work pool) is not what a run does: not part of it."""
+    return {"spec": spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude=_DEPLOYMENT),
             "agents": {name: agent_definition(agent) for name, agent in sorted(agents.items())}}

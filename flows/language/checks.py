@@ -47,6 +47,7 @@ def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec]
             checker.check_step(index, step)
     if agents_doc is not None:
         checker.check_agents(agents, agents_source, agents_doc)
+    checker.check_deployment(data, raw_inputs)
     deps = checker.check_cycle(data.get("pattern", "sequential"))
     return checker.problems, deps
 
@@ -75,6 +76,30 @@ class _Checker:
             document: Document | None = None, source: str | None = None) -> None:
         doc = document or self.document
         self.problems.append(Problem(source or self.source, doc.line_of(path), where, what, fix, got))
+
+    # ---- schedules and triggers -----------------------------------------------------------
+    def check_deployment(self, data: dict, raw_inputs: dict) -> None:
+        """The inputs a schedule or a trigger gives are the workflow's, and every input without
+        a default is given (a secret comes from the worker's environment): else each run it
+        starts would be refused."""
+        required = [str(name) for name, spec in raw_inputs.items()
+                    if isinstance(spec, dict) and "default" not in spec and spec.get("secret") is not True]
+        for key, what in (("schedules", "schedule"), ("triggers", "trigger")):
+            entries = data.get(key)
+            for index, entry in enumerate(entries if isinstance(entries, list) else []):
+                if not isinstance(entry, dict):
+                    continue
+                given = entry.get("inputs") if isinstance(entry.get("inputs"), dict) else {}
+                for name in given:
+                    if str(name) not in self.inputs:
+                        self.add((key, index, "inputs", name), f"{what} {index + 1}",
+                                 f"`{name}` is not an input of this workflow",
+                                 f"declare it under inputs:, or use one of: {', '.join(sorted(self.inputs)) or '(none)'}")
+                missing = [name for name in required if name not in given]
+                if missing:
+                    self.add((key, index), f"{what} {index + 1}",
+                             f"gives no value for required input(s) {', '.join(missing)}: each run it starts "
+                             "would be refused", "give them under its inputs:, or a default to the input")
 
     # ---- step ids -------------------------------------------------------------------------
     def collect_ids(self, raw_steps: list) -> None:

@@ -7,35 +7,13 @@ and turned into a Prefect flow by `flows.compile`.
 from __future__ import annotations
 
 import keyword
-import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-MAX_DURATION_S = 365 * 86400.0  # also keeps `.inf` out of Prefect's timers
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+from agentflow.flows.language.deployment import DEFAULT_WORK_POOL, Schedule, Trigger
+from agentflow.flows.language.durations import MAX_DURATION_S, Duration, parse_duration  # noqa: F401
 
-
-def parse_duration(value: Any) -> float:
-    """Seconds from `90`, `"30s"`, `"10m"`, `"24h"`, `"7d"`."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 24h, 7d")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and _DURATION.match(value):
-        match = _DURATION.match(value)
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ValueError("a duration is a number of seconds or a string like 30s, 10m, 24h, 7d")
-    if seconds != seconds or seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    if seconds > MAX_DURATION_S:
-        raise ValueError(f"a duration is at most {MAX_DURATION_S // 86400:g} days (write e.g. 10m or 24h)")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 StepId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 AgentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 # What a step names: an agent of its agents file, or `block:NAME`, an AgentConfig block that
@@ -332,6 +310,10 @@ class Workflow(_Model):
     budget: Budget | None = None  # the whole run's
     fallbacks: str | None = None  # the earlier engine's agent-fallbacks.json, over the agents
     max_parallel: int = Field(default=8, ge=1, le=1000)
+    # how it is deployed (language/deployment.py): `agentflow deploy` writes them to prefect.yaml
+    schedules: list[Schedule] = Field(default_factory=list)
+    triggers: list[Trigger] = Field(default_factory=list)
+    work_pool: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)] = DEFAULT_WORK_POOL
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("inputs")

@@ -7,12 +7,14 @@ any JSON-able value (kept as `data`).
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
+import threading
 import time
 from typing import Any, Callable
 
-from agentflow.errors import ConfigError, StepFailed
+from agentflow.errors import ConfigError, StepFailed, StepTimeout
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, from_value
 
@@ -23,7 +25,7 @@ class PythonBackend:
         kwargs = _arguments(function, request)
         started = time.monotonic()
         try:
-            value = function(**kwargs)
+            value = _bounded(function, kwargs, request)
         except (ConfigError, StepFailed):
             raise
         except Exception as exc:  # the user's function failed: a step failure, retryable
@@ -32,6 +34,37 @@ class PythonBackend:
         result = from_value(value)
         elapsed_ms = round((time.monotonic() - started) * 1000)
         return result.model_copy(update={"metrics": {"duration_ms": elapsed_ms, **result.metrics}})
+
+
+def _bounded(function: Callable[..., Any], kwargs: dict[str, Any], request: AgentRequest) -> Any:
+    """The function's value, or StepTimeout once the step's timeout has passed.
+
+    Python cannot stop a thread: a function still running at its timeout is left to finish
+    in a daemon thread, its value dropped (what Prefect's own task timeout does in a worker
+    thread, without its warning per step). A function that may hang belongs in a `run` step,
+    whose process is killed."""
+    if not request.timeout:
+        return function(**kwargs)
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = function(**kwargs)
+        except BaseException as exc:  # handed to the caller's thread as is
+            outcome["error"] = exc
+
+    context = contextvars.copy_context()  # the task run's context: its logger, its settings
+    thread = threading.Thread(target=context.run, args=(target,), daemon=True,
+                              name=f"agentflow-call-{request.step}")
+    thread.start()
+    thread.join(request.timeout)
+    if thread.is_alive():
+        raise StepTimeout(f"step `{request.step}`: {request.callable} timed out after {request.timeout:g}s "
+                          "(it is left running in the background: Python cannot stop a thread; "
+                          "use a `run` step for work that must be killed)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def resolve(target: str, step: str) -> Callable[..., Any]:

@@ -65,3 +65,26 @@ def test_the_cli_shows_the_spend(cli, model, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["spend"]["tokens"] == 15
     assert "agents spent $" in done.stderr and "and 15 tokens" in done.stderr
+
+
+def test_a_resumed_run_counts_what_it_spent_before(cli, model, tmp_path):
+    """The spend of the steps a resumed run takes from its journal counts against its budget:
+    `four` is refused because `one` (first attempt) and `three` (the resume) spent 30 tokens."""
+    (tmp_path / "wf.yaml").write_text("name: resumed-budget\nbudget: {tokens: 20}\n" + _agents(model) + """steps:
+  - {id: one, agent: m, prompt: first}
+  - {id: two, run: [sh, -c, "test -e fixed"], depends_on: [one]}
+  - {id: three, agent: m, prompt: third, depends_on: [two]}
+  - {id: four, agent: m, prompt: fourth, depends_on: [three]}
+""")
+    env = {"ANTHROPIC_API_KEY": "dummy"}
+    first = cli("run", "wf.yaml", "--json", cwd=tmp_path, env=env)
+    assert first.returncode == 1, first.stdout + first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    (tmp_path / "fixed").touch()
+    resumed = cli("resume", run_id, "--json", cwd=tmp_path, env=env)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    document = json.loads(resumed.stdout)
+    assert document["steps"]["one"]["reused"] is True
+    assert document["steps"]["four"]["summary"] == "step `four`: not started: the run spent 30 tokens of its 20 budget"
+    assert document["spend"]["tokens"] == 30
+    assert len(model.model_requests) == 2  # one (first attempt) and three (the resume)

@@ -11,6 +11,7 @@ from agentflow.errors import AgentUnavailable, ConfigError, SpecError, StepFaile
 from agentflow.flows.engine import ladder
 from agentflow.flows.language.loader import load_text
 from agentflow.flows.language.spec import AgentSpec, DegradedMode
+from tests.fixtures.waiting import until
 
 AGENTS = """
 agents:
@@ -29,6 +30,24 @@ def workflow(tmp_path, steps: str, criticality: str = "high", skip: str = "false
     agents = AGENTS.replace("{log}", str(log)).replace("{criticality}", criticality).replace("{skip}", skip)
     path.write_text(f"name: ladder\npattern: dag\n{agents}steps:\n{steps}")
     return str(path)
+
+
+def task_states(run_id: str) -> dict[str, tuple[str, str]]:
+    """The run's task runs as the UI shows them: name -> (state name, state message)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    return {r.name: (r.state.name, r.state.message or "") for r in runs}
+
+
+def final_state(run_id: str, task_run: str) -> tuple[str, str]:
+    """A task run's final state: task runs reach the server as events, a moment after the run."""
+    def final():
+        state = task_states(run_id).get(task_run)
+        return state if state and state[0] not in ("Pending", "Running") else None
+    return until(final, 30, f"task run {task_run!r} recorded in a final state")
 
 
 def calls(tmp_path) -> list[str]:
@@ -50,6 +69,8 @@ def test_a_failed_primary_falls_back_with_the_prompt_suffix(tmp_path):
     assert (step.fallback_used, step.primary_agent) == ("secondary", "primary")
     assert step.data["prompt"] == "Check the invoice. Focus on business logic only."
     assert calls(tmp_path) == ["primary"]
+    name, message = final_state(result.run_id, "a (fallback secondary)")
+    assert name == "Completed" and message.startswith("degraded: agent secondary answered in place of primary")
 
 
 def test_retries_apply_to_each_rung_before_the_next(tmp_path):
@@ -71,6 +92,9 @@ def test_every_agent_failed_and_the_agent_may_be_skipped(tmp_path):
     assert "all 2 agents failed" in step.summary and "`broken`:" in step.summary and "`primary`:" in step.summary
     assert result["b"].summary == "a was skipped"
     assert calls(tmp_path) == ["primary", "broken"]
+    # Task runs reach the server as events, a moment after the run returns.
+    name, message = final_state(result.run_id, "a (skipped)")
+    assert name == "Skipped" and "all 2 agents failed" in message
 
 
 def test_every_agent_failed_and_the_agent_is_critical(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from procs import gone
 
@@ -250,6 +252,23 @@ steps:
         flow()
     assert "timed out after 1s" in caught.value.result["slow"].error
     assert gone(int(pid_file.read_text())), "the command's child outlived the timeout"
+
+
+def test_a_hung_function_times_out_without_prefects_worker_thread_warning(caplog):
+    """A `call` step's timeout is agentflow's: the step fails as timed out when it passes, and
+    Prefect, not given a timeout it cannot enforce, logs no warning about it."""
+    flow = flow_of("""
+name: hung
+steps:
+  - {id: quick, call: "probe:echo", prompt: hi, timeout: 5s}
+  - {id: stuck, call: "probe:hang", with: {seconds: 120}, timeout: 1s, depends_on: [quick]}
+""")
+    with caplog.at_level(logging.WARNING), pytest.raises(WorkflowFailed) as caught:
+        flow()
+    stuck = caught.value.result["stuck"]
+    assert stuck.status == "failed" and "probe:hang timed out after 1s" in stuck.error
+    assert caught.value.result["quick"].summary == "hi"
+    assert not [r for r in caplog.records if "Timeout" in r.getMessage() and "worker thread" in r.getMessage()]
 
 
 def test_assert_step_fails_with_its_message():

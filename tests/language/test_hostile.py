@@ -44,7 +44,9 @@ def test_a_5000_step_chain_listed_backwards_validates_quickly():
     chain = "".join(f"  - {{id: s{i}, depends_on: [s{i + 1}], run: [echo]}}\n" for i in range(4999))
     started = time.perf_counter()
     workflow = load_text(f"name: chain\npattern: dag\nsteps:\n{chain}  - {{id: s4999, run: [echo]}}\n")
-    assert time.perf_counter() - started < 3.0
+    # A bound against quadratic work (tens of seconds at this size), not a benchmark: ~1.5 s
+    # alone on a 2-core machine, over 4 s with the rest of the suite's processes beside it.
+    assert time.perf_counter() - started < 10.0
     assert workflow.dependencies["s0"] == ("s1",)
 
 
@@ -52,7 +54,7 @@ def test_a_100000_item_for_each_validates_quickly():
     items = "".join(f"      - item{i}\n" for i in range(100_000))
     started = time.perf_counter()
     workflow = load_text(f"name: wide\nsteps:\n  - id: s\n    for_each:\n{items}    run: [echo, '{{{{ item }}}}']\n")
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10.0  # a bound against quadratic work, as above
     assert len(workflow.spec.steps[0].for_each) == 100_000
 
 

@@ -1,0 +1,109 @@
+"""`agentflow server start|stop|status`: a local Prefect server that later commands use.
+
+Real processes: the CLI in subprocesses with a Prefect home of their own and no
+PREFECT_API_URL, and the `prefect server` it starts, torn down by the pid in its record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A Prefect home of its own; whatever server it records is killed at the end."""
+    path = tmp_path / "prefect-home"
+    yield path
+    record = path / "agentflow-server.json"
+    if record.exists():
+        try:
+            os.killpg(json.loads(record.read_text())["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def agentflow(home, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")}
+    env.update(PREFECT_HOME=str(home), PYTHONPATH=str(FIXTURES))
+
+    def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "agentflow", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+def test_start_use_and_stop_the_local_server(agentflow, home, tmp_path):
+    (tmp_path / "wf.yaml").write_text("name: served\nsteps:\n  - {id: hello, run: [echo, hi]}\n")
+    port = _free_port()
+
+    before = agentflow("server", "status")
+    assert before.returncode == 1 and "not running" in before.stdout
+
+    started = agentflow("server", "start", "--port", str(port))
+    assert started.returncode == 0, started.stdout + started.stderr
+    url = f"http://127.0.0.1:{port}"
+    assert f"Prefect server started at {url}" in started.stdout
+    assert str(home / "prefect.db") in started.stdout
+
+    state = json.loads(agentflow("server", "status", "--json").stdout)
+    assert state["running"] is True and state["healthy"] is True and state["api_url"] == f"{url}/api"
+    # The UI asks its own API, not port 4200's (PREFECT_UI_API_URL).
+    assert httpx.get(f"{url}/ui-settings", timeout=10).json()["api_url"] == f"{url}/api"
+
+    again = agentflow("server", "start", "--port", str(port))
+    assert again.returncode == 0 and "already running" in again.stdout
+
+    done = agentflow("run", "wf.yaml", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    assert f"ui  {url}/runs/flow-run/{run_id}" in done.stderr
+    assert "embedded server" not in done.stderr
+    # The run is the local server's: it answers for it.
+    assert httpx.get(f"{url}/api/flow_runs/{run_id}", timeout=10).json()["id"] == run_id
+    listed = agentflow("runs")
+    assert listed.returncode == 0 and run_id[:8] in listed.stdout
+
+    stopped = agentflow("server", "stop")
+    assert stopped.returncode == 0 and f"stopped the Prefect server at {url}" in stopped.stdout
+    assert agentflow("server", "status").returncode == 1
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/api/health", timeout=5)
+    assert agentflow("server", "stop").stdout.strip() == "no local Prefect server is running"
+
+
+def test_a_taken_port_is_named_with_the_fix(agentflow):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = agentflow("server", "start", "--port", str(port))
+    assert done.returncode == 3
+    assert f"cannot start the Prefect server on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_embedded_server_suggests_the_local_one_once(agentflow):
+    first = agentflow("runs")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "`agentflow server start` keeps one running" in first.stderr
+    second = agentflow("runs")
+    assert second.returncode == 0 and "agentflow server start" not in second.stderr
