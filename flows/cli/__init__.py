@@ -24,6 +24,7 @@ from agentflow.flows.cli import definitions  # noqa: E402,F401
 from agentflow.flows.cli import cache  # noqa: E402,F401
 from agentflow.flows.cli import agents  # noqa: E402,F401
 from agentflow.flows.cli import server  # noqa: E402,F401
+from agentflow.flows.cli import deploy  # noqa: E402,F401
 from agentflow.errors import AgentflowError, SpecError  # noqa: E402
 from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err, print_problems  # noqa: E402
 
@@ -31,11 +32,15 @@ from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVAL
 # Commands that talk to the Prefect API: with no server configured, they start the embedded
 # one, which cannot start on a damaged database (checked first, to say so).
 _USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan", "agents"}
+# Commands that use a server only if one stays up (the local one, or PREFECT_API_URL).
+_NEED_A_STARTED_SERVER = {"deploy"}
 
 
 def main() -> None:
     guard = None
     try:
+        if len(sys.argv) > 1 and sys.argv[1] in _NEED_A_STARTED_SERVER:
+            _prefect_env.use_local_server()
         if len(sys.argv) > 1 and sys.argv[1] in _USE_THE_API:
             # The server `agentflow server start` keeps, if it runs and no other is configured:
             # set before Prefect is imported, which reads its settings once.

@@ -137,7 +137,7 @@ def _prepare(workflow: Path, inputs: list[str], inputs_file: Path | None = None)
 
     resolved = _load(workflow)
     try:
-        from agentflow.flows.engine.entrypoint import with_secrets_from_env
+        from agentflow.flows.engine.secrets import with_secrets_from_env
 
         given = with_secrets_from_env(resolved.spec, _parse_inputs(inputs, inputs_file))
         values = validate_inputs(resolved.spec, given, from_strings=True)

@@ -21,16 +21,29 @@ from agentflow.flows.engine.result import WorkflowResult
 
 @app.command()
 def run(
-    workflow: Path = typer.Argument(..., help="The workflow YAML file."),
+    workflow: Optional[Path] = typer.Argument(None, help="The workflow YAML file (or give --deployment)."),
     inputs: list[str] = typer.Option([], "--input", "-i", help="An input as key=value, or key=@FILE to read it from a file; repeat for more."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write cached step results."),
     refresh: bool = typer.Option(False, "--refresh", help="Recompute cached steps and overwrite their entries."),
     inputs_file: Optional[Path] = typer.Option(None, "--inputs-file", help="Input values from a JSON object file."),
+    deployment: Optional[str] = typer.Option(None, "--deployment", help="Run this deployed workflow on a worker "
+                                             "instead (its name, or flow/deployment), and wait for it."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="With --deployment: seconds to wait."),
 ) -> None:
     """Run a workflow now, showing each step as it starts and ends."""
     from agentflow.flows.engine.compile import build_flow
 
+    if deployment is not None:
+        if workflow is not None:
+            err.print("give a workflow file or --deployment, not both", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        from agentflow.flows.cli.remote import run_deployment
+
+        raise typer.Exit(run_deployment(deployment, inputs, inputs_file, as_json, timeout))
+    if workflow is None:
+        err.print("give the workflow file to run (or --deployment NAME)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     resolved, values = _prepare(workflow, inputs, inputs_file)
     if no_cache and refresh:
         err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
@@ -173,7 +186,7 @@ def _resolve_run(prepare: Callable[[], Any]) -> Any:
 def _secrets_again(prepared: Any, pairs: list[str]) -> dict[str, str]:
     """The run's secret inputs, which its record holds by name only: from -i or the environment."""
     from agentflow.flows.cli._app import _parse_inputs
-    from agentflow.flows.engine.entrypoint import with_secrets_from_env
+    from agentflow.flows.engine.secrets import with_secrets_from_env
     from agentflow.flows.language.inputs import secret_env
 
     spec = prepared.workflow.spec

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import inspect
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import Flow, Task, tags
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from agentflow.errors import InputError
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
@@ -26,6 +26,8 @@ from agentflow.flows.engine import agent_blocks, ladder
 from agentflow.flows.engine.compiled import CACHE_MODES, CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.scheduler import execute
+from agentflow.flows.engine.secrets import with_secrets_from_env
+from agentflow.flows.engine.stored_result import WorkflowResultSerializer
 from agentflow.flows.language import canonical, expressions
 from agentflow.flows.language.inputs import validate_inputs
 from agentflow.flows.language.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
@@ -174,12 +176,16 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozenset[str] = frozenset()) -> Flow:
+def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozenset[str] = frozenset(),
+               deployed: bool = False) -> Flow:
     """A Prefect flow named after the workflow, versioned by its hash, taking its inputs.
 
     `cache`: "use" cached step results, turn caching "off" (neither read nor write), or
     "refresh" (recompute every cached step and overwrite its entry); `refresh` names steps
-    to recompute whatever `cache` says.
+    to recompute whatever `cache` says. `deployed`: the flow a deployment runs (on a worker,
+    for a caller elsewhere): its secret inputs are not parameters (Prefect would store them)
+    but come from the worker's environment, and its WorkflowResult is persisted, as JSON,
+    for the caller to read (engine/stored_result.py).
     """
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)} (got {cache!r})")
@@ -188,11 +194,13 @@ def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozense
     spec = workflow.spec
 
     def run(**inputs: Any) -> WorkflowResult:
+        if deployed:
+            inputs = with_secrets_from_env(spec, inputs)
         values = validate_inputs(spec, inputs)
         read_only_our_records()
         return execute(compiled, values)
 
-    run.__signature__ = _signature(spec)  # type: ignore[attr-defined]
+    run.__signature__ = _signature(spec, with_secrets=not deployed)  # type: ignore[attr-defined]
     run.__name__ = run.__qualname__ = spec.name.replace("-", "_").replace(".", "_")
     run.__doc__ = spec.description
     return WorkflowFlow(
@@ -203,7 +211,8 @@ def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozense
         description=spec.description or None,
         task_runner=ThreadPoolTaskRunner(max_workers=spec.max_parallel),
         validate_parameters=False,  # validate_inputs gives the clearer error, for every caller
-        persist_result=False,
+        **(dict(persist_result=True, result_serializer=WorkflowResultSerializer()) if deployed
+           else dict(persist_result=False)),
     )
 
 
@@ -231,10 +240,17 @@ class WorkflowFlow(Flow):
             return super().__call__(return_state=return_state, wait_for=wait_for, **values)
 
 
-def _signature(spec: Workflow) -> inspect.Signature:
+def _signature(spec: Workflow, with_secrets: bool = True) -> inspect.Signature:
+    """The inputs as keyword parameters: what Prefect makes the parameter schema of, which the
+    UI's Run form shows (the description and choices ride in each annotation's schema)."""
     parameters = []
     for name, input_spec in spec.inputs.items():
+        if input_spec.secret and not with_secrets:
+            continue
         default = inspect.Parameter.empty if input_spec.required else input_spec.default
+        kind = SecretStr if input_spec.secret else _PY_TYPES[input_spec.type]
+        extra = {k: v for k, v in (("description", input_spec.description), ("enum", input_spec.enum)) if v}
+        annotation = Annotated[kind, Field(json_schema_extra=extra)] if extra else kind
         parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                            annotation=SecretStr if input_spec.secret else _PY_TYPES[input_spec.type]))
+                                            annotation=annotation))
     return inspect.Signature(parameters)

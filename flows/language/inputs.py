@@ -63,7 +63,7 @@ def _convert(name: str, spec: InputSpec, value: Any, from_strings: bool) -> Any:
     if isinstance(value, str):
         _check_text(name, value)
     if from_strings and isinstance(value, str) and spec.type != "string":
-        value = _parse_text(name, spec.type, value)
+        value = parse_text(name, spec.type, value)
     expected = INPUT_TYPES[spec.type]
     wrong_bool = isinstance(value, bool) and spec.type in ("integer", "number")
     if not isinstance(value, expected) or wrong_bool:
@@ -99,7 +99,8 @@ def _check_text(name: str, text: str) -> None:
         raise InputError(f"input `{name}` is not valid UTF-8 text (at character {exc.start})") from None
 
 
-def _parse_text(name: str, kind: str, text: str) -> Any:
+def parse_text(name: str, kind: str, text: str) -> Any:
+    """An input given as text (`-i key=value`) as the type it declares; InputError if it is not."""
     if kind in ("integer", "number") and len(text.strip()) > MAX_DIGITS:
         raise InputError(f"input `{name}` must be {kind} of at most {MAX_DIGITS} digits (got {format_got(text)})")
     try:

@@ -11,7 +11,7 @@ from agentflow.errors import AgentUnavailable, ConfigError, SpecError, StepFaile
 from agentflow.flows.engine import ladder
 from agentflow.flows.language.loader import load_text
 from agentflow.flows.language.spec import AgentSpec, DegradedMode
-from tests.fixtures.waiting import until
+from waiting import until
 
 AGENTS = """
 agents:

@@ -1,0 +1,275 @@
+"""Deployments as a Prefect user meets them: prefect.yaml, `prefect deploy`, workers, the client.
+
+Real parts: a `prefect server start` on the machine's PostgreSQL (started by `agentflow
+server start`: the embedded test server runs no scheduler), `agentflow deploy --apply` (which
+runs `prefect deploy --all`), two `prefect worker start` processes in working directories of
+their own sharing one result storage, and `run_workflow_deployment` / `agentflow run
+--deployment`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from postgres import free_port
+from waiting import until
+
+from agentflow.deployments import project
+from agentflow.deployments.entry import workflow_files
+from agentflow.flows.language.loader import load_workflow
+
+REPO = Path(__file__).resolve().parent.parent
+POOL = "agentflow-test-pool"
+
+WORKFLOWS = {
+    "greet.yaml": f"""
+name: greet
+description: Say hello.
+work_pool: {POOL}
+inputs:
+  who: {{type: string, description: "Whom to greet."}}
+  times: {{type: integer, default: 1, description: "How often."}}
+  token: {{type: string, secret: true}}
+steps:
+  - id: hello
+    run: [sh, -c, 'echo "hello $0 x$1 token-$AGENTFLOW_SECRET_TOKEN" | tee -a greeted.txt', "{{{{ inputs.who }}}}",
+          "{{{{ inputs.times }}}}"]
+""",
+    "broken.yaml": f"""
+name: broken
+work_pool: {POOL}
+steps:
+  - {{id: fails, run: [sh, -c, "echo no >&2; exit 3"]}}
+  - {{id: after, run: [echo, never], depends_on: [fails]}}
+""",
+    "scheduled.yaml": f"""
+name: scheduled
+work_pool: {POOL}
+schedules:
+  - {{interval: 1h, timezone: Europe/Berlin, active: false}}
+  - {{cron: "0 6 * * 1-5", timezone: UTC}}
+steps:
+  - {{id: tick, run: [echo, tick]}}
+""",
+    "triggered.yaml": f"""
+name: triggered
+work_pool: {POOL}
+inputs:
+  branch: {{type: string}}
+triggers:
+  - event: agentflow.test.pushed
+    match: {{prefect.resource.id: "repo.agentflow-test.*"}}
+    inputs: {{branch: "{{{{ event.payload.branch }}}}"}}
+steps:
+  - {{id: build, run: [sh, -c, 'echo "built $0" >> built.txt', "{{{{ inputs.branch }}}}"]}}
+""",
+}
+
+
+def test_prefect_yaml_is_written_from_the_shipped_workflows():
+    """prefect.yaml at the root is what `agentflow deploy` writes now: else it is stale."""
+    loaded = [load_workflow(path) for path in workflow_files(REPO / "workflows").values()]
+    assert (REPO / "prefect.yaml").read_text() == project.render(loaded), \
+        "prefect.yaml is stale: run `agentflow deploy` and commit it"
+
+
+def test_the_entry_flow_takes_the_workflow_inputs_and_no_secret(tmp_path, monkeypatch):
+    """What `prefect deploy` reads for the UI's Run form: each input by name, type, default
+    and description; a secret is not a parameter (Prefect would store it)."""
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.utilities.callables import parameter_schema
+
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "greet.yaml").write_text(WORKFLOWS["greet.yaml"])
+    monkeypatch.setenv("AGENTFLOW_WORKFLOWS", str(tmp_path / "workflows"))
+    flow = load_flow_from_entrypoint("agentflow.deployments.entry.greet")
+    assert flow.name == "greet"
+    schema = parameter_schema(flow.fn).model_dump()
+    assert set(schema["properties"]) == {"who", "times"} and schema["required"] == ["who"]
+    assert schema["properties"]["times"] == {"default": 1, "description": "How often.", "position": 1,
+                                             "title": "times", "type": "integer"}
+    with pytest.raises(Exception, match="'other' not found") as missing:
+        load_flow_from_entrypoint("agentflow.deployments.entry.other")
+    assert "no workflow named 'other'" in str(missing.value.__cause__)  # in the traceback Prefect logs
+
+
+@pytest.fixture(scope="module")
+def postgres_server(tmp_path_factory):
+    """`agentflow server start` on a PostgreSQL database of its own (created and dropped here),
+    its scheduler looking every 5 s; the client of this process pointed at it meanwhile."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from postgres import temporary_database
+
+    home = tmp_path_factory.mktemp("server-home")
+    port = free_port()
+    with temporary_database("agentflow_deployments") as database_url:
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        env.update(PREFECT_HOME=str(home), PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url,
+                   PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")
+        agentflow = [sys.executable, "-m", "agentflow", "server"]
+        started = subprocess.run([*agentflow, "start", "--port", str(port)], env=env, capture_output=True,
+                                 text=True, timeout=300)
+        assert started.returncode == 0, started.stdout + started.stderr
+        url = f"http://127.0.0.1:{port}/api"
+        try:
+            with temporary_settings({PREFECT_API_URL: url}):
+                yield url
+        finally:
+            subprocess.run([*agentflow, "stop"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def deployed(postgres_server, tmp_path_factory):
+    """A project with four workflows, deployed with `agentflow deploy --apply`, and two workers
+    in working directories of their own."""
+    root = tmp_path_factory.mktemp("deployed")
+    project_dir = root / "project"
+    (project_dir / "workflows").mkdir(parents=True)
+    for name, text in WORKFLOWS.items():
+        (project_dir / "workflows" / name).write_text(text)
+    env = {**os.environ, "PREFECT_API_URL": postgres_server, "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "AGENTFLOW_SECRET_TOKEN": "s3cr3t-from-the-worker"}
+    done = subprocess.run([sys.executable, "-m", "agentflow", "deploy", "--apply"], cwd=project_dir, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"created work pool {POOL} (process)" in done.stdout
+    workers = []
+    for name in ("w1", "w2"):
+        directory = root / name
+        directory.mkdir()
+        log = open(root / f"{name}.log", "w")
+        workers.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL,
+                                         "--name", f"{name}-{os.getpid()}"], cwd=directory, env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True))
+    yield project_dir, env
+    for worker in workers:
+        try:
+            os.killpg(worker.pid, signal.SIGKILL)  # a worker ignores one SIGTERM for ~20 s
+        except ProcessLookupError:
+            pass
+        worker.wait(timeout=30)
+
+
+def _runs_of(deployment_name: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(
+            any_=[deployment_name])))
+
+
+def test_a_deployed_workflow_runs_on_a_worker_and_returns_its_result(deployed):
+    from agentflow.deployments import run_workflow_deployment
+
+    project_dir, _ = deployed
+    result = run_workflow_deployment("greet", {"who": "Ada", "times": 2}, timeout=240)
+    assert result.status == "completed" and result.workflow == "greet"
+    # In the project (the pull step), with the secret from the worker's environment, which
+    # the result does not repeat.
+    assert (project_dir / "greeted.txt").read_text() == "hello Ada x2 token-s3cr3t-from-the-worker\n"
+    assert result["hello"].summary == "hello Ada x2 token-[secret]"
+    again = run_workflow_deployment("greet", {"who": "Bob"}, wait=False, idempotency_key="greet-bob")
+    assert run_workflow_deployment("greet", {"who": "Bob"}, wait=False, idempotency_key="greet-bob") == again
+
+
+def test_bad_inputs_and_unknown_deployments_are_refused_before_a_run(deployed):
+    from agentflow.deployments import DeploymentNotFound, run_workflow_deployment
+    from agentflow.errors import InputError
+
+    before = len(_runs_of("greet"))
+    with pytest.raises(InputError, match=r"input `times`: 'two' is not of type 'integer'"):
+        run_workflow_deployment("greet", {"who": "Ada", "times": "two"})
+    with pytest.raises(InputError, match=r"`workflow` is not an input of greet"):
+        run_workflow_deployment("greet", {"who": "Ada", "workflow": "/etc/other.yaml"})
+    with pytest.raises(InputError, match="'who' is a required property"):
+        run_workflow_deployment("greet", {})
+    with pytest.raises(DeploymentNotFound, match="no deployment `nope/nope`"):
+        run_workflow_deployment("nope")
+    assert len(_runs_of("greet")) == before
+
+
+def test_a_failed_deployed_run_raises_with_its_result(deployed):
+    from agentflow.deployments import run_workflow_deployment
+    from agentflow.errors import WorkflowFailed
+
+    with pytest.raises(WorkflowFailed) as failure:
+        run_workflow_deployment("broken", timeout=240)
+    steps = failure.value.result.steps
+    assert steps["fails"].status == "failed" and "exited with code 3" in steps["fails"].summary
+    assert steps["after"].status == "not_run"
+
+
+def test_the_cli_runs_a_deployment(deployed):
+    project_dir, env = deployed
+    done = subprocess.run([sys.executable, "-m", "agentflow", "run", "--deployment", "greet", "-i", "who=Cy",
+                           "-i", "times=3", "--json"], cwd=project_dir, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(done.stdout)
+    assert document["state"] == "Completed" and document["steps"]["hello"]["summary"] == "hello Cy x3 token-[secret]"
+    bad = subprocess.run([sys.executable, "-m", "agentflow", "run", "--deployment", "greet", "-i", "times=x"],
+                         cwd=project_dir, env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "deployment greet: input `times` must be integer (got 'x')" in bad.stderr
+
+
+def test_schedules_make_scheduled_runs(deployed):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("scheduled/scheduled")
+        schedules = client.read_deployment_schedules(deployment.id)
+    assert sorted((s.active, type(s.schedule).__name__) for s in schedules) == [(False, "IntervalSchedule"),
+                                                                                (True, "CronSchedule")]
+    scheduled = until(lambda: [r for r in _runs_of("scheduled") if r.state and r.state.name == "Scheduled"], 120,
+                      "the scheduler to create the cron schedule's runs")
+    assert all(r.expected_start_time.hour == 6 for r in scheduled)
+
+
+def test_an_event_starts_a_run_with_inputs_from_it(deployed):
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    project_dir, _ = deployed
+    emit_event("agentflow.test.pushed", resource={"prefect.resource.id": "repo.agentflow-test.main"},
+               payload={"branch": "feature/vat"})
+    EventsWorker.drain_all()
+    until(lambda: (project_dir / "built.txt").exists() and (project_dir / "built.txt").read_text(), 180,
+          "the triggered run to build")
+    assert (project_dir / "built.txt").read_text() == "built feature/vat\n"
+    runs = _runs_of("triggered")
+    assert [r.parameters for r in runs] == [{"branch": "feature/vat"}]
+
+
+def test_deploy_writes_checks_and_says_what_is_wrong(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "home")  # no server recorded, no profile
+
+    def agentflow(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "agentflow", "deploy", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    empty = agentflow()
+    assert empty.returncode == 2 and "no workflows in workflows/" in empty.stderr
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "greet.yaml").write_text(WORKFLOWS["greet.yaml"])
+    stale = agentflow("--check")
+    assert stale.returncode == 1 and "prefect.yaml is stale: run `agentflow deploy`" in stale.stderr
+    written = agentflow()
+    assert written.returncode == 0 and "prefect.yaml: 1 deployments (greet)" in written.stdout
+    assert "entrypoint: agentflow.deployments.entry.greet" in (tmp_path / "prefect.yaml").read_text()
+    assert agentflow("--check").returncode == 0
+    no_server = agentflow("--apply")
+    assert no_server.returncode == 2 and "needs a Prefect server that stays up" in no_server.stderr
+    (tmp_path / "workflows" / "bad.yaml").write_text("name: bad\nschedules:\n  - {cron: nope}\nsteps:\n"
+                                                     "  - {id: a, run: [echo]}\n")
+    bad = agentflow()
+    assert bad.returncode == 2 and "bad.yaml:3:" in bad.stderr and "is not a cron expression" in bad.stderr
+    assert "Traceback" not in bad.stderr
