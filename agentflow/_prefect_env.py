@@ -25,6 +25,9 @@ RELIABLE = {
     # The embedded server's first start on a new Prefect home runs the database migrations:
     # 16-22 s on a 2-core machine, over Prefect's 20 s default (then every command failed).
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # Prefect's client-side usage data: off, and with it the notice it prints in a terminal
+    # ("Prefect collects anonymous usage data...") among agentflow's own output.
+    "DO_NOT_TRACK": "1",
 }
 
 # For the CLI: agentflow prints its own progress; Prefect's console output (banner, run
@@ -38,6 +41,10 @@ QUIET = {
 def apply(settings: dict[str, str]) -> None:
     for key, value in settings.items():
         os.environ.setdefault(key, value)
+    # A server protected with PREFECT_SERVER_API_AUTH_STRING (basic auth) is answered with
+    # the same string by this machine's commands, workers and client, unless told otherwise.
+    if os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", os.environ["PREFECT_SERVER_API_AUTH_STRING"])
 
 
 # ---- the local server `agentflow server start` keeps (flows/durability/local_server.py) -----

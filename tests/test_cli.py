@@ -192,17 +192,23 @@ def test_runs_and_status(cli, write, tmp_path):
     path = write("""
 name: cli-status
 steps:
-  - {id: first, run: [echo, one]}
+  - {id: first, run: [sh, -c, "sleep 1.2; echo one"]}
   - {id: second, when: "steps.first.status == 'failed'", run: [echo, two]}
 """)
     done = cli("run", str(path), "--json", cwd=tmp_path)
     run_id = json.loads(done.stdout)["run_id"]
     listing = cli("runs", "--workflow", "cli-status")
     assert listing.returncode == 0 and run_id[:8] in listing.stdout and "Completed" in listing.stdout
+    row = next(line for line in listing.stdout.splitlines() if run_id[:8] in line)
+    took = float(next(cell for cell in row.split("│") if cell.strip().endswith("s") and cell.strip()[:-1]
+                      .replace(".", "").isdigit()).strip()[:-1])
+    assert took >= 1.2  # the time the user waited, not Prefect's time in Running (0.2 s)
     status = cli("status", run_id[:10])
     assert status.returncode == 0, status.stderr
     assert f"run {run_id}  cli-status" in status.stdout
-    assert "first" in status.stdout and "second (skipped)" in status.stdout
+    assert "first" in status.stdout
+    skipped = next(line for line in status.stdout.splitlines() if "second (skipped)" in line)
+    assert "Skipped" in skipped  # not Completed
     missing = cli("status", "ffffffff-0000")
     assert missing.returncode == 2 and "no run id starts with" in missing.stderr
     failed = write("name: cli-status-fail\nsteps:\n  - {id: bad, run: [sh, -c, 'exit 1']}\n", "fail.yaml")

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from postgres import free_port
 from waiting import until
@@ -26,6 +27,7 @@ from agentflow.flows.language.loader import load_workflow
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "agentflow-test-pool"
+AUTH = "agentflow:deploy-test-secret"  # PREFECT_SERVER_API_AUTH_STRING of the server these tests start
 
 WORKFLOWS = {
     "greet.yaml": f"""
@@ -102,8 +104,9 @@ def test_the_entry_flow_takes_the_workflow_inputs_and_no_secret(tmp_path, monkey
 @pytest.fixture(scope="module")
 def postgres_server(tmp_path_factory):
     """`agentflow server start` on a PostgreSQL database of its own (created and dropped here),
-    its scheduler looking every 5 s; the client of this process pointed at it meanwhile."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    its scheduler looking every 5 s, protected with an auth string (basic auth) that every
+    command, worker and client here answers with; this process's client pointed at it."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from postgres import temporary_database
 
@@ -112,14 +115,15 @@ def postgres_server(tmp_path_factory):
     with temporary_database("agentflow_deployments") as database_url:
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
         env.update(PREFECT_HOME=str(home), PREFECT_SERVER_DATABASE_CONNECTION_URL=database_url,
-                   PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")
+                   PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5", PREFECT_SERVER_API_AUTH_STRING=AUTH)
         agentflow = [sys.executable, "-m", "agentflow", "server"]
         started = subprocess.run([*agentflow, "start", "--port", str(port)], env=env, capture_output=True,
                                  text=True, timeout=300)
         assert started.returncode == 0, started.stdout + started.stderr
         url = f"http://127.0.0.1:{port}/api"
+        assert httpx.post(f"{url}/flows/filter", json={}, timeout=10).status_code == 401  # no auth: refused
         try:
-            with temporary_settings({PREFECT_API_URL: url}):
+            with temporary_settings({PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: AUTH}):
                 yield url
         finally:
             subprocess.run([*agentflow, "stop"], env=env, capture_output=True, timeout=120)
@@ -135,7 +139,7 @@ def deployed(postgres_server, tmp_path_factory):
     for name, text in WORKFLOWS.items():
         (project_dir / "workflows" / name).write_text(text)
     env = {**os.environ, "PREFECT_API_URL": postgres_server, "PREFECT_WORKER_QUERY_SECONDS": "1",
-           "AGENTFLOW_SECRET_TOKEN": "s3cr3t-from-the-worker"}
+           "AGENTFLOW_SECRET_TOKEN": "s3cr3t-from-the-worker", "PREFECT_SERVER_API_AUTH_STRING": AUTH}
     done = subprocess.run([sys.executable, "-m", "agentflow", "deploy", "--apply"], cwd=project_dir, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -145,8 +149,11 @@ def deployed(postgres_server, tmp_path_factory):
         directory = root / name
         directory.mkdir()
         log = open(root / f"{name}.log", "w")
+        # A Prefect worker answers a protected server with the client's setting (agentflow's
+        # commands derive it from the server's, here in `env`).
         workers.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL,
-                                         "--name", f"{name}-{os.getpid()}"], cwd=directory, env=env, stdout=log,
+                                         "--name", f"{name}-{os.getpid()}"], cwd=directory,
+                                        env={**env, "PREFECT_API_AUTH_STRING": AUTH}, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True))
     yield project_dir, env
     for worker in workers:
@@ -234,13 +241,14 @@ def test_schedules_make_scheduled_runs(deployed):
 
 
 def test_an_event_starts_a_run_with_inputs_from_it(deployed):
-    from prefect.events import emit_event
-    from prefect.events.worker import EventsWorker
-
-    project_dir, _ = deployed
-    emit_event("agentflow.test.pushed", resource={"prefect.resource.id": "repo.agentflow-test.main"},
-               payload={"branch": "feature/vat"})
-    EventsWorker.drain_all()
+    project_dir, env = deployed
+    # Emitted by another process, as a monitor would (this process's events worker is bound
+    # to the session's server).
+    emitted = subprocess.run([sys.executable, "-m", "prefect", "event", "emit", "agentflow.test.pushed",
+                              "--resource-id", "repo.agentflow-test.main", "--payload", '{"branch": "feature/vat"}'],
+                             env={**env, "PREFECT_API_AUTH_STRING": AUTH}, capture_output=True, text=True,
+                             timeout=120)
+    assert emitted.returncode == 0, emitted.stdout + emitted.stderr
     until(lambda: (project_dir / "built.txt").exists() and (project_dir / "built.txt").read_text(), 180,
           "the triggered run to build")
     assert (project_dir / "built.txt").read_text() == "built feature/vat\n"

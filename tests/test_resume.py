@@ -134,6 +134,8 @@ def test_kill_9_then_resume_runs_each_step_once(cli, cli_env, tmp_path, at_start
 
     status = cli("status", run_id, cwd=tmp_path)
     assert status.returncode == 0 and "Completed" in status.stdout.splitlines()[0], status.stdout
+    # s3 ran in two task runs (the killed one, the resumed one): one row, its history beside it
+    assert len([line for line in status.stdout.splitlines() if line.startswith("│ s3 ")]) == 1, status.stdout
     again = cli("resume", run_id, cwd=tmp_path)
     assert again.returncode == 0 and "already completed" in again.stdout
 

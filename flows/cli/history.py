@@ -47,11 +47,14 @@ def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix 
     took = f" in {run.duration_s:.1f}s" if run.duration_s is not None else ""
     out.print(f"run {run.id}  {run.workflow} (version {run.version or '-'})  {run.state}{took}", markup=False)
     table = Table()
-    for column in ("step", "state", "time", "tries"):
+    steps = run_steps(run.id)
+    resumed = any(step.earlier for step in steps)
+    for column in ("step", "state", "time", "tries") + (("before the resume",) if resumed else ()):
         table.add_column(column)
-    for step in run_steps(run.id):
-        table.add_row(escape(step.name), step.state,
-                      f"{step.duration_s:.1f}s" if step.duration_s is not None else "-", str(step.tries))
+    for step in steps:
+        row = [escape(step.name), step.state, f"{step.duration_s:.1f}s" if step.duration_s is not None else "-",
+               str(step.tries)]
+        table.add_row(*row, *((escape(" → ".join(step.earlier)) or "-",) if resumed else ()))
     out.print(table)
     raise typer.Exit(0 if run.state in ("Completed", "Cached") else EXIT_FAILED)
 

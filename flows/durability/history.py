@@ -33,6 +33,7 @@ class StepRow:
     started: datetime | None
     duration_s: float | None
     tries: int
+    earlier: tuple[str, ...] = ()  # the states of earlier task runs of the same name (a resumed run)
 
 
 def _client():
@@ -89,8 +90,20 @@ def run_steps(run_id: str) -> list[StepRow]:
     with _client() as client:
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(run_id)])),
                                       sort=TaskRunSort.EXPECTED_START_TIME_ASC)
-    return [StepRow(name=t.name, state=t.state.name if t.state else "?", started=t.start_time,
-                    duration_s=_duration(t), tries=max(t.run_count, 1)) for t in tasks]
+    # A resumed run ran a step again in a new task run of the same name (the one its dead
+    # process left may still say Running): one row per name, the latest, and what came before.
+    latest: dict[str, Any] = {}
+    earlier: dict[str, list[str]] = {}
+    for t in tasks:
+        if t.name in latest:
+            earlier.setdefault(t.name, []).append(_state_name(latest[t.name]))
+        latest[t.name] = t
+    return [StepRow(name=name, state=_state_name(t), started=t.start_time, duration_s=_duration(t),
+                    tries=max(t.run_count, 1), earlier=tuple(earlier.get(name, ()))) for name, t in latest.items()]
+
+
+def _state_name(run: Any) -> str:
+    return run.state.name if run.state else "?"
 
 
 def _flow_names(client: Any, ids: set) -> dict:
@@ -108,8 +121,10 @@ def _row(run: Any, names: dict) -> RunRow:
 
 
 def _duration(run: Any) -> float | None:
-    if run.total_run_time and run.total_run_time.total_seconds():
-        return run.total_run_time.total_seconds()
+    """The time from start to end, as the user waited (Prefect's `total_run_time` counts only
+    the time spent Running: 0.2 s for a run that took 6 s); None while it runs."""
     if run.start_time and run.end_time:
         return (run.end_time - run.start_time).total_seconds()
+    if run.total_run_time and run.total_run_time.total_seconds():
+        return run.total_run_time.total_seconds()
     return None

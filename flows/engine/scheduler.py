@@ -11,7 +11,6 @@ and is critical or high stops the run from starting anything new; running steps 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -22,21 +21,17 @@ from prefect.utilities.annotations import quote
 
 from agentflow.errors import ExpressionError, TemplateError, WorkflowFailed
 from agentflow.events import StepEvent, emit
-from agentflow.flows.durability import cache_index, records
-from agentflow.flows.durability.guard import RunGuard
+from agentflow.flows.durability import cache_index
 from agentflow.flows.durability.cache import components, key_of
-from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
-from agentflow.flows.engine import announce, ladder, outcomes, requests
+from agentflow.flows.engine import ladder, outcomes, requests
 from agentflow.flows.engine.budget import Budgets
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
+from agentflow.flows.engine.publish import Publisher
 from agentflow.flows.engine.result import StepOutcome, WorkflowResult
-from agentflow.flows.language import canonical
+from agentflow.flows.engine.run_scope import run_scope
 from agentflow.flows.language.inputs import secret_env, secret_marker
-from agentflow.tasks import limits
-from agentflow.tasks.agent_call import ATTEMPTS
-from agentflow.tasks.backends.process import allow_commands, kill_on_sigterm, kill_running
 from agentflow.tasks.request import AGENT_KINDS, AgentRequest, CallKey
 from agentflow.tasks.results import AgentResult
 
@@ -100,67 +95,16 @@ class _Scheduler:
         self.attempts: dict[str, int] = {}  # by task run name, filled by the task's retry condition
         self.step_attempts: dict[str, int] = {}  # the most tries any of a step's task runs took
         self.budgets = Budgets(compiled.spec.budget)  # what the agents spent (engine/budget.py)
+        self.publisher: Publisher | None = None  # the run's log lines, artifacts, events (engine/publish.py)
+        self.task_runs: dict[str, Any] = {}  # step -> its task run's id (not for fan-out steps)
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> WorkflowResult:
-        from prefect.context import TagsContext
-
-        # The flow run was created tagged `agentflow` (durability/crash.py); its task runs are
-        # not: any task tag costs an API call per task run (engine/compile.py).
-        inherited = TagsContext.get().current_tags
-        if RUN_TAG in inherited:
-            with TagsContext(current_tags=inherited - {RUN_TAG}):
-                return self._run()
-        return self._run()
-
-    def _run(self) -> WorkflowResult:
-        self.journal = self._open_journal()
-        guard = RunGuard(self.journal.directory / "procs") if self.journal is not None else None
-        if guard is not None:
-            guard.start()
-        allow_commands(guard)
-        restore = kill_on_sigterm()
-        counting = ATTEMPTS.set(self.attempts)
-        try:
+        with run_scope(self.compiled, self.masked_inputs, self.attempts) as run:
+            self.run_id, self.journal, self.publisher = run.run_id, run.journal, run.publisher
+            self._repo = run.repo
             self._loop()
-        except BaseException:
-            # Interrupted (Ctrl-C, SIGTERM, cancellation) while steps run: stop their commands
-            # now. They run in sessions of their own, and Prefect joins its worker threads
-            # before it lets the interruption through, which would otherwise wait for them.
-            kill_running()  # also a command run in this thread, which may be between two lines
-            raise
-        finally:
-            ATTEMPTS.reset(counting)
-            restore()
-            if self.journal is not None:
-                self.journal.close()
-            if guard is not None:
-                guard.stop()
         return self._outcome()
-
-    def _open_journal(self) -> Journal | None:
-        """This flow run's journal, and its record: created on the first attempt, a new
-        attempt noted on a resume (whose completed calls the journal then holds)."""
-        from prefect.context import FlowRunContext
-
-        context = FlowRunContext.get()
-        if context is None or context.flow_run is None:
-            return None
-        run_id = self.run_id = str(context.flow_run.id)
-        self._repo = repo = read_repo_state(".")  # once per run: every step sees the same commit
-        workflow = self.compiled.workflow
-
-        def new_record() -> records.RunRecord:
-            source = workflow.source if workflow.source.startswith("<") else os.path.abspath(workflow.source)
-            return records.RunRecord(
-                run_id=run_id, workflow=self.spec.name, source=source, cwd=os.getcwd(),
-                spec_hash=workflow.spec_hash, definition=canonical.workflow_definition(workflow.spec, workflow.agents),
-                inputs=self.masked_inputs, repo=repo.key_part(), cache=self.compiled.cache_mode, created=time.time())
-
-        limits.ensure(self.compiled.agent_limits())
-        record = records.begin_attempt(run_id, new_record)
-        emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
-        return Journal(run_id)
 
     def _loop(self) -> None:
         while True:
@@ -212,6 +156,8 @@ class _Scheduler:
         outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
                                  run_id=self.run_id, status="failed" if self.failed else "completed",
                                  steps=steps, failed_steps=list(self.failed), spend=self.budgets.spent.view())
+        if self.publisher is not None:
+            self.publisher.close(outcome)
         if self.failed:
             names = ", ".join(self.failed)
             why = self.budgets.why_stopped()
@@ -256,6 +202,8 @@ class _Scheduler:
             job.request = self.budgets.passed_down(job.step, plan.budget, job.request)
         job.started = time.monotonic()
         emit(StepEvent(kind="started", step=job.step, label=job.request.label, cache_key=job.cache_key))
+        if self.publisher is not None and job.request.kind != "skip":
+            self.publisher.started(job.request.label)
 
     # ---- starting a step ------------------------------------------------------------------
     def _context(self, **extra: Any) -> dict[str, Any]:
@@ -337,6 +285,8 @@ class _Scheduler:
 
     def _finish(self, job: _Job, state: Any) -> None:
         result = job.outcome or outcomes.of_state(state)
+        if job.index is None and state.state_details is not None:
+            self.task_runs[job.step] = state.state_details.task_run_id
         duration = time.monotonic() - job.started
         cached = state.name == "Cached"
         tries = self.attempts.get(job.request.label, 1)
@@ -440,9 +390,12 @@ class _Scheduler:
             result = outcomes.apply_gates(step_id, plan.gates, result, self._context(result=result.context()))
         self.results[step_id] = result
         self.step_views[step_id] = result.context()
-        announce.step_outcome(self.spec.name, self.run_id, step_id, result)
         step_run = self.active[step_id]
         self.durations[step_id] = duration = time.monotonic() - step_run.started
+        if self.publisher is not None:
+            self.publisher.step_done(step_id, result, duration, self.step_attempts.get(step_id, 1),
+                                     cached=step_id in self.cached, reused=step_id in self.reused_steps,
+                                     task_run_id=self.task_runs.get(step_id), agent=plan.step.agent)
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
                        summary=result.summary, duration_s=duration, cached=step_id in self.cached,
                        reused=step_id in self.reused_steps, degraded=result.degraded))

@@ -1,0 +1,202 @@
+"""What the Prefect UI shows of a run besides its task runs.
+
+- the run's log: a line when each step starts, and one when it ends with its summary (or why
+  it failed, was skipped, or came from the cache or the journal);
+- artifacts: each step's result as markdown (summary, files created and modified, metrics,
+  degraded flags) on its task run, a progress bar that advances as steps end, a table of
+  every step when the run ends, and the markdown reports the workflow wrote (repo-health's);
+- Prefect events for every step outcome and the run's (engine/announce.py).
+
+Artifacts cost an API call each: they are sent by a thread of their own, so a step never
+waits for one, and the run waits at its end only for what is still queued (bounded).
+Artifact keys follow Prefect's rule (lowercase letters, digits, dashes): the same key in
+every run of a workflow, so the UI's Artifacts page shows each step's latest result and
+its history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from agentflow.flows.engine import announce
+from agentflow.flows.engine.result import WorkflowResult
+from agentflow.tasks.results import AgentResult
+
+_log = logging.getLogger("agentflow")
+_KEY_JUNK = re.compile(r"[^a-z0-9]+")
+_DRAIN_S = 10.0  # at most this long at a run's end for artifacts still queued
+_REPORT_MAX_BYTES = 256 * 1024
+_REPORT_SUFFIXES = (".md", ".markdown")
+
+
+def artifact_key(*parts: str) -> str:
+    """`finance-feature`, `review` -> `finance-feature-review` (Prefect: [a-z0-9-] only)."""
+    key = "-".join(_KEY_JUNK.sub("-", part.lower()).strip("-") for part in parts if part)
+    return key[:100].strip("-") or "agentflow"
+
+
+def outcome_of(result: AgentResult, cached: bool, reused: bool) -> str:
+    """completed | failed | skipped | cached | reused | degraded: what a step came to."""
+    if result.status == "failed":
+        return "failed"
+    if result.status == "skipped":
+        return "skipped"
+    if reused:
+        return "reused"
+    if cached:
+        return "cached"
+    return "degraded" if result.degraded else "completed"
+
+
+def step_markdown(workflow: str, step: str, result: AgentResult, outcome: str, duration: float | None,
+                  attempts: int) -> str:
+    took = f"{duration:.1f}s" if duration is not None else "-"
+    lines = [f"# {workflow} · {step}: {outcome}", "", result.summary or "(no summary)", "",
+             f"- status: **{result.status}**, {took}, {attempts} {'try' if attempts == 1 else 'tries'}"]
+    if result.degraded and result.fallback_used:
+        lines.append(f"- **degraded**: answered by `{result.fallback_used}` in place of `{result.primary_agent}`")
+    if result.skipped_agent:
+        lines.append(f"- **skipped**: no agent could answer for `{result.skipped_agent}`")
+    if result.error and result.status == "failed":
+        lines += ["", "## Why it failed", "", "```", result.error[:4000], "```"]
+    if result.artifacts:
+        lines += ["", "## Files", ""] + [f"- {a.action}: `{a.path}`" for a in result.artifacts[:100]]
+    if result.metrics:
+        lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in list(result.metrics.items())[:50]]
+    return "\n".join(lines) + "\n"
+
+
+def run_table(outcome: WorkflowResult) -> list[dict[str, Any]]:
+    rows = []
+    for step, o in outcome.steps.items():
+        degraded = o.result is not None and o.result.degraded and o.status != "skipped"
+        status = outcome_of(o.result, o.cached, o.reused) if o.result is not None else o.status
+        rows.append({"step": step, "status": "degraded" if degraded and status == "completed" else status,
+                     "time_s": round(o.duration_s, 2) if o.duration_s is not None else None,
+                     "tries": o.attempts, "summary": o.summary[:300]})
+    return rows
+
+
+class Publisher:
+    """The log lines, artifacts and events of one flow run (made in the flow run)."""
+
+    def __init__(self, workflow: str, run_id: str, steps: int):
+        from prefect import get_run_logger
+
+        self.workflow, self.run_id, self.steps = workflow, run_id, steps
+        self.logger = get_run_logger()
+        self.done = 0
+        self._queue: queue.Queue = queue.Queue()
+        self._progress: float | None = None  # the latest, sent once the thread gets to it
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._send, name="agentflow-artifacts", daemon=True)
+        self._thread.start()
+        self._queue.put(("progress-create", None))
+
+    # ---- called by the scheduler --------------------------------------------------------
+    def started(self, label: str) -> None:
+        self.logger.info("step %s: started", label)
+
+    def step_done(self, step: str, result: AgentResult, duration: float | None, attempts: int, cached: bool,
+                  reused: bool, task_run_id: Any = None, agent: str | None = None) -> None:
+        outcome = outcome_of(result, cached, reused)
+        took = f" in {duration:.1f}s" if duration is not None else ""
+        how = {"cached": " (from the cache)", "reused": " (done before the resume: from the journal)"}.get(outcome, "")
+        line = f"step {step}: {outcome}{took}{how}: {result.summary or '(no summary)'}"
+        worrying = outcome in ("failed", "degraded") or result.skipped_agent  # not a `when` that was false
+        (self.logger.warning if worrying else self.logger.info)(line)
+        announce.step_outcome(self.workflow, self.run_id, step, result, outcome, agent)
+        self._queue.put(("markdown", (artifact_key(self.workflow, step), f"{step}: {outcome}",
+                                      step_markdown(self.workflow, step, result, outcome, duration, attempts),
+                                      task_run_id)))
+        with self._lock:
+            self.done += 1
+            self._progress = min(100.0, 100.0 * self.done / max(self.steps, 1))
+        self._queue.put(("progress", None))
+
+    def close(self, outcome: WorkflowResult) -> None:
+        """The run's table, its reports and its outcome event; then wait (bounded) for the
+        thread to send what is queued."""
+        failed = outcome.status == "failed"
+        self.logger.log(logging.WARNING if failed else logging.INFO, "run %s: %s (%d steps)", self.run_id,
+                        outcome.status, len(outcome.steps))
+        announce.run_outcome(self.workflow, self.run_id, outcome)
+        self._queue.put(("table", (artifact_key(self.workflow, "steps"), f"{self.workflow}: every step",
+                                   run_table(outcome))))
+        for step, path in _reports(outcome):
+            self._queue.put(("markdown", (artifact_key(self.workflow, "report", path.stem),
+                                          f"report written by step {step}: {path}",
+                                          path.read_text(encoding="utf-8", errors="replace"), None)))
+        with self._lock:
+            self._progress = 100.0
+        self._queue.put(("progress", None))
+        self._queue.put(None)
+        self._thread.join(_DRAIN_S)
+        if self._thread.is_alive():
+            _log.warning("agentflow: run %s: some artifacts were not sent within %gs", self.run_id, _DRAIN_S)
+
+    # ---- the sending thread -------------------------------------------------------------
+    def _send(self) -> None:
+        from prefect.client.orchestration import get_client
+
+        progress_id = None
+        sent_progress = None
+        try:
+            with get_client(sync_client=True) as client:
+                while (item := self._queue.get()) is not None:
+                    try:
+                        progress_id, sent_progress = self._one(client, item, progress_id, sent_progress)
+                    except Exception as exc:  # noqa: BLE001 - an artifact never fails the run
+                        _log.warning("agentflow: run %s: an artifact was not sent: %s", self.run_id, exc)
+        except Exception as exc:  # noqa: BLE001 - no client: the run goes on without artifacts
+            _log.warning("agentflow: run %s: artifacts are not sent: %s", self.run_id, exc)
+
+    def _one(self, client: Any, item: tuple, progress_id: Any, sent: float | None) -> tuple[Any, float | None]:
+        from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+
+        kind, payload = item
+        if kind == "progress-create":
+            artifact = client.create_artifact(ArtifactCreate(
+                key=artifact_key(self.workflow, "progress"), type="progress", data=0.0,
+                description=f"{self.workflow}: steps ended", flow_run_id=self.run_id))
+            return artifact.id, 0.0
+        if kind == "progress":
+            with self._lock:
+                value = self._progress
+            if progress_id is not None and value is not None and value != sent:
+                client.update_artifact(progress_id, ArtifactUpdate(data=value))
+                return progress_id, value
+            return progress_id, sent
+        if kind == "markdown":
+            key, description, text, task_run_id = payload
+            client.create_artifact(ArtifactCreate(key=key, type="markdown", data=text, description=description,
+                                                  flow_run_id=self.run_id, task_run_id=task_run_id))
+        elif kind == "table":
+            key, description, rows = payload
+            client.create_artifact(ArtifactCreate(key=key, type="table", data=json.dumps(rows),
+                                                  description=description, flow_run_id=self.run_id))
+        return progress_id, sent
+
+
+def _reports(outcome: WorkflowResult) -> list[tuple[str, Path]]:
+    """Markdown files the run's steps say they wrote, inside the directory it runs in."""
+    here = Path.cwd().resolve()
+    found: list[tuple[str, Path]] = []
+    for step, o in outcome.steps.items():
+        for artifact in (o.result.artifacts if o.result is not None else []):
+            if artifact.action not in ("created", "modified") or not artifact.path.endswith(_REPORT_SUFFIXES):
+                continue
+            path = (here / artifact.path).resolve()
+            try:
+                if path.is_relative_to(here) and path.is_file() and path.stat().st_size <= _REPORT_MAX_BYTES:
+                    found.append((step, path))
+            except OSError:
+                continue
+    return found

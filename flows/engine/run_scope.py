@@ -1,0 +1,97 @@
+"""What surrounds a flow run's steps: its record and journal, the guard over its commands,
+signal handling, the attempt counter, and what it publishes (engine/publish.py).
+
+The scheduler runs its loop inside `RunScope`; outside a flow run (no FlowRunContext) there
+is no record, journal or publisher, and steps still run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from agentflow.events import StepEvent, emit
+from agentflow.flows.durability import records
+from agentflow.flows.durability.crash import RUN_TAG
+from agentflow.flows.durability.guard import RunGuard
+from agentflow.flows.durability.journal import Journal
+from agentflow.flows.durability.repo import RepoState, read_repo_state
+from agentflow.flows.engine.compiled import CompiledWorkflow
+from agentflow.flows.engine.publish import Publisher
+from agentflow.flows.language import canonical
+from agentflow.tasks import limits
+from agentflow.tasks.agent_call import ATTEMPTS
+from agentflow.tasks.backends.process import allow_commands, kill_on_sigterm, kill_running
+
+
+@dataclass
+class Run:
+    """The flow run the steps belong to (all None outside a flow run)."""
+
+    run_id: str | None = None
+    journal: Journal | None = None
+    repo: RepoState | None = None  # read once per run: every step sees the same commit
+    publisher: Publisher | None = None
+
+
+@contextmanager
+def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempts: dict[str, int]) -> Iterator[Run]:
+    """Open the run (record, journal, guard, publisher) around the steps, and close it; on an
+    interruption, stop the running commands at once."""
+    from prefect.context import TagsContext
+
+    # The flow run was created tagged `agentflow` (durability/crash.py); its task runs are
+    # not: any task tag costs an API call per task run (engine/compile.py).
+    inherited = TagsContext.get().current_tags
+    with TagsContext(current_tags=inherited - {RUN_TAG}):
+        run = _open(compiled, masked_inputs)
+        guard = RunGuard(run.journal.directory / "procs") if run.journal is not None else None
+        if guard is not None:
+            guard.start()
+        allow_commands(guard)
+        restore = kill_on_sigterm()
+        counting = ATTEMPTS.set(attempts)
+        try:
+            yield run
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM, cancellation) while steps run: stop their commands
+            # now. They run in sessions of their own, and Prefect joins its worker threads
+            # before it lets the interruption through, which would otherwise wait for them.
+            kill_running()  # also a command run in this thread, which may be between two lines
+            raise
+        finally:
+            ATTEMPTS.reset(counting)
+            restore()
+            if run.journal is not None:
+                run.journal.close()
+            if guard is not None:
+                guard.stop()
+
+
+def _open(compiled: CompiledWorkflow, masked_inputs: dict[str, Any]) -> Run:
+    """This flow run's journal and record: created on the first attempt, a new attempt noted
+    on a resume (whose completed calls the journal then holds)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return Run()
+    run_id = str(context.flow_run.id)
+    repo = read_repo_state(".")
+    workflow, spec = compiled.workflow, compiled.spec
+
+    def new_record() -> records.RunRecord:
+        source = workflow.source if workflow.source.startswith("<") else os.path.abspath(workflow.source)
+        return records.RunRecord(
+            run_id=run_id, workflow=spec.name, source=source, cwd=os.getcwd(), spec_hash=workflow.spec_hash,
+            definition=canonical.workflow_definition(workflow.spec, workflow.agents), inputs=masked_inputs,
+            repo=repo.key_part(), cache=compiled.cache_mode, created=time.time())
+
+    limits.ensure(compiled.agent_limits())
+    publisher = Publisher(spec.name, run_id, len(spec.steps))
+    record = records.begin_attempt(run_id, new_record)
+    emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
+    return Run(run_id=run_id, journal=Journal(run_id), repo=repo, publisher=publisher)

@@ -1,0 +1,97 @@
+"""What the Prefect UI shows of a run: log lines per step, artifacts, events (engine/publish.py)."""
+
+from __future__ import annotations
+
+import json
+
+from waiting import until
+
+from agentflow import run_workflow
+from agentflow.flows.engine.publish import artifact_key
+from agentflow.flows.language.loader import load_text
+
+WORKFLOW = """
+name: Published_Run.v2
+steps:
+  - id: write
+    run: [sh, -c, "printf '# Notes\\\\nall good\\\\n' > notes.md; echo '## Summary'; echo wrote notes; echo 'Created: notes.md'"]
+  - {id: maybe, run: [echo, never], when: "false"}
+  - {id: last, run: [echo, done], depends_on: [write]}
+"""
+
+
+def _client():
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def test_artifact_keys_follow_prefects_rule():
+    assert artifact_key("Published Run.v2", "gateways[bKash]") == "published-run-v2-gateways-bkash"
+    assert artifact_key("", "") == "agentflow"
+
+
+def test_a_run_has_its_step_artifacts_table_progress_and_report(tmp_path, monkeypatch):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    monkeypatch.chdir(tmp_path)
+    result = run_workflow(load_text(WORKFLOW, source="published.yaml"))
+    with _client() as client:
+        artifacts = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[result.run_id])))}
+    prefix = "published-run-v2"
+    assert set(artifacts) == {f"{prefix}-write", f"{prefix}-maybe", f"{prefix}-last", f"{prefix}-steps",
+                              f"{prefix}-progress", f"{prefix}-report-notes"}
+    write = artifacts[f"{prefix}-write"]
+    assert write.type == "markdown" and write.task_run_id is not None  # on the step's task run
+    assert "wrote notes" in write.data and "- created: `notes.md`" in write.data
+    assert artifacts[f"{prefix}-maybe"].data.startswith("# Published_Run.v2 · maybe: skipped")
+    rows = json.loads(artifacts[f"{prefix}-steps"].data)
+    assert [(r["step"], r["status"]) for r in rows] == [("write", "completed"), ("maybe", "skipped"),
+                                                        ("last", "completed")]
+    assert artifacts[f"{prefix}-progress"].data == 100
+    assert artifacts[f"{prefix}-report-notes"].data == "# Notes\nall good\n"
+
+
+def test_the_run_log_has_a_line_per_step_start_and_end(tmp_path, monkeypatch):
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    monkeypatch.chdir(tmp_path)
+    result = run_workflow(load_text(WORKFLOW, source="published.yaml"))
+
+    def ours():
+        with _client() as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[result.run_id])))
+        lines = [log.message for log in logs if log.message.startswith(("step ", "run "))]
+        return lines if len(lines) >= 6 else None  # logs are sent in batches: wait for them all
+
+    lines = until(ours, 30, "the run's log lines to reach the server")
+    assert len(lines) == 6, lines
+    assert lines[:2] == ["step write: started", "step write: completed in " + lines[1].split(" in ")[1]]
+    assert lines[1].endswith(": wrote notes")
+    assert "step maybe: skipped in 0.0s: skipped: `false` is false" in lines
+    assert "step maybe: started" not in lines
+    assert lines[-1] == f"run {result.run_id}: completed (3 steps)"
+
+
+def test_every_step_and_run_outcome_is_an_event(tmp_path, monkeypatch):
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    monkeypatch.chdir(tmp_path)
+    cached = WORKFLOW.replace("  - id: write\n", f"  - id: write\n    cache: true\n    with: {{here: '{tmp_path}'}}\n")
+    result = run_workflow(load_text(cached, source="published.yaml"))
+    again = run_workflow(load_text(cached, source="published.yaml"))  # `write` from the cache
+    wanted = EventFilter(event=EventNameFilter(prefix=["agentflow."]),
+                         related=EventRelatedFilter(id=[f"prefect.flow-run.{again.run_id}"]))
+
+    def events():
+        with _client() as client:
+            page = client.read_events(wanted, limit=50)
+        found = [(e.event, e.resource.id) for e in page.events]
+        return found if ("agentflow.run.completed", f"agentflow.run.{again.run_id}") in found else None
+
+    found = set(until(events, 30, "the run's events to reach the server"))
+    assert ("agentflow.step.cached", "agentflow.step.Published_Run.v2.write") in found
+    assert ("agentflow.step.skipped", "agentflow.step.Published_Run.v2.maybe") in found
+    assert ("agentflow.step.completed", "agentflow.step.Published_Run.v2.last") in found
+    assert result.run_id != again.run_id
