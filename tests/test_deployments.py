@@ -281,3 +281,17 @@ def test_deploy_writes_checks_and_says_what_is_wrong(tmp_path):
     bad = agentflow()
     assert bad.returncode == 2 and "bad.yaml:3:" in bad.stderr and "is not a cron expression" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_the_example_automation_is_one_prefect_accepts():
+    """monitoring/automations/notify-on-degraded.yaml, its block id filled in, is a valid
+    automation that triggers on agentflow's degraded and skipped step events."""
+    import uuid
+
+    import yaml
+    from prefect.events.schemas.automations import AutomationCore
+
+    text = (REPO / "monitoring" / "automations" / "notify-on-degraded.yaml").read_text()
+    automation = AutomationCore.model_validate(yaml.safe_load(text.replace("BLOCK_DOCUMENT_ID", str(uuid.uuid4()))))
+    assert automation.trigger.expect == {"agentflow.step.degraded", "agentflow.step.skipped"}
+    assert automation.actions[0].type == "send-notification"

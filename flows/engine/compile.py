@@ -9,6 +9,8 @@ one entry point for running a workflow by its file (what deployments point at).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -20,6 +22,7 @@ from pydantic import Field, SecretStr
 from agentflow.errors import InputError
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
+from agentflow.flows.durability.heartbeat import HEARTBEAT_S
 from agentflow.flows.durability.locks import StepLocks
 from agentflow.flows.durability.results import AgentResultSerializer, read_only_our_records
 from agentflow.flows.engine import agent_blocks, ladder
@@ -236,8 +239,26 @@ class WorkflowFlow(Flow):
         for name, input_spec in self.workflow_spec.inputs.items():
             if input_spec.secret and isinstance(values.get(name), str):
                 values[name] = SecretStr(values[name])  # stored and shown masked by Prefect
-        with tags(RUN_TAG):  # the flow run's tag; the body takes it off again for its task runs
+        with tags(RUN_TAG), own_heartbeat():  # the flow run's tag; the body takes it off its task runs
             return super().__call__(return_state=return_state, wait_for=wait_for, **values)
+
+
+@contextmanager
+def own_heartbeat() -> Iterator[None]:
+    """Runs started here send their heartbeats from agentflow (durability/heartbeat.py), not
+    from Prefect's thread, which costs up to a second at the end of every run."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    period = get_current_settings().flows.heartbeat_frequency
+    if period is None:  # heartbeats are off: nothing to send
+        yield
+        return
+    token = HEARTBEAT_S.set(period)
+    try:
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+    finally:
+        HEARTBEAT_S.reset(token)
 
 
 def _signature(spec: Workflow, with_secrets: bool = True) -> inspect.Signature:

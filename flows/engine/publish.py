@@ -2,9 +2,10 @@
 
 - the run's log: a line when each step starts, and one when it ends with its summary (or why
   it failed, was skipped, or came from the cache or the journal);
-- artifacts: each step's result as markdown (summary, files created and modified, metrics,
-  degraded flags) on its task run, a progress bar that advances as steps end, a table of
-  every step when the run ends, and the markdown reports the workflow wrote (repo-health's);
+- artifacts: the result of each agent step, failed or degraded step, or step that wrote
+  files, as markdown (summary, files created and modified, metrics, degraded flags) on its
+  task run; a progress bar that advances as steps end; a table of every step when the run
+  ends; and the markdown reports the workflow wrote (repo-health's);
 - Prefect events for every step outcome and the run's (engine/announce.py).
 
 Artifacts cost an API call each: they are sent by a thread of their own, so a step never
@@ -21,6 +22,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from agentflow.tasks.results import AgentResult
 
 _log = logging.getLogger("agentflow")
 _KEY_JUNK = re.compile(r"[^a-z0-9]+")
+_PROGRESS_EVERY_S = 0.5  # a bar in the UI: twice a second is enough, and each is an API call
 _DRAIN_S = 10.0  # at most this long at a run's end for artifacts still queued
 _REPORT_MAX_BYTES = 256 * 1024
 _REPORT_SUFFIXES = (".md", ".markdown")
@@ -88,13 +91,12 @@ class Publisher:
     """The log lines, artifacts and events of one flow run (made in the flow run)."""
 
     def __init__(self, workflow: str, run_id: str, steps: int):
-        from prefect import get_run_logger
-
         self.workflow, self.run_id, self.steps = workflow, run_id, steps
-        self.logger = get_run_logger()
         self.done = 0
+        self._lines: list[dict[str, Any]] = []  # log lines not sent yet (sent in batches)
         self._queue: queue.Queue = queue.Queue()
         self._progress: float | None = None  # the latest, sent once the thread gets to it
+        self._progress_sent_at = 0.0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._send, name="agentflow-artifacts", daemon=True)
         self._thread.start()
@@ -102,7 +104,7 @@ class Publisher:
 
     # ---- called by the scheduler --------------------------------------------------------
     def started(self, label: str) -> None:
-        self.logger.info("step %s: started", label)
+        self._log(logging.INFO, f"step {label}: started")
 
     def step_done(self, step: str, result: AgentResult, duration: float | None, attempts: int, cached: bool,
                   reused: bool, task_run_id: Any = None, agent: str | None = None) -> None:
@@ -111,11 +113,15 @@ class Publisher:
         how = {"cached": " (from the cache)", "reused": " (done before the resume: from the journal)"}.get(outcome, "")
         line = f"step {step}: {outcome}{took}{how}: {result.summary or '(no summary)'}"
         worrying = outcome in ("failed", "degraded") or result.skipped_agent  # not a `when` that was false
-        (self.logger.warning if worrying else self.logger.info)(line)
+        self._log(logging.WARNING if worrying else logging.INFO, line)
         announce.step_outcome(self.workflow, self.run_id, step, result, outcome, agent)
-        self._queue.put(("markdown", (artifact_key(self.workflow, step), f"{step}: {outcome}",
-                                      step_markdown(self.workflow, step, result, outcome, duration, attempts),
-                                      task_run_id)))
+        if agent is not None or outcome in ("failed", "degraded") or result.skipped_agent or result.artifacts:
+            # A page of its own for an agent's answer, a failure, or files written; a quick
+            # command or function that went well is a row of the run's table (an artifact is an
+            # API call: noise next to an agent call, not next to a 2 ms step: benchmarks/ B1).
+            self._queue.put(("markdown", (artifact_key(self.workflow, step), f"{step}: {outcome}",
+                                          step_markdown(self.workflow, step, result, outcome, duration, attempts),
+                                          task_run_id)))
         with self._lock:
             self.done += 1
             self._progress = min(100.0, 100.0 * self.done / max(self.steps, 1))
@@ -125,8 +131,8 @@ class Publisher:
         """The run's table, its reports and its outcome event; then wait (bounded) for the
         thread to send what is queued."""
         failed = outcome.status == "failed"
-        self.logger.log(logging.WARNING if failed else logging.INFO, "run %s: %s (%d steps)", self.run_id,
-                        outcome.status, len(outcome.steps))
+        self._log(logging.WARNING if failed else logging.INFO,
+                  f"run {self.run_id}: {outcome.status} ({len(outcome.steps)} steps)")
         announce.run_outcome(self.workflow, self.run_id, outcome)
         self._queue.put(("table", (artifact_key(self.workflow, "steps"), f"{self.workflow}: every step",
                                    run_table(outcome))))
@@ -141,6 +147,20 @@ class Publisher:
         self._thread.join(_DRAIN_S)
         if self._thread.is_alive():
             _log.warning("agentflow: run %s: some artifacts were not sent within %gs", self.run_id, _DRAIN_S)
+
+    def _log(self, level: int, message: str) -> None:
+        """A line of the run's log in the UI. Prefect's run logger cost 2-3 ms a line on this
+        machine (a model built and checked per record): the lines are kept here and sent in
+        batches by the thread, one API call for many."""
+        from datetime import datetime, timezone
+
+        line = {"name": "agentflow", "level": level, "message": message,
+                "timestamp": datetime.now(timezone.utc).isoformat(), "flow_run_id": self.run_id}
+        with self._lock:
+            self._lines.append(line)
+            first = len(self._lines) == 1
+        if first:
+            self._queue.put(("logs", None))
 
     # ---- the sending thread -------------------------------------------------------------
     def _send(self) -> None:
@@ -162,6 +182,12 @@ class Publisher:
         from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 
         kind, payload = item
+        if kind == "logs":
+            with self._lock:
+                lines, self._lines = self._lines, []
+            if lines:
+                client.create_logs(lines)
+            return progress_id, sent
         if kind == "progress-create":
             artifact = client.create_artifact(ArtifactCreate(
                 key=artifact_key(self.workflow, "progress"), type="progress", data=0.0,
@@ -170,8 +196,10 @@ class Publisher:
         if kind == "progress":
             with self._lock:
                 value = self._progress
-            if progress_id is not None and value is not None and value != sent:
+            due = value == 100.0 or time.monotonic() - self._progress_sent_at >= _PROGRESS_EVERY_S
+            if progress_id is not None and value is not None and value != sent and due:
                 client.update_artifact(progress_id, ArtifactUpdate(data=value))
+                self._progress_sent_at = time.monotonic()
                 return progress_id, value
             return progress_id, sent
         if kind == "markdown":

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from agentflow.flows.durability import crash
 from agentflow.flows.durability.journal import Journal
 from agentflow.flows.durability.resume import Prepared
-from agentflow.flows.engine.compile import build_flow
+from agentflow.flows.engine.compile import build_flow, own_heartbeat
 
 
 def resume(prepared: Prepared, secrets: dict[str, str] | None = None) -> Any:
@@ -34,7 +34,8 @@ def resume(prepared: Prepared, secrets: dict[str, str] | None = None) -> Any:
         client.set_flow_run_state(uuid.UUID(prepared.run_id), Scheduled(message="resumed by agentflow"), force=True)
         flow_run = client.read_flow_run(uuid.UUID(prepared.run_id))
     parameters = {**prepared.record.inputs, **{k: SecretStr(v) for k, v in (secrets or {}).items()}}
-    return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+    with own_heartbeat():
+        return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
 
 
 def rerun(prepared: Prepared, again: set[str], secrets: dict[str, str] | None = None) -> Any:
@@ -52,4 +53,5 @@ def rerun(prepared: Prepared, again: set[str], secrets: dict[str, str] | None = 
     new = Journal(str(flow_run.id))
     new.seed(kept)
     new.close()
-    return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+    with own_heartbeat():
+        return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")

@@ -17,6 +17,7 @@ from agentflow.events import StepEvent, emit
 from agentflow.flows.durability import records
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.guard import RunGuard
+from agentflow.flows.durability.heartbeat import HEARTBEAT_S, Heartbeat
 from agentflow.flows.durability.journal import Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
 from agentflow.flows.engine.compiled import CompiledWorkflow
@@ -48,6 +49,7 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
     inherited = TagsContext.get().current_tags
     with TagsContext(current_tags=inherited - {RUN_TAG}):
         run = _open(compiled, masked_inputs)
+        heartbeat = _heartbeat()
         guard = RunGuard(run.journal.directory / "procs") if run.journal is not None else None
         if guard is not None:
             guard.start()
@@ -69,6 +71,21 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
                 run.journal.close()
             if guard is not None:
                 guard.stop()
+            if heartbeat is not None:
+                heartbeat.stop()
+
+
+def _heartbeat() -> Heartbeat | None:
+    """This run's heartbeats, when agentflow turned Prefect's off for it (engine/compile.py)."""
+    from prefect.context import FlowRunContext
+
+    period = HEARTBEAT_S.get()
+    context = FlowRunContext.get()
+    if period is None or context is None or context.flow_run is None:
+        return None
+    heartbeat = Heartbeat(context.flow_run, context.flow.name if context.flow else "", period)
+    heartbeat.start()
+    return heartbeat
 
 
 def _open(compiled: CompiledWorkflow, masked_inputs: dict[str, Any]) -> Run:
