@@ -16,14 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from postgres import free_port
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -53,7 +48,7 @@ def agentflow(home, tmp_path):
 
 def test_start_use_and_stop_the_local_server(agentflow, home, tmp_path):
     (tmp_path / "wf.yaml").write_text("name: served\nsteps:\n  - {id: hello, run: [echo, hi]}\n")
-    port = _free_port()
+    port = free_port()
 
     before = agentflow("server", "status")
     assert before.returncode == 1 and "not running" in before.stdout

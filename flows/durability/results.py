@@ -42,13 +42,13 @@ class ForeignRecord(ValueError):
     """A stored record agentflow did not write: reading it could run code."""
 
 
-def check(content: bytes, path: str, serializers: tuple[str, ...] = (SERIALIZER_TYPE,)) -> bytes:
-    """`content` if one of agentflow's `serializers` wrote this record, else ForeignRecord."""
+def check(content: bytes, path: str) -> bytes:
+    """`content` if agentflow's serializer wrote this record, else ForeignRecord."""
     try:
         serializer = json.loads(content)["metadata"]["serializer"]
     except (ValueError, KeyError, TypeError):
         serializer = None
-    if serializer in [{"type": kind} for kind in serializers]:
+    if serializer == {"type": SERIALIZER_TYPE}:
         return content
     if path not in _warned:
         _warned.add(path)
@@ -66,7 +66,6 @@ class TrustedStorage(WritableFileSystem):
 
     _block_type_name = "agentflow trusted result storage"
     inner: Any = None
-    serializers: tuple[str, ...] = (SERIALIZER_TYPE,)  # the records it reads: written by these
     _base: Optional[Path] = PrivateAttr(default=None)  # the local storage's resolved base path
 
     def _storage(self) -> Any:
@@ -93,14 +92,12 @@ class TrustedStorage(WritableFileSystem):
     def read_path(self, path: str, _sync: bool | None = None) -> bytes:
         from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
 
-        return check(call_explicitly_sync_block_method(self._storage(), "read_path", (path,), {}), path,
-                     self.serializers)
+        return check(call_explicitly_sync_block_method(self._storage(), "read_path", (path,), {}), path)
 
     async def aread_path(self, path: str) -> bytes:
         from prefect._internal.compatibility.blocks import call_explicitly_async_block_method
 
-        return check(await call_explicitly_async_block_method(self._storage(), "read_path", (path,), {}), path,
-                     self.serializers)
+        return check(await call_explicitly_async_block_method(self._storage(), "read_path", (path,), {}), path)
 
     def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> Any:
         from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
