@@ -63,6 +63,22 @@ def run_workflow_deployment(name: str, inputs: dict[str, Any] | None = None, *, 
         return wait_for_run(client, run.id, timeout, poll_interval)
 
 
+def hand_back(run_id: str) -> None:
+    """Give a deployed run that crashed, failed or was cancelled back to its work pool: the
+    first worker free finishes it, taking the calls it completed from its journal (in the
+    shared result storage: durability/storage.py), so none of them runs again. The same flow
+    run goes on (the UI shows one run whose history holds the crash and the resume)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    from agentflow.flows.durability import crash
+
+    crash.crash_orphaned_tasks(run_id)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(uuid.UUID(run_id), Scheduled(message="resumed by agentflow: a worker finishes it"),
+                                  force=True)
+
+
 def _deployment(client: Any, name: str) -> Any:
     from prefect.exceptions import ObjectNotFound
 

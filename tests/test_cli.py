@@ -123,7 +123,8 @@ def test_fifty_steps_all_recorded(cli, write, tmp_path, prefect_server):
     done = cli("run", str(path), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     run_id = json.loads(done.stdout)["run_id"]
-    assert _count_task_runs(prefect_server, run_id) == 50
+    # The server records task runs from their events, a moment after the run has ended.
+    until(lambda: _count_task_runs(prefect_server, run_id) == 50, 60, "the server to record the 50 task runs")
 
 
 def _count_task_runs(api_url: str, run_id: str) -> int:

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -70,6 +71,28 @@ triggers:
     inputs: {{branch: "{{{{ event.payload.branch }}}}"}}
 steps:
   - {{id: build, run: [sh, -c, 'echo "built $0" >> built.txt', "{{{{ inputs.branch }}}}"]}}
+""",
+    "cached.yaml": f"""
+name: cached
+work_pool: {POOL}
+inputs:
+  marks: {{type: string}}
+steps:
+  - {{id: costly, cache: true, run: [sh, -c, 'echo called >> "$0/costly.txt"; echo costly-value', "{{{{ inputs.marks }}}}"]}}
+""",
+    # `second` waits for a `go` file the first time (its worker is killed meanwhile), and
+    # finishes at once when the run is resumed on the other worker.
+    "handoff.yaml": f"""
+name: handoff
+work_pool: {POOL}
+inputs:
+  marks: {{type: string}}
+steps:
+  - {{id: first, run: [sh, -c, 'echo ran >> "$0/first.txt"; echo first-done', "{{{{ inputs.marks }}}}"]}}
+  - id: second
+    depends_on: [first]
+    run: [sh, -c, 'while [ ! -e "$0/go" ]; do touch "$0/waiting"; sleep 0.2; done; echo second-done',
+          "{{{{ inputs.marks }}}}"]
 """,
 }
 
@@ -129,10 +152,19 @@ def postgres_server(tmp_path_factory):
             subprocess.run([*agentflow, "stop"], env=env, capture_output=True, timeout=120)
 
 
+@dataclass
+class Deployed:
+    project_dir: Path
+    env: dict[str, str]
+    root: Path  # the workers' directories (w1, w2) and the shared result storage are in it
+    workers: dict[str, subprocess.Popen]
+
+
 @pytest.fixture(scope="module")
 def deployed(postgres_server, tmp_path_factory):
-    """A project with four workflows, deployed with `agentflow deploy --apply`, and two workers
-    in working directories of their own."""
+    """A project with six workflows, deployed with `agentflow deploy --apply`, and two workers
+    in working directories and Prefect homes of their own, sharing one result storage: a
+    local-file-system block set as the server's default (`agentflow storage set`)."""
     root = tmp_path_factory.mktemp("deployed")
     project_dir = root / "project"
     (project_dir / "workflows").mkdir(parents=True)
@@ -144,19 +176,27 @@ def deployed(postgres_server, tmp_path_factory):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"created work pool {POOL} (process)" in done.stdout
-    workers = []
+    # One result storage for both workers, set on the server as its default.
+    shared = subprocess.run([sys.executable, "-m", "agentflow", "storage", "set", "--path", str(root / "shared-results"),
+                             "--name", "agentflow-test-shared"], env=env, capture_output=True, text=True, timeout=120)
+    assert shared.returncode == 0, shared.stdout + shared.stderr
+    shown = subprocess.run([sys.executable, "-m", "agentflow", "storage", "show", "--json"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert json.loads(shown.stdout) == {"directory": str(root / "shared-results"),
+                                        "source": "the server's default result storage"}
+    workers = {}
     for name in ("w1", "w2"):
         directory = root / name
-        directory.mkdir()
+        (directory / "home").mkdir(parents=True)
         log = open(root / f"{name}.log", "w")
         # A Prefect worker answers a protected server with the client's setting (agentflow's
         # commands derive it from the server's, here in `env`).
-        workers.append(subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL,
-                                         "--name", f"{name}-{os.getpid()}"], cwd=directory,
-                                        env={**env, "PREFECT_API_AUTH_STRING": AUTH}, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True))
-    yield project_dir, env
-    for worker in workers:
+        workers[name] = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--name", f"{name}-{os.getpid()}"],
+            cwd=directory, env={**env, "PREFECT_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(directory / "home")},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    yield Deployed(project_dir, env, root, workers)
+    for worker in workers.values():
         try:
             os.killpg(worker.pid, signal.SIGKILL)  # a worker ignores one SIGTERM for ~20 s
         except ProcessLookupError:
@@ -176,7 +216,7 @@ def _runs_of(deployment_name: str) -> list:
 def test_a_deployed_workflow_runs_on_a_worker_and_returns_its_result(deployed):
     from agentflow.deployments import run_workflow_deployment
 
-    project_dir, _ = deployed
+    project_dir = deployed.project_dir
     result = run_workflow_deployment("greet", {"who": "Ada", "times": 2}, timeout=240)
     assert result.status == "completed" and result.workflow == "greet"
     # In the project (the pull step), with the secret from the worker's environment, which
@@ -215,7 +255,7 @@ def test_a_failed_deployed_run_raises_with_its_result(deployed):
 
 
 def test_the_cli_runs_a_deployment(deployed):
-    project_dir, env = deployed
+    project_dir, env = deployed.project_dir, deployed.env
     done = subprocess.run([sys.executable, "-m", "agentflow", "run", "--deployment", "greet", "-i", "who=Cy",
                            "-i", "times=3", "--json"], cwd=project_dir, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -241,7 +281,7 @@ def test_schedules_make_scheduled_runs(deployed):
 
 
 def test_an_event_starts_a_run_with_inputs_from_it(deployed):
-    project_dir, env = deployed
+    project_dir, env = deployed.project_dir, deployed.env
     # Emitted by another process, as a monitor would (this process's events worker is bound
     # to the session's server).
     emitted = subprocess.run([sys.executable, "-m", "prefect", "event", "emit", "agentflow.test.pushed",
@@ -283,6 +323,22 @@ def test_deploy_writes_checks_and_says_what_is_wrong(tmp_path):
     assert "Traceback" not in bad.stderr
 
 
+def test_storage_set_says_what_is_missing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")}
+    env["PREFECT_HOME"] = str(tmp_path / "home")  # no server recorded, no profile
+
+    def agentflow(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "agentflow", "storage", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    assert agentflow("set").returncode == 2 and "give the storage: --path DIR or --block TYPE/NAME" in \
+        agentflow("set").stderr
+    no_server = agentflow("set", "--path", str(tmp_path / "shared"))
+    assert no_server.returncode == 2 and "a Prefect server that stays up" in no_server.stderr
+    shown = agentflow("show")  # the embedded server's: Prefect's local storage path, no server started
+    assert shown.returncode == 0 and shown.stdout.startswith(str(tmp_path / "home" / "storage"))
+
+
 def test_the_example_automation_is_one_prefect_accepts():
     """monitoring/automations/notify-on-degraded.yaml, its block id filled in, is a valid
     automation that triggers on agentflow's degraded and skipped step events."""
@@ -295,3 +351,62 @@ def test_the_example_automation_is_one_prefect_accepts():
     automation = AutomationCore.model_validate(yaml.safe_load(text.replace("BLOCK_DOCUMENT_ID", str(uuid.uuid4()))))
     assert automation.trigger.expect == {"agentflow.step.degraded", "agentflow.step.skipped"}
     assert automation.actions[0].type == "send-notification"
+
+
+def test_two_workers_share_one_cache(deployed):
+    """Workers with Prefect homes of their own share the step cache through the server's
+    default result storage: the costly step runs once whichever worker takes each run."""
+    from agentflow.deployments import run_workflow_deployment
+
+    marks = deployed.root / "cached-marks"
+    marks.mkdir()
+    results = [run_workflow_deployment("cached", {"marks": str(marks)}, timeout=240) for _ in range(3)]
+    assert [r.steps["costly"].cached for r in results] == [False, True, True]
+    assert [r["costly"].summary for r in results] == ["costly-value"] * 3
+    assert (marks / "costly.txt").read_text() == "called\n"
+    shared = deployed.root / "shared-results"
+    assert any("costly-value" in p.read_text(errors="replace") for p in shared.iterdir() if p.is_file())
+    for name in deployed.workers:  # nothing of it in either worker's own home
+        home = deployed.root / name / "home"
+        assert not any("costly-value" in p.read_text(errors="replace") for p in home.rglob("*")
+                       if p.is_file() and p.suffix != ".log" and p.stat().st_size < 1_000_000)
+
+
+def _worker_of(pid: int, workers: dict[str, subprocess.Popen]) -> str:
+    """The worker whose process started `pid` (a flow run's process is its worker's child)."""
+    by_pid = {worker.pid: name for name, worker in workers.items()}
+    while pid > 1 and pid not in by_pid:
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return by_pid[pid]
+
+
+def test_a_run_whose_worker_died_is_finished_by_the_other_worker(deployed):
+    """The worker running a deployed run is killed mid-step; `agentflow resume` hands the run
+    back to the pool and the other worker finishes it from the journal in shared storage:
+    the step that had completed does not run again. (Last in this module: one worker is left.)"""
+    from agentflow.deployments import run_workflow_deployment
+    from agentflow.flows.durability import records, storage
+
+    marks = deployed.root / "handoff-marks"
+    marks.mkdir()
+    run_id = run_workflow_deployment("handoff", {"marks": str(marks)}, wait=False)
+    until(lambda: (marks / "waiting").exists(), 240, "the second step to start")
+    assert storage.root() == deployed.root / "shared-results"  # the server's default, here too
+    record = records.read_record(run_id)
+    assert record is not None and len(record.attempts) == 1, "the run's record is in the shared storage"
+    dead = _worker_of(record.attempts[0].pid, deployed.workers)
+    os.killpg(deployed.workers[dead].pid, signal.SIGKILL)
+    deployed.workers[dead].wait(timeout=30)
+    (marks / "go").touch()
+
+    resumed = subprocess.run([sys.executable, "-m", "agentflow", "resume", run_id[:8], "--json", "--timeout", "240"],
+                             cwd=deployed.root, env=deployed.env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "on a worker: its completed steps are not run again" in resumed.stderr
+    document = json.loads(resumed.stdout)
+    assert document["steps"]["first"]["reused"] is True and document["steps"]["second"]["summary"] == "second-done"
+    assert (marks / "first.txt").read_text() == "ran\n"
+    attempts = records.read_record(run_id).attempts
+    assert len(attempts) == 2 and attempts[1].pid != attempts[0].pid
+    (alive,) = set(deployed.workers) - {dead}
+    assert run_id in (deployed.root / f"{alive}.log").read_text()  # the one worker left finished it

@@ -54,8 +54,10 @@ def finance_repo(tmp_path, monkeypatch):
     (finance / "invoice.py").write_text("def invoice():\n    return 1\n")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], cwd=tmp_path,
-                   check=True)
+    # A commit of its own (message): repositories made alike in one second would share one,
+    # and so cache entries across tests.
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"init {tmp_path.name}"],
+                   cwd=tmp_path, check=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -25,6 +25,7 @@ from agentflow.flows.cli import cache  # noqa: E402,F401
 from agentflow.flows.cli import agents  # noqa: E402,F401
 from agentflow.flows.cli import server  # noqa: E402,F401
 from agentflow.flows.cli import deploy  # noqa: E402,F401
+from agentflow.flows.cli import storage  # noqa: E402,F401
 from agentflow.errors import AgentflowError, SpecError  # noqa: E402
 from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err, print_problems  # noqa: E402
 
@@ -33,7 +34,7 @@ from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVAL
 # one, which cannot start on a damaged database (checked first, to say so).
 _USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan", "agents"}
 # Commands that use a server only if one stays up (the local one, or PREFECT_API_URL).
-_NEED_A_STARTED_SERVER = {"deploy"}
+_NEED_A_STARTED_SERVER = {"deploy", "storage"}
 
 
 def main() -> None:

@@ -16,11 +16,7 @@ def run_deployment(name: str, pairs: list[str], inputs_file: Optional[Path], as_
                    timeout: Optional[float]) -> int:
     """The exit code: 0 completed, 1 failed, 2 unknown deployment or bad inputs, 3 crashed,
     cancelled or not finished in time."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import get_current_settings
-
     from agentflow.deployments import client as deployments
-    from agentflow.flows.cli import progress
 
     console = err if as_json else out
     given = _parse_inputs(pairs, inputs_file)
@@ -31,6 +27,30 @@ def run_deployment(name: str, pairs: list[str], inputs_file: Optional[Path], as_
         err.print(str(exc), markup=False)
         return EXIT_INVALID
     console.print(f"run {run_id} of deployment {deployments.full_name(name)}: waiting for a worker", markup=False)
+    return _wait(run_id, as_json, timeout, started)
+
+
+def resume_deployed(run_id: str, state: str, as_json: bool, timeout: Optional[float]) -> int:
+    """`agentflow resume` of a deployed run: back to its work pool, and wait for a worker to
+    finish it. The exit code as `run --deployment`'s."""
+    from agentflow.deployments import client as deployments
+
+    started = time.monotonic()
+    deployments.hand_back(run_id)
+    console = err if as_json else out
+    console.print(f"resuming run {run_id} ({state}) on a worker: its completed steps are not run again",
+                  markup=False)
+    return _wait(run_id, as_json, timeout, started)
+
+
+def _wait(run_id: str, as_json: bool, timeout: Optional[float], started: float) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    from agentflow.deployments import client as deployments
+    from agentflow.flows.cli import progress
+
+    console = err if as_json else out
     ui = get_current_settings().ui_url
     if ui:
         console.print(f"   ui  {ui}/runs/flow-run/{run_id}", markup=False)

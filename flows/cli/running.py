@@ -124,13 +124,27 @@ def resume(
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
     inputs: list[str] = typer.Option([], "--input", "-i", help="A secret input again, as key=value (the run "
                                      "kept only its name); or set AGENTFLOW_SECRET_<NAME>."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="A deployed run: seconds to wait for its "
+                                            "worker to finish it."),
 ) -> None:
-    """Finish a crashed, failed or cancelled run; steps it completed are not run again."""
+    """Finish a crashed, failed or cancelled run; steps it completed are not run again. A
+    deployed run goes back to its work pool, and a worker finishes it."""
     from agentflow.flows.durability import resume as resume_
+    from agentflow.flows.durability.history import find_run
     from agentflow.flows.durability.journal import Journal
     from agentflow.flows.engine import restart
 
-    prepared = _resolve_run(lambda: resume_.prepare_resume(run_id, force))
+    row = _resolve_run(lambda: find_run(run_id))
+    if row.deployment_id is not None:
+        if inputs:
+            err.print("a deployed run takes its secret inputs from its worker's environment "
+                      "(AGENTFLOW_SECRET_<NAME>), not from -i", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        from agentflow.flows.cli.remote import resume_deployed
+
+        state = _resolve_run(lambda: resume_.prepare_worker_resume(row, force))
+        raise typer.Exit(resume_deployed(row.id, state, as_json, timeout))
+    prepared = _resolve_run(lambda: resume_.prepare_resume(row.id, force))
     for change in prepared.changes:
         err.print(f"note: {change}", markup=False)
     secrets = _secrets_again(prepared, inputs)

@@ -24,6 +24,7 @@ class RunRow:
     state: str
     started: datetime | None
     duration_s: float | None
+    deployment_id: str | None = None  # a deployed run: a worker runs it (and resumes it)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def _flow_names(client: Any, ids: set) -> dict:
 
 def _row(run: Any, names: dict) -> RunRow:
     return RunRow(id=str(run.id), workflow=names.get(run.flow_id, "?"), version=run.flow_version,
-                  state=run.state.name if run.state else "?", started=run.start_time, duration_s=_duration(run))
+                  state=run.state.name if run.state else "?", started=run.start_time, duration_s=_duration(run),
+                  deployment_id=str(run.deployment_id) if run.deployment_id else None)
 
 
 def _duration(run: Any) -> float | None:

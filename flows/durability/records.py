@@ -2,8 +2,8 @@
 
 Each run has a directory, `<storage root>/agentflow-runs/<flow run id>/`, holding this
 record (`run.json`), its journal of completed calls (`steps.jsonl`, flows/durability/journal.py)
-and a note per command running now (`procs/PID`). Local to the machine that ran the run:
-resume it there (or share the storage directory).
+and a note per command running now (`procs/PID`). The storage root is the directory of
+Prefect's default result storage (durability/storage.py): shared by workers that share it.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 
 from agentflow.errors import AgentflowError
 from agentflow.flows.durability import crash, records
-from agentflow.flows.durability.history import find_run
+from agentflow.flows.durability.history import RunRow, find_run
 from agentflow.flows.durability.repo import read_repo_state
 from agentflow.flows.language import canonical, graph
 from agentflow.flows.language.loader import load_workflow
@@ -42,19 +42,9 @@ class Prepared:
 
 def prepare_resume(run_id: str, force: bool = False) -> Prepared:
     row = find_run(run_id)
-    state = crash.check(row.id, row.state)
-    if state in ("Completed", "Cached"):
-        raise NothingToResume(f"run {row.id} already completed; `agentflow rerun {row.id[:8]} --from STEP` "
-                              "runs a step and what follows it again")
-    record = _record(row.id)
-    if state in crash.ACTIVE:
-        alive = record.attempts[-1].alive() if record.attempts else None
-        where = record.attempts[-1] if record.attempts else None
-        if alive or not force:
-            whom = f"pid {where.pid} on {where.host}" if where else "its process"
-            raise ResumeRefused(f"run {row.id} is still {state} ({whom}); wait for it to end or stop it "
-                                "(kill the process)" + ("" if alive else "; if that machine died, "
-                                                        "`agentflow resume --force` takes the run over"))
+    state, record = _resumable(row, force)
+    if record is None:
+        record = _record(row.id)
     prepared = _load(row.id, record, state)
     if prepared.changes and not force:
         raise ResumeRefused(
@@ -64,6 +54,32 @@ def prepare_resume(run_id: str, force: bool = False) -> Prepared:
               "go on with the new definition (changed steps and what depends on them run again), or "
               f"`agentflow rerun {row.id[:8]} --from STEP`")
     return prepared
+
+
+def prepare_worker_resume(row: RunRow, force: bool = False) -> str:
+    """A deployed run that may be handed back to its work pool (a worker finishes it, taking
+    its completed calls from the journal in shared result storage); its state before."""
+    state, _ = _resumable(row, force)
+    return state
+
+
+def _resumable(row: RunRow, force: bool) -> tuple[str, records.RunRecord | None]:
+    """The run's state, and its record when this machine has it; refused if it has nothing
+    left to do or may still be running."""
+    state = crash.check(row.id, row.state)
+    if state in ("Completed", "Cached"):
+        raise NothingToResume(f"run {row.id} already completed; `agentflow rerun {row.id[:8]} --from STEP` "
+                              "runs a step and what follows it again")
+    record = records.read_record(row.id)
+    if state in crash.ACTIVE:
+        where = record.attempts[-1] if record is not None and record.attempts else None
+        alive = where.alive() if where is not None else None
+        if alive or not force:
+            whom = f"pid {where.pid} on {where.host}" if where else "its process"
+            raise ResumeRefused(f"run {row.id} is still {state} ({whom}); wait for it to end or stop it "
+                                "(kill the process)" + ("" if alive else "; if that machine died, "
+                                                        "`agentflow resume --force` takes the run over"))
+    return state, record
 
 
 def prepare_rerun(run_id: str, from_step: str) -> tuple[Prepared, set[str]]:
@@ -85,8 +101,9 @@ def _record(run_id: str) -> records.RunRecord:
     record = records.read_record(run_id)
     if record is None:
         raise ResumeRefused(f"run {run_id} has no agentflow journal here ({records.run_dir(run_id)}): it was not "
-                            "started by agentflow on this machine, or with another results path; resume it "
-                            "where it ran (same PREFECT_HOME / PREFECT_RESULTS_LOCAL_STORAGE_PATH)")
+                            "started by agentflow, or with another result storage; resume it where that storage "
+                            "is reachable (the same PREFECT_HOME, PREFECT_RESULTS_LOCAL_STORAGE_PATH or "
+                            "default storage block)")
     if record.source.startswith("<"):
         raise ResumeRefused(f"run {run_id} was defined from {record.source}, not a file: resume it from Python "
                             "with agentflow.flows.engine.restart.resume(...) after loading the same definition")

@@ -41,7 +41,9 @@ def repo(tmp_path, monkeypatch):
     (tmp_path / ".gitignore").write_text("calls.log\n")
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-qm", "init")
+    # Its own commit: two repositories made alike in the same second would have the same one
+    # (and share cache entries across tests).
+    git(tmp_path, "commit", "-qm", f"init {tmp_path.name}")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

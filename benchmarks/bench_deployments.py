@@ -1,0 +1,224 @@
+"""B5: many deployed runs on two workers, on a PostgreSQL-backed server.
+
+`python benchmarks/bench_deployments.py [--runs 100] [--workers 2] [--limit 4]` starts
+`agentflow server start` on a PostgreSQL database of its own (created on the machine's server,
+127.0.0.1:5432 with trust auth, or `--database-url`, and dropped at the end), deploys a 5-step
+workflow with `agentflow deploy --apply`, starts the workers (`prefect worker start`, each
+running at most `--limit` flow runs at once), submits the runs through
+`run_workflow_deployment(wait=False)` and waits for every one to end.
+
+Reported: runs completed, lost (not completed) and duplicated (a run's step done twice, or
+more flow runs than submitted), runs per minute (first submit to last end), p50/p95 from a
+run's submit to its end (the server's end time), and peak RSS: the server's process tree,
+each worker process, and each worker with the flow-run processes it started (sampled every
+0.5 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests" / "fixtures")]
+POOL = "agentflow-b5"
+
+WORKFLOW = f"""name: b5-five-steps
+work_pool: {POOL}
+inputs:
+  tag: {{type: string}}
+steps:
+""" + "".join(f"""  - id: s{i}
+    depends_on: [{f"s{i - 1}" if i > 1 else ""}]
+    run: [sh, -c, 'echo "$0 s{i}" >> marks.txt', "{{{{ inputs.tag }}}}"]
+""" for i in range(1, 6))
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            tree[parent].append(int(entry.name))
+    return tree
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree_rss_kib(pid: int, tree: dict[int, list[int]]) -> int:
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += _rss_kib(current)
+        todo.extend(tree.get(current, ()))
+    return total
+
+
+class PeakRss(threading.Thread):
+    """The peak RSS of each watched process alone and with its descendants, every 0.5 s."""
+
+    def __init__(self, pids: dict[str, int]):
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.alone: dict[str, int] = dict.fromkeys(pids, 0)
+        self.tree: dict[str, int] = dict.fromkeys(pids, 0)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.5):
+            tree = _children()
+            for name, pid in self.pids.items():
+                self.alone[name] = max(self.alone[name], _rss_kib(pid))
+                self.tree[name] = max(self.tree[name], _tree_rss_kib(pid, tree))
+
+
+def _database(url: str | None):
+    if url:
+        import contextlib
+
+        return contextlib.nullcontext(url)
+    from postgres import temporary_database
+
+    return temporary_database("agentflow_b5")
+
+
+def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> dict:
+    from postgres import free_port
+
+    work = Path(tempfile.mkdtemp(prefix="agentflow-b5-"))
+    project = work / "project"
+    (project / "workflows").mkdir(parents=True)
+    (project / "workflows" / "b5.yaml").write_text(WORKFLOW)
+    cli = [sys.executable, "-m", "agentflow"]
+    with _database(database_url) as database:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        server_env = {**base, "PREFECT_HOME": str(work / "home"), "PREFECT_SERVER_DATABASE_CONNECTION_URL": database}
+        port = free_port()
+        started = subprocess.run([*cli, "server", "start", "--port", str(port)], env=server_env, capture_output=True,
+                                 text=True, timeout=300)
+        if started.returncode != 0:
+            raise SystemExit(f"agentflow server start failed:\n{started.stdout}{started.stderr}")
+        import json
+
+        server_pid = json.loads((work / "home" / "agentflow-server.json").read_text())["pid"]
+        url = f"http://127.0.0.1:{port}/api"
+        env = {**base, "PREFECT_HOME": str(work / "client-home"), "PREFECT_API_URL": url}
+        processes: list[subprocess.Popen] = []
+        try:
+            deployed = subprocess.run([*cli, "deploy", "--apply"], cwd=project, env=env, capture_output=True,
+                                      text=True, timeout=600)
+            if deployed.returncode != 0:
+                raise SystemExit(f"agentflow deploy --apply failed:\n{deployed.stdout}{deployed.stderr}")
+            for n in range(1, workers + 1):
+                (work / f"w{n}").mkdir()
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--name", f"b5-w{n}",
+                     "--limit", str(limit)], cwd=work / f"w{n}", env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+                    stdout=open(work / f"w{n}.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
+            peaks = PeakRss({"server": server_pid, **{f"worker {n}": p.pid for n, p in enumerate(processes, 1)}})
+            peaks.start()
+            figures = _submit_and_wait(url, project, runs)
+            peaks.stopped.set()
+            peaks.join()
+        finally:
+            for process in processes:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)  # a worker ignores one SIGTERM for ~20 s
+                except ProcessLookupError:
+                    pass
+                process.wait(timeout=30)
+            subprocess.run([*cli, "server", "stop"], env=server_env, capture_output=True, timeout=120)
+    figures.update(workers=workers, limit=limit,
+                   peak_rss_mib={name: round(kib / 1024) for name, kib in peaks.alone.items()},
+                   peak_tree_rss_mib={name: round(kib / 1024) for name, kib in peaks.tree.items()})
+    return figures
+
+
+def _submit_and_wait(url: str, project: Path, runs: int) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from agentflow.deployments import run_workflow_deployment
+
+    with temporary_settings({PREFECT_API_URL: url}):
+        submitted: dict[str, float] = {}
+        for n in range(runs):
+            at = time.time()
+            submitted[run_workflow_deployment("b5-five-steps", {"tag": f"r{n}"}, wait=False)] = at
+        final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+        deadline = time.monotonic() + 60 * 60
+        with get_client(sync_client=True) as client:
+            while True:
+                flow_runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
+                    name=DeploymentFilterName(any_=["b5-five-steps"])), limit=runs * 2)
+                if all(r.state and r.state.type.value in final for r in flow_runs) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+    marks = collections.Counter((project / "marks.txt").read_text().splitlines())
+    completed = [r for r in flow_runs if r.state.type.value == "COMPLETED"]
+    latencies = sorted(r.end_time.timestamp() - submitted[str(r.id)] for r in completed if str(r.id) in submitted)
+    span = max(r.end_time.timestamp() for r in completed) - min(submitted.values()) if completed else float("nan")
+    expected = {f"r{n} s{i}" for n in range(runs) for i in range(1, 6)}
+    return {
+        "submitted": runs, "completed": len(completed), "lost": runs - len(completed),
+        "duplicated": max(0, len(flow_runs) - runs) + sum(1 for line, count in marks.items() if count > 1),
+        "steps_missing": len(expected - set(marks)),
+        "runs_per_min": len(completed) / span * 60,
+        "p50_s": statistics.median(latencies) if latencies else float("nan"),
+        "p95_s": latencies[max(0, round(len(latencies) * 0.95) - 1)] if latencies else float("nan"),
+    }
+
+
+def describe(figures: dict) -> list[tuple[str, str, str]]:
+    """The rows B5 adds to the benchmark table."""
+    workers = [v for k, v in figures["peak_rss_mib"].items() if k.startswith("worker")]
+    trees = [v for k, v in figures["peak_tree_rss_mib"].items() if k.startswith("worker")]
+    return [
+        (f"B5 {figures['submitted']} deployed 5-step runs on {figures['workers']} workers: completed / lost / "
+         "duplicated", f"{figures['completed']} / {figures['lost']} / {figures['duplicated']}",
+         f"PostgreSQL server; each worker runs at most {figures['limit']} at once; "
+         f"{figures['steps_missing']} step marks missing"),
+        ("B5 runs per minute", f"{figures['runs_per_min']:.1f}", "first submit to last end"),
+        ("B5 submit to end, p50 / p95, s", f"{figures['p50_s']:.1f} / {figures['p95_s']:.1f}",
+         "all runs submitted at once: includes the queue"),
+        ("B5 peak RSS, MiB: server / a worker / a worker with its flow runs",
+         f"{figures['peak_tree_rss_mib']['server']} / {max(workers)} / {max(trees)}", "sampled every 0.5 s"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=4, help="flow runs a worker runs at once")
+    parser.add_argument("--database-url", help="a PostgreSQL database for the server (asyncpg URL); default: "
+                        "a temporary one on 127.0.0.1:5432")
+    args = parser.parse_args()
+    figures = b5(args.runs, args.workers, args.limit, args.database_url)
+    for name, value, note in describe(figures):
+        print(f"{name:<80}  {value:>14}  {note}")
+
+
+if __name__ == "__main__":
+    main()
