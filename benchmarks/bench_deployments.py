@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -148,6 +149,7 @@ def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> 
                     pass
                 process.wait(timeout=30)
             subprocess.run([*cli, "server", "stop"], env=server_env, capture_output=True, timeout=120)
+            shutil.rmtree(work, ignore_errors=True)
     figures.update(workers=workers, limit=limit,
                    peak_rss_mib={name: round(kib / 1024) for name, kib in peaks.alone.items()},
                    peak_tree_rss_mib={name: round(kib / 1024) for name, kib in peaks.tree.items()})

@@ -1,9 +1,11 @@
-"""S: start-up times: the embedded Prefect server (fresh home and warm), and the CLI's time to
-its first step on the embedded server and against a started one."""
+"""S: start-up times: the embedded Prefect server (fresh home and warm), the CLI's time to
+its first step on the embedded server and against a started one, and `agentflow runs` and
+`agentflow status RUN` against a started one (median of 5)."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,20 +28,32 @@ def startup(api_url: str) -> dict:
         warm = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=ROOT)
         results["embedded_fresh_s"] = float(fresh.stdout.strip().splitlines()[-1])
         results["embedded_warm_s"] = float(warm.stdout.strip().splitlines()[-1])
-        results["cli_embedded_first_step_s"], results["cli_embedded_total_s"] = _cli_first_step(workflow, env)
+        results["cli_embedded_first_step_s"], results["cli_embedded_total_s"], _ = _cli_first_step(workflow, env)
     env = {**os.environ, "PREFECT_API_URL": api_url}
-    results["cli_server_first_step_s"], results["cli_server_total_s"] = _cli_first_step(workflow, env)
+    results["cli_server_first_step_s"], results["cli_server_total_s"], run_id = _cli_first_step(workflow, env)
+    for name, args in (("cli_runs_s", ["runs"]), ("cli_status_s", ["status", run_id[:8]])):
+        results[name] = statistics.median(_timed([sys.executable, "-m", "agentflow", *args], env) for _ in range(5))
     return results
 
 
-def _cli_first_step(workflow: Path, env: dict) -> tuple[float, float]:
+def _timed(argv: list[str], env: dict) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[2:])} failed: {done.stderr}")
+    return time.perf_counter() - started
+
+
+def _cli_first_step(workflow: Path, env: dict) -> tuple[float, float, str]:
     env = {**env, "PYTHONPATH": str(ROOT / "benchmarks")}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "agentflow", "run", str(workflow)], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    first = None
+    first, run_id = None, ""
     for line in process.stdout:
+        if line.startswith("run "):
+            run_id = line.split()[1]
         if first is None and line.strip().startswith("start"):
             first = time.perf_counter() - started
     process.wait()
-    return first or float("nan"), time.perf_counter() - started
+    return first or float("nan"), time.perf_counter() - started, run_id

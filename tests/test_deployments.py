@@ -27,7 +27,7 @@ from agentflow.deployments.entry import workflow_files
 from agentflow.flows.language.loader import load_workflow
 
 REPO = Path(__file__).resolve().parent.parent
-POOL = "agentflow-test-pool"
+POOL = "agentflow"  # the shipped workflows' pool (on this module's own server and database)
 AUTH = "agentflow:deploy-test-secret"  # PREFECT_SERVER_API_AUTH_STRING of the server these tests start
 
 WORKFLOWS = {
@@ -165,11 +165,23 @@ def deployed(postgres_server, tmp_path_factory):
     """A project with six workflows, deployed with `agentflow deploy --apply`, and two workers
     in working directories and Prefect homes of their own, sharing one result storage: a
     local-file-system block set as the server's default (`agentflow storage set`)."""
+    import shutil
+
     root = tmp_path_factory.mktemp("deployed")
     project_dir = root / "project"
-    (project_dir / "workflows").mkdir(parents=True)
+    # The shipped workflows and their subagents, in a small repository with a finance module,
+    # beside this module's own workflows.
+    shutil.copytree(REPO / "workflows", project_dir / "workflows")
+    shutil.copytree(REPO / ".claude", project_dir / ".claude")
     for name, text in WORKFLOWS.items():
         (project_dir / "workflows" / name).write_text(text)
+    finance = project_dir / "services" / "finance"
+    finance.mkdir(parents=True)
+    (finance / "vat.ts").write_text("export const VAT_RATE = 15; // VAT 15% standard\n")
+    (finance / "invoice.py").write_text("def invoice():\n    return 1\n")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", f"project {root.name}"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=project_dir, check=True,
+                       capture_output=True)
     env = {**os.environ, "PREFECT_API_URL": postgres_server, "PREFECT_WORKER_QUERY_SECONDS": "1",
            "AGENTFLOW_SECRET_TOKEN": "s3cr3t-from-the-worker", "PREFECT_SERVER_API_AUTH_STRING": AUTH}
     done = subprocess.run([sys.executable, "-m", "agentflow", "deploy", "--apply"], cwd=project_dir, env=env,
@@ -225,6 +237,20 @@ def test_a_deployed_workflow_runs_on_a_worker_and_returns_its_result(deployed):
     assert result["hello"].summary == "hello Ada x2 token-[secret]"
     again = run_workflow_deployment("greet", {"who": "Bob"}, wait=False, idempotency_key="greet-bob")
     assert run_workflow_deployment("greet", {"who": "Bob"}, wait=False, idempotency_key="greet-bob") == again
+
+
+def test_every_shipped_workflow_runs_deployed_with_its_defaults(deployed):
+    """Each workflow in workflows/, deployed as prefect.yaml says, completes on a worker (the
+    claude-code agents answer through their offline fallbacks: no API key here)."""
+    from agentflow.deployments import run_workflow_deployment
+
+    shipped = sorted(workflow_files(REPO / "workflows"))
+    assert len(shipped) >= 5
+    for name in shipped:
+        result = run_workflow_deployment(name, timeout=300)
+        assert result.status == "completed" and result.workflow == name, (name, result.failed_steps)
+    report = deployed.project_dir / ".agentflow" / "reports" / "repo-health.md"
+    assert report.read_text().startswith("# Repository health\n\n- History: 1 commits by 1 authors")
 
 
 def test_bad_inputs_and_unknown_deployments_are_refused_before_a_run(deployed):

@@ -1,0 +1,105 @@
+"""The Prefect UI as a person sees it, in headless Chromium: a run's page (its steps, its
+artifacts) and a deployment's Run form (the workflow's inputs by name and description).
+
+Real parts: `agentflow server start` (a Prefect server with the UI, on a home of its own), a
+run made with `agentflow run`, a deployment made with `agentflow deploy --apply`, Debian's
+Chromium. The screenshots are kept as CI output (tests/fixtures/browser.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from browser import page
+from postgres import free_port
+from waiting import until
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+WORKFLOW = """
+name: ui-tour
+description: A workflow to look at in the UI.
+inputs:
+  who: {type: string, description: "Whom the report is about."}
+  depth: {type: integer, default: 3, description: "How many levels to look into."}
+steps:
+  - id: gather_facts
+    run: [sh, -c, 'echo "facts about $0"', "{{ inputs.who }}"]
+  - id: write_report
+    depends_on: [gather_facts]
+    run: [sh, -c, 'printf "# Report on %s\\n\\nAll good.\\n" "$0" > ui-report.md; echo "Created: ui-report.md"',
+          "{{ inputs.who }}"]
+"""
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`agentflow server start` on a home of its own; a project with one workflow, deployed."""
+    root = tmp_path_factory.mktemp("ui")
+    project = root / "project"
+    (project / "workflows").mkdir(parents=True)
+    (project / "workflows" / "ui-tour.yaml").write_text(WORKFLOW)
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")}
+    env.update(PREFECT_HOME=str(root / "home"), PYTHONPATH=str(FIXTURES))
+
+    def agentflow(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "agentflow", *args], cwd=project, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    port = free_port()
+    started = agentflow("server", "start", "--port", str(port))
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield f"http://127.0.0.1:{port}", agentflow
+    finally:
+        agentflow("server", "stop")
+        record = root / "home" / "agentflow-server.json"
+        if record.exists():
+            try:
+                os.killpg(json.loads(record.read_text())["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_runs_page_shows_its_steps_logs_and_artifacts(served):
+    url, agentflow = served
+    done = agentflow("run", "workflows/ui-tour.yaml", "-i", "who=Ada", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    assert f"ui  {url}/runs/flow-run/{run_id}" in done.stderr
+
+    logs = page(f"{url}/runs/flow-run/{run_id}", "ui-run-logs.png")
+    assert "ui-tour" in logs
+    assert "2 Task runs" in logs
+    for line in ("step gather_facts: started", "facts about Ada", "step write_report: completed",
+                 "completed (2 steps)"):
+        assert line in logs, f"{line!r} not on the run's page: {logs[:3000]}"
+    listed = page(f"{url}/artifacts", "ui-artifacts.png")
+    for key, title in (("ui-tour-steps", "ui-tour: every step"), ("ui-tour-progress", "ui-tour: steps ended"),
+                       ("ui-tour-write-report", "write_report: "), ("ui-tour-report-ui-report", "ui-report.md")):
+        assert key in listed and title in listed, f"{key!r} ({title!r}) not among the artifacts: {listed[:3000]}"
+    (artifact,) = httpx.post(f"{url}/api/artifacts/filter", json={"artifacts": {"key": {"any_": [
+        "ui-tour-report-ui-report"]}}}, timeout=30).json()
+    report = page(f"{url}/artifacts/artifact/{artifact['id']}", "ui-report-artifact.png")
+    assert "Report on Ada" in report and "All good." in report, report[:3000]
+
+
+def test_a_deployments_run_form_asks_for_the_workflows_inputs(served):
+    url, agentflow = served
+    deployed = agentflow("deploy", "--apply")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: f"{url}/api"}), get_client(sync_client=True) as client:
+        deployment = until(lambda: client.read_deployment_by_name("ui-tour/ui-tour"), 60, "the deployment")
+    form = page(f"{url}/deployments/deployment/{deployment.id}/run", "ui-deployment-run-form.png")
+    for text in ("who", "Whom the report is about.", "depth", "How many levels to look into."):
+        assert text in form, f"{text!r} not on the Run form: {form[:3000]}"
