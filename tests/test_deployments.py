@@ -398,11 +398,37 @@ def test_two_workers_share_one_cache(deployed):
                        if p.is_file() and p.suffix != ".log" and p.stat().st_size < 1_000_000)
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _kill_tree(root: int) -> None:
+    """SIGKILL a process and all its descendants (a worker starts each flow run in a session
+    of its own, so its process group is not enough)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = _parent(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _worker_of(pid: int, workers: dict[str, subprocess.Popen]) -> str:
     """The worker whose process started `pid` (a flow run's process is its worker's child)."""
     by_pid = {worker.pid: name for name, worker in workers.items()}
     while pid > 1 and pid not in by_pid:
-        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        pid = _parent(pid)
     return by_pid[pid]
 
 
@@ -417,11 +443,25 @@ def test_a_run_whose_worker_died_is_finished_by_the_other_worker(deployed):
     marks.mkdir()
     run_id = run_workflow_deployment("handoff", {"marks": str(marks)}, wait=False)
     until(lambda: (marks / "waiting").exists(), 240, "the second step to start")
+    # The run sends heartbeats (its worker has Prefect's off), which the crash automation
+    # `agentflow deploy --apply` installed watches: a run whose machine died becomes Crashed.
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    def heartbeats():
+        with get_client(sync_client=True) as client:
+            return client.read_events(EventFilter(event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+                                                  resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"])),
+                                      limit=5).events
+
+    until(heartbeats, 60, "a heartbeat of the deployed run")
+    with get_client(sync_client=True) as client:
+        assert client.read_automations_by_name("agentflow: mark runs Crashed when their heartbeats stop")
     assert storage.root() == deployed.root / "shared-results"  # the server's default, here too
     record = records.read_record(run_id)
     assert record is not None and len(record.attempts) == 1, "the run's record is in the shared storage"
     dead = _worker_of(record.attempts[0].pid, deployed.workers)
-    os.killpg(deployed.workers[dead].pid, signal.SIGKILL)
+    _kill_tree(deployed.workers[dead].pid)  # as if its machine died: the worker, its flow run, the step
     deployed.workers[dead].wait(timeout=30)
     (marks / "go").touch()
 

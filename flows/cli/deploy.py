@@ -57,12 +57,16 @@ def _apply(pools: list[str]) -> None:
     """Create the process work pools that are missing, then `prefect deploy --all` here."""
     from agentflow import _prefect_env
     from agentflow.deployments.pools import ensure_process_pool
+    from agentflow.flows.durability.crash import ensure_crash_automation
 
     if not _prefect_env.configured_api_url() and not os.environ.get("PREFECT_API_URL"):
         err.print("deploying needs a Prefect server that stays up (the embedded one stops with each command): "
                   "`agentflow server start`, or set PREFECT_API_URL", markup=False)
         raise typer.Exit(EXIT_INVALID)
 
+    # Deployed runs send heartbeats (engine/run_scope.py): a run whose worker died is marked
+    # Crashed by this automation, and `agentflow resume` then hands it to another worker.
+    ensure_crash_automation()
     for pool in pools:
         if ensure_process_pool(pool):
             out.print(f"created work pool {pool} (process): `prefect worker start --pool {pool}` runs its flows",

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 
 def process_start(pid: int) -> int | None:
-    """When the process started (clock ticks since boot), or None if there is no such process;
-    -1 if it exists but its start cannot be read."""
+    """When the process started (clock ticks since boot), or None if there is no such process
+    (or it has ended and waits to be reaped); -1 if it exists but its start cannot be read."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
@@ -27,6 +27,8 @@ def process_start(pid: int) -> int | None:
         return -1
     # The command name (field 2) may hold spaces and parentheses: count after the last `)`.
     fields = text[text.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):  # a zombie has ended: only its exit status is left to collect
+        return None
     return int(fields[19])  # field 22 of stat: starttime
 
 

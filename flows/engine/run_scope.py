@@ -76,12 +76,22 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
 
 
 def _heartbeat() -> Heartbeat | None:
-    """This run's heartbeats, when agentflow turned Prefect's off for it (engine/compile.py)."""
+    """This run's heartbeats, when agentflow turned Prefect's off for it (engine/compile.py),
+    or a deployed run's when its worker has them off (Prefect's default: a worker started
+    without PREFECT_FLOWS_HEARTBEAT_FREQUENCY would leave a run whose machine died Running
+    for good; with them, the crash automation marks it Crashed)."""
     from prefect.context import FlowRunContext
+    from prefect.settings import get_current_settings
+
+    from agentflow import _prefect_env
 
     period = HEARTBEAT_S.get()
     context = FlowRunContext.get()
-    if period is None or context is None or context.flow_run is None:
+    if context is None or context.flow_run is None:
+        return None
+    if period is None and context.flow_run.deployment_id and get_current_settings().flows.heartbeat_frequency is None:
+        period = int(_prefect_env.RELIABLE["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])
+    if period is None:
         return None
     heartbeat = Heartbeat(context.flow_run, context.flow.name if context.flow else "", period)
     heartbeat.start()

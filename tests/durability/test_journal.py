@@ -70,3 +70,18 @@ def test_process_identity_survives_pid_reuse():
     child.wait()
     assert process_start(child.pid) is None
     assert ProcessId(pid=child.pid, host=me.host, proc_start=1).alive() is False
+
+
+def test_a_process_that_ended_but_was_not_reaped_is_not_alive():
+    """A killed run's process whose parent died too may stay a zombie (an init that reaps
+    late): it has ended, so its run is crashed, not `still Running`."""
+    from pathlib import Path
+
+    from waiting import until
+
+    child = subprocess.Popen(["true"])
+    until(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 30,
+          "the child to end (not reaped: a zombie)")
+    assert process_start(child.pid) is None
+    assert ProcessId(pid=child.pid, host=ProcessId.current().host, proc_start=1).alive() is False
+    child.wait()
