@@ -76,6 +76,9 @@ if __name__ == "__main__":
     os.environ["PREFECT_API_URL"] = url
     try:
         figures = fixed_cost(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)  # the hand-written flow's log lines, before the server stops
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -318,6 +318,9 @@ def main() -> None:
         r7 = fixed_cost(max(args.rounds, 5))
         rs = startup(url)
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)  # the hand-written flows' log lines, before the server stops
         server.terminate()
         try:
             server.wait(timeout=20)

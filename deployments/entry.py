@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agentflow import log
+
 WORKFLOWS_ENV = "AGENTFLOW_WORKFLOWS"
 
 
@@ -54,5 +56,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"no workflow named {name!r} (or with `-`/`.` for `_`) in {where}"
                              if not matches else f"{len(matches)} workflows in {where} are named {name!r}")
     flow = build_flow(load_workflow(matches[0]), deployed=True)
+    # A worker's flow run: agentflow's lines on its console from info (the worker shows them),
+    # in the log file, and in the run's log in the UI (agentflow/log.py).
+    log.configure("info")
     globals()[name] = flow  # asked again (Prefect does), the same flow
     return flow

@@ -1,6 +1,6 @@
 """Imports run one way, and no module is part of a circle (ARCHITECTURE.md).
 
-Layers, lowest first: the root (errors, events, git, Prefect settings) < the language
+Layers, lowest first: the root (errors, events, git, Prefect settings, the log) < the language
 < tasks < durability < the engine < the CLI. A module may import its own layer and the
 ones below it, never one above. The language imports nothing of Prefect either. Every
 import counts, also one inside a function: a lazy import is still a dependency.
@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCES = {"agentflow": REPO / "agentflow", "agentflow.flows": REPO / "flows", "agentflow.tasks": REPO / "tasks",
            "agentflow.blocks": REPO / "blocks", "agentflow.deployments": REPO / "deployments"}
 LAYERS = [
-    ("root", ["agentflow.errors", "agentflow.events", "agentflow.git", "agentflow._prefect_env"]),
+    ("root", ["agentflow.errors", "agentflow.events", "agentflow.git", "agentflow._prefect_env", "agentflow.log",
+              "agentflow.log_query"]),
     ("language", ["agentflow.flows.language"]),
     ("tasks", ["agentflow.tasks", "agentflow.blocks"]),
     ("durability", ["agentflow.flows.durability"]),

@@ -73,6 +73,8 @@ def test_a_secret_is_written_nowhere(tmp_path):
     steps = json.loads(resumed.stdout)["steps"]
     assert steps["use"]["reused"] is True and steps["later"]["status"] == "success"
 
+    log = tmp_path / "home" / "agentflow" / "agentflow.jsonl"  # agentflow's log: it holds the run, not the secret
+    assert run_id in log.read_text() and "step use: " in log.read_text()
     assert _everywhere(tmp_path) == []
 
 

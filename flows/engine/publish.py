@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentflow import log
 from agentflow.flows.engine import announce
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.tasks.results import AgentResult
@@ -98,13 +99,14 @@ class Publisher:
         self._progress: float | None = None  # the latest, sent once the thread gets to it
         self._progress_sent_at = 0.0
         self._lock = threading.Lock()
+        self._logger = log.logger(component="engine")
         self._thread = threading.Thread(target=self._send, name="agentflow-artifacts", daemon=True)
         self._thread.start()
         self._queue.put(("progress-create", None))
 
     # ---- called by the scheduler --------------------------------------------------------
-    def started(self, label: str) -> None:
-        self._log(logging.INFO, f"step {label}: started")
+    def started(self, label: str, agent: str | None = None, attempt: int = 1) -> None:
+        self._logger.info(f"step {label}: started", step=label, agent=agent, attempt=attempt)
 
     def step_done(self, step: str, result: AgentResult, duration: float | None, attempts: int, cached: bool,
                   reused: bool, task_run_id: Any = None, agent: str | None = None) -> None:
@@ -113,7 +115,10 @@ class Publisher:
         how = {"cached": " (from the cache)", "reused": " (done before the resume: from the journal)"}.get(outcome, "")
         line = f"step {step}: {outcome}{took}{how}: {result.summary or '(no summary)'}"
         worrying = outcome in ("failed", "degraded") or result.skipped_agent  # not a `when` that was false
-        self._log(logging.WARNING if worrying else logging.INFO, line)
+        self._logger.log(logging.WARNING if worrying else logging.INFO, line, step=step, agent=agent,
+                         attempt=attempts, outcome=outcome, duration_s=None if duration is None else round(duration, 3),
+                         fallback=result.fallback_used, error=result.error[:500] if outcome == "failed" and result.error
+                         else None)
         announce.step_outcome(self.workflow, self.run_id, step, result, outcome, agent)
         if agent is not None or outcome in ("failed", "degraded") or result.skipped_agent or result.artifacts:
             # A page of its own for an agent's answer, a failure, or files written; a quick
@@ -131,8 +136,8 @@ class Publisher:
         """The run's table, its reports and its outcome event; then wait (bounded) for the
         thread to send what is queued."""
         failed = outcome.status == "failed"
-        self._log(logging.WARNING if failed else logging.INFO,
-                  f"run {self.run_id}: {outcome.status} ({len(outcome.steps)} steps)")
+        self._logger.log(logging.WARNING if failed else logging.INFO,
+                         f"run {self.run_id}: {outcome.status} ({len(outcome.steps)} steps)", outcome=outcome.status)
         announce.run_outcome(self.workflow, self.run_id, outcome)
         self._queue.put(("table", (artifact_key(self.workflow, "steps"), f"{self.workflow}: every step",
                                    run_table(outcome))))
@@ -148,10 +153,10 @@ class Publisher:
         if self._thread.is_alive():
             _log.warning("agentflow: run %s: some artifacts were not sent within %gs", self.run_id, _DRAIN_S)
 
-    def _log(self, level: int, message: str) -> None:
-        """A line of the run's log in the UI. Prefect's run logger cost 2-3 ms a line on this
-        machine (a model built and checked per record): the lines are kept here and sent in
-        batches by the thread, one API call for many."""
+    def ui_line(self, level: int, message: str) -> None:
+        """A line of the run's log in the UI: where agentflow/log.py routes this run's lines.
+        Prefect's run logger cost 2-3 ms a line on this machine (a model built and checked per
+        record): the lines are kept here and sent in batches by the thread, one API call for many."""
         from datetime import datetime, timezone
 
         line = {"name": "agentflow", "level": level, "message": message,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from agentflow import log
 from agentflow.events import StepEvent, emit
 from agentflow.flows.durability import records
 from agentflow.flows.durability.crash import RUN_TAG
@@ -39,9 +40,11 @@ class Run:
 
 
 @contextmanager
-def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempts: dict[str, int]) -> Iterator[Run]:
-    """Open the run (record, journal, guard, publisher) around the steps, and close it; on an
-    interruption, stop the running commands at once."""
+def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempts: dict[str, int],
+              secrets: tuple[str, ...] = ()) -> Iterator[Run]:
+    """Open the run (record, journal, guard, publisher, its log context) around the steps, and
+    close it; on an interruption, stop the running commands at once. `secrets`: the values
+    masked in its log lines."""
     from prefect.context import TagsContext
 
     # The flow run was created tagged `agentflow` (durability/crash.py); its task runs are
@@ -56,8 +59,11 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
         allow_commands(guard)
         restore = kill_on_sigterm()
         counting = ATTEMPTS.set(attempts)
+        logging = (log.run_context(run.run_id, compiled.spec.name, run.publisher.ui_line, secrets)
+                   if run.publisher is not None and run.run_id is not None else nullcontext())
         try:
-            yield run
+            with logging:
+                yield run
         except BaseException:
             # Interrupted (Ctrl-C, SIGTERM, cancellation) while steps run: stop their commands
             # now. They run in sessions of their own, and Prefect joins its worker threads

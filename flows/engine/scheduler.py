@@ -100,11 +100,11 @@ class _Scheduler:
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> WorkflowResult:
-        with run_scope(self.compiled, self.masked_inputs, self.attempts) as run:
+        with run_scope(self.compiled, self.masked_inputs, self.attempts, tuple(self.secrets.values())) as run:
             self.run_id, self.journal, self.publisher = run.run_id, run.journal, run.publisher
             self._repo = run.repo
             self._loop()
-        return self._outcome()
+            return self._outcome()  # in the run's scope: its last log line still reaches the UI
 
     def _loop(self) -> None:
         while True:
@@ -203,7 +203,8 @@ class _Scheduler:
         job.started = time.monotonic()
         emit(StepEvent(kind="started", step=job.step, label=job.request.label, cache_key=job.cache_key))
         if self.publisher is not None and job.request.kind != "skip":
-            self.publisher.started(job.request.label)
+            self.publisher.started(job.request.label, job.request.agent or None,
+                                   self.step_attempts.get(job.step, 1))
 
     # ---- starting a step ------------------------------------------------------------------
     def _context(self, **extra: Any) -> dict[str, Any]:

@@ -1,0 +1,169 @@
+"""agentflow's own log, on structlog: one call site per line, three places it goes.
+
+`configure()` is called once by each entry point (the CLI, the flow a worker runs). A line is
+an event with its context bound (workflow, run_id, step, agent, attempt, component); it is
+written
+
+- as one JSON object per line to the log file (AGENTFLOW_LOG_FILE, default
+  `$PREFECT_HOME/agentflow/agentflow.jsonl`), rotated by size, that `agentflow logs` reads;
+- to the console (stderr), readable, from `console_level` up (a worker's flow runs show
+  info; the CLI none: its live view is its console);
+- to the run's log in the Prefect UI, when it belongs to a run this process runs (the run's
+  publisher routes its lines: engine/publish.py). One path: not two copies of a message.
+
+A run's secret values are masked in every string of every line (`mask`), and keys named
+like secrets are dropped: the log is shared, its readers are not the run's owner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import structlog
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "off": 100}
+ROTATE_BYTES = 20 * 1024 * 1024
+KEEP = 3  # rotated files kept: agentflow.jsonl.1 .. .3
+_SECRET_KEYS = ("secret", "token", "password", "api_key", "apikey", "authorization")
+
+_routes: dict[str, Callable[[int, str], None]] = {}  # run id -> where its lines go in the UI
+_masks: dict[str, tuple[str, ...]] = {}  # run id -> its secret values
+_state: dict[str, Any] = {"console": LEVELS["off"]}
+_lock = threading.Lock()
+
+
+def default_file() -> Path:
+    configured = os.environ.get("AGENTFLOW_LOG_FILE")
+    if configured:
+        return Path(configured).expanduser()
+    home = os.environ.get("PREFECT_HOME") or "~/.prefect"
+    return Path(home).expanduser() / "agentflow" / "agentflow.jsonl"
+
+
+def configure(console_level: str = "off", file: Path | None = None) -> None:
+    """This process's console level and log file (the last call holds). Without a call (the
+    Python API, the CLI, whose live view is its console), lines go to the default file and
+    the UI only; a worker's flow shows them from `info` (deployments/entry.py)."""
+    _state["console"] = LEVELS[console_level]
+    _state["file"] = _LogFile(file or default_file())
+
+
+def logger(**context: Any) -> Any:
+    """A logger with `context` bound. agentflow's own pipeline, not structlog's global
+    configuration: an application's own structlog set-up is left alone."""
+    return structlog.wrap_logger(None, processors=_PROCESSORS, wrapper_class=_BOUND, context_class=dict,
+                                 cache_logger_on_first_use=True).bind(**context)
+
+
+@contextmanager
+def run_context(run_id: str, workflow: str, route: Callable[[int, str], None] | None = None,
+                secrets: tuple[str, ...] = ()) -> Iterator[None]:
+    """Within it, lines name this run and workflow; `route` shows them in the run's UI log;
+    `secrets` are masked in them."""
+    _routes[run_id] = route or (lambda level, message: None)
+    _masks[run_id] = tuple(s for s in secrets if s)
+    with structlog.contextvars.bound_contextvars(run_id=run_id, workflow=workflow):
+        try:
+            yield
+        finally:
+            _routes.pop(run_id, None)
+            _masks.pop(run_id, None)
+
+
+# ---- the processors ----------------------------------------------------------------------
+def _timestamp(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    now = time.time()
+    event["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    return event
+
+
+def _mask(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    secrets = [s for values in _masks.values() for s in values]
+    for key in list(event):
+        if any(word in key.lower() for word in _SECRET_KEYS):
+            event[key] = "[secret]"
+        elif secrets and isinstance(event[key], str):
+            for secret in secrets:
+                event[key] = event[key].replace(secret, "[secret]")
+    return event
+
+
+def _to_run_log(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    route = _routes.get(event.get("run_id", ""))
+    if route is not None and event.get("ui", True):
+        route(LEVELS.get(event["level"], 20), str(event["event"]))
+    event.pop("ui", None)
+    return event
+
+
+def _write(_: Any, __: str, event: dict[str, Any]) -> Any:
+    log_file = _state.get("file")
+    if log_file is None:
+        log_file = _state["file"] = _LogFile(default_file())
+    if log_file.path.name:
+        log_file.append(json.dumps(event, default=str, ensure_ascii=False))
+    if LEVELS.get(event["level"], 20) >= _state["console"] and not event.get("quiet"):
+        context = " ".join(f"{k}={event[k]}" for k in ("step", "agent", "attempt") if event.get(k) is not None)
+        sys.stderr.write(f"agentflow {event['level']}: {event['event']}{'  (' + context + ')' if context else ''}\n")
+    raise structlog.DropEvent
+
+
+class _LogFile:
+    """Appends lines (one write each, O_APPEND: lines of several processes do not mix);
+    rotates past ROTATE_BYTES. A process that finds the file rotated by another reopens it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def append(self, line: str) -> None:
+        data = (line + "\n").encode()
+        with _lock:
+            try:
+                if self._fd is None or self._rotated():
+                    self._open()
+                if os.fstat(self._fd).st_size + len(data) > ROTATE_BYTES:
+                    self._rotate()
+                os.write(self._fd, data)
+            except OSError:
+                pass  # the log never fails a run: the UI and the result still tell it
+
+    def _open(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _rotated(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self._fd).st_ino
+        except FileNotFoundError:
+            return True
+
+    def _rotate(self) -> None:
+        for n in range(KEEP - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._open()
+
+
+def files(path: Path | None = None) -> list[Path]:
+    """The log file and its rotated predecessors, oldest first."""
+    current = path or default_file()
+    older = [current.with_name(f"{current.name}.{n}") for n in range(KEEP, 0, -1)]
+    return [p for p in [*older, current] if p.exists()]
+
+
+_PROCESSORS = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, _timestamp, _mask,
+               _to_run_log, _write]
+_BOUND = structlog.make_filtering_bound_logger(LEVELS["debug"])
