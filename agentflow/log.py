@@ -37,7 +37,6 @@ _SECRET_KEYS = ("secret", "token", "password", "api_key", "apikey", "authorizati
 _routes: dict[str, Callable[[int, str], None]] = {}  # run id -> where its lines go in the UI
 _masks: dict[str, tuple[str, ...]] = {}  # run id -> its secret values
 _state: dict[str, Any] = {"console": LEVELS["off"]}
-_lock = threading.Lock()
 
 
 def default_file() -> Path:
@@ -53,7 +52,7 @@ def configure(console_level: str = "off", file: Path | None = None) -> None:
     Python API, the CLI, whose live view is its console), lines go to the default file and
     the UI only; a worker's flow shows them from `info` (deployments/entry.py)."""
     _state["console"] = LEVELS[console_level]
-    _state["file"] = _LogFile(file or default_file())
+    _state["file"] = JsonLines(file or default_file())
 
 
 def logger(**context: Any) -> Any:
@@ -107,7 +106,7 @@ def _to_run_log(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 def _write(_: Any, __: str, event: dict[str, Any]) -> Any:
     log_file = _state.get("file")
     if log_file is None:
-        log_file = _state["file"] = _LogFile(default_file())
+        log_file = _state["file"] = JsonLines(default_file())
     if log_file.path.name:
         log_file.append(json.dumps(event, default=str, ensure_ascii=False))
     if LEVELS.get(event["level"], 20) >= _state["console"] and not event.get("quiet"):
@@ -116,17 +115,19 @@ def _write(_: Any, __: str, event: dict[str, Any]) -> Any:
     raise structlog.DropEvent
 
 
-class _LogFile:
-    """Appends lines (one write each, O_APPEND: lines of several processes do not mix);
-    rotates past ROTATE_BYTES. A process that finds the file rotated by another reopens it."""
+class JsonLines:
+    """An append-only file of lines (one write each, O_APPEND: lines of several processes do
+    not mix), rotated past ROTATE_BYTES (KEEP older files). A process that finds the file
+    rotated by another reopens it. Also the audit log's (tasks/audit.py)."""
 
     def __init__(self, path: Path):
         self.path = path
         self._fd: int | None = None
+        self._lock = threading.Lock()
 
     def append(self, line: str) -> None:
         data = (line + "\n").encode()
-        with _lock:
+        with self._lock:
             try:
                 if self._fd is None or self._rotated():
                     self._open()

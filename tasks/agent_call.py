@@ -7,6 +7,7 @@ backoff, timeout, cache policy and tags; the body only dispatches the request to
 from __future__ import annotations
 
 import re
+import time
 from contextvars import ContextVar
 from typing import Any
 
@@ -15,7 +16,7 @@ from prefect.states import Completed, State
 
 from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
-from agentflow.tasks import circuit, limits
+from agentflow.tasks import audit, circuit, limits
 from agentflow.tasks.backends import Backend
 from agentflow.tasks.backends.claude import ClaudeCodeBackend
 from agentflow.tasks.backends.http import HttpBackend
@@ -78,7 +79,21 @@ def agent_call(request: AgentRequest) -> AgentResult | State:
 
 
 def _guarded(request: AgentRequest) -> AgentResult:
-    """The backend's call, holding a slot of the agent's concurrency limit if it has one."""
+    """The backend's call, holding a slot of the agent's concurrency limit if it has one; an
+    agent's call is written to the audit log as it ends (tasks/audit.py)."""
+    if request.agent is None:
+        return _limited(request)
+    started = time.time()
+    try:
+        result = _limited(request)
+    except BaseException as exc:
+        audit.record(request, started, None, exc)
+        raise
+    audit.record(request, started, result, None)
+    return result
+
+
+def _limited(request: AgentRequest) -> AgentResult:
     if request.limited and request.agent is not None:
         with limits.slot(request.agent):
             return _behind_breaker(request)

@@ -11,6 +11,10 @@ from pathlib import Path
 # Step results of this session go to a directory of its own, so that an entry written by an
 # earlier session (same inputs, same content) cannot turn a test's expected miss into a hit.
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="agentflow-test-results-")
+# agentflow's log and audit log of this session: not the user's (~/.prefect/agentflow/).
+_logs = tempfile.mkdtemp(prefix="agentflow-test-logs-")
+os.environ.setdefault("AGENTFLOW_LOG_FILE", os.path.join(_logs, "agentflow.jsonl"))
+os.environ.setdefault("AGENTFLOW_AUDIT_FILE", os.path.join(_logs, "audit.jsonl"))
 
 import agentflow  # noqa: E402,F401  (sets agentflow's Prefect defaults before Prefect is imported)
 import pytest  # noqa: E402

@@ -42,7 +42,9 @@ def test_a_secret_is_written_nowhere(tmp_path):
     project.mkdir()
     (project / "wf.yaml").write_text(WORKFLOW)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    # Everything under tmp_path (the log and audit log too: their default place, the Prefect home).
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "AGENTFLOW_LOG_FILE",
+                                                            "AGENTFLOW_AUDIT_FILE")}
     env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(tmp_path / "results"),
                PYTHONPATH=str(FIXTURES), AGENTFLOW_SECRET_TOKEN=CANARY)
     cli = [sys.executable, "-m", "agentflow"]

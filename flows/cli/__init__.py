@@ -27,6 +27,7 @@ from agentflow.flows.cli import server  # noqa: E402,F401
 from agentflow.flows.cli import deploy  # noqa: E402,F401
 from agentflow.flows.cli import storage  # noqa: E402,F401
 from agentflow.flows.cli import logs  # noqa: E402,F401
+from agentflow.flows.cli import audit  # noqa: E402,F401
 from agentflow.errors import AgentflowError, SpecError  # noqa: E402
 from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err, print_problems  # noqa: E402
 

@@ -1,0 +1,75 @@
+"""The audit log: every agent call, one JSON line, append-only (the earlier engine's audit).
+
+Each call an agent answers or fails (a step's agent or a fallback, not `run:`/`call:` steps)
+is written when it ends: when, the run and step, the agent and its kind, a digest of the
+request as rendered (its secret values taken out first: a digest of a short secret can be
+guessed back), the tools the agent was allowed and denied, the outcome, the duration, the
+tokens and cost it reported. Never the prompt itself. The file (AGENTFLOW_AUDIT_FILE, default
+`$PREFECT_HOME/agentflow/audit.jsonl`) is rotated by size; `agentflow audit` reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agentflow.log import JsonLines
+from agentflow.tasks.request import AgentRequest
+from agentflow.tasks.results import AgentResult, scrub
+
+_files: dict[Path, JsonLines] = {}
+
+
+def audit_file() -> Path:
+    configured = os.environ.get("AGENTFLOW_AUDIT_FILE")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser() / "agentflow" / "audit.jsonl"
+
+
+def request_digest(request: AgentRequest) -> str:
+    rendered = request.model_dump_json(exclude={"secrets", "key"})
+    return "sha256:" + hashlib.sha256(scrub(rendered, request.redact).encode()).hexdigest()[:32]
+
+
+def record(request: AgentRequest, started: float, result: AgentResult | None, error: BaseException | None) -> None:
+    """Append the call's line. Never raises: an audit that cannot be written is not a failed step."""
+    try:
+        line = _line(request, started, result, error)
+        path = audit_file()
+        writer = _files.get(path) or _files.setdefault(path, JsonLines(path))
+        writer.append(json.dumps(line, default=str, ensure_ascii=False))
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
+
+
+def _line(request: AgentRequest, started: float, result: AgentResult | None, error: BaseException | None) -> dict:
+    config: dict[str, Any] = request.agent_config
+    metrics = result.metrics if result is not None else {}
+    if error is not None:
+        outcome = f"failed: {type(error).__name__}"
+    else:
+        outcome = result.status if result is not None else "unknown"
+    now = time.time()
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+        "run_id": _run_id(), "workflow": request.workflow, "step": request.label, "agent": request.agent,
+        "kind": request.kind, "variant": None, "in_place_of": request.in_place_of,
+        "request": request_digest(request),
+        "tools_allowed": sorted(config.get("allowed_tools") or config.get("tools") or []),
+        "tools_denied": sorted(config.get("disallowed_tools") or []),
+        "outcome": outcome, "duration_s": round(now - started, 3),
+        "tokens": metrics.get("tokens"), "cost_usd": metrics.get("cost_usd"),
+        "error": scrub(str(error), request.redact)[:300] if error is not None else None,
+    }
+
+
+def _run_id() -> str | None:
+    from prefect.context import TaskRunContext
+
+    context = TaskRunContext.get()
+    return str(context.task_run.flow_run_id) if context is not None and context.task_run else None
