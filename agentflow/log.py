@@ -18,6 +18,7 @@ like secrets are dropped: the log is shared, its readers are not the run's owner
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -104,12 +105,13 @@ def _to_run_log(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write(_: Any, __: str, event: dict[str, Any]) -> Any:
+    quiet = event.pop("quiet", False)
     log_file = _state.get("file")
     if log_file is None:
         log_file = _state["file"] = JsonLines(default_file())
     if log_file.path.name:
         log_file.append(json.dumps(event, default=str, ensure_ascii=False))
-    if LEVELS.get(event["level"], 20) >= _state["console"] and not event.get("quiet"):
+    if LEVELS.get(event["level"], 20) >= _state["console"] and not quiet:
         context = " ".join(f"{k}={event[k]}" for k in ("step", "agent", "attempt") if event.get(k) is not None)
         sys.stderr.write(f"agentflow {event['level']}: {event['event']}{'  (' + context + ')' if context else ''}\n")
     raise structlog.DropEvent
@@ -164,6 +166,20 @@ def files(path: Path | None = None) -> list[Path]:
     older = [current.with_name(f"{current.name}.{n}") for n in range(KEEP, 0, -1)]
     return [p for p in [*older, current] if p.exists()]
 
+
+class _FromLogging(logging.Handler):
+    """agentflow's warnings written with the standard library (`logging.getLogger("agentflow")`:
+    a foreign cache record, an open circuit, artifacts not sent) go this way too: into the file
+    and the run's UI log, with the run's context; the console shows them as it did."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            logger(component=record.module).log(record.levelno, record.getMessage(), quiet=True)
+        except Exception:  # noqa: BLE001 - a log line never fails what is logging it
+            pass
+
+
+logging.getLogger("agentflow").addHandler(_FromLogging())
 
 _PROCESSORS = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, _timestamp, _mask,
                _to_run_log, _write]

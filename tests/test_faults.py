@@ -212,6 +212,11 @@ def test_a_crafted_cache_record_is_never_read(cli, write, tmp_path, storage):
     assert json.loads(second.stdout)["steps"]["s"]["result"]["summary"] == marker
     assert not (tmp_path / "pwned").exists()
     assert (tmp_path / "calls.txt").read_text().count("called") == 2
+    # The warning is in agentflow's log, with the run it happened in (the UI's run log too).
+    logged = [json.loads(line) for line in Path(os.environ["AGENTFLOW_LOG_FILE"]).read_text().splitlines()]
+    second_id = json.loads(second.stdout)["run_id"]
+    assert any(line["level"] == "warning" and "was not written by agentflow" in line["event"]
+               and line.get("run_id") == second_id for line in logged)
     assert json.loads(record.read_text())["metadata"]["serializer"] == {"type": "agentflow-result"}
     third = cli("run", str(path), "--json", cwd=tmp_path, env=env)
     assert json.loads(third.stdout)["steps"]["s"]["cached"] is True  # its own record is read again
