@@ -33,6 +33,7 @@ import structlog
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "off": 100}
 ROTATE_BYTES = 20 * 1024 * 1024
 KEEP = 3  # rotated files kept: agentflow.jsonl.1 .. .3
+_CHECK_S = 1.0  # how often a writer looks for a rotation by another process
 _SECRET_KEYS = ("secret", "token", "password", "api_key", "apikey", "authorization")
 
 _routes: dict[str, Callable[[int, str], None]] = {}  # run id -> where its lines go in the UI
@@ -120,22 +121,34 @@ def _write(_: Any, __: str, event: dict[str, Any]) -> Any:
 class JsonLines:
     """An append-only file of lines (one write each, O_APPEND: lines of several processes do
     not mix), rotated past ROTATE_BYTES (KEEP older files). A process that finds the file
-    rotated by another reopens it. Also the audit log's (tasks/audit.py)."""
+    rotated by another reopens it. Also the audit log's (tasks/audit.py).
 
-    def __init__(self, path: Path):
+    A line costs one write: whether the file was rotated, and its size with what other
+    processes wrote, are looked at once a second (three stat calls a line made a 200-step
+    run's lines cost more than its steps on a slow filesystem: benchmarks/ B1)."""
+
+    def __init__(self, path: Path, rotate_bytes: int = ROTATE_BYTES):
         self.path = path
+        self.rotate_bytes = rotate_bytes
         self._fd: int | None = None
+        self._size = 0
+        self._checked = 0.0
         self._lock = threading.Lock()
 
     def append(self, line: str) -> None:
         data = (line + "\n").encode()
         with self._lock:
             try:
-                if self._fd is None or self._rotated():
-                    self._open()
-                if os.fstat(self._fd).st_size + len(data) > ROTATE_BYTES:
+                now = time.monotonic()
+                if self._fd is None or now - self._checked > _CHECK_S:
+                    self._checked = now
+                    if self._fd is None or self._rotated():
+                        self._open()
+                    self._size = os.fstat(self._fd).st_size
+                if self._size + len(data) > self.rotate_bytes:
                     self._rotate()
                 os.write(self._fd, data)
+                self._size += len(data)
             except OSError:
                 pass  # the log never fails a run: the UI and the result still tell it
 
@@ -144,6 +157,7 @@ class JsonLines:
             os.close(self._fd)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._fd).st_size
 
     def _rotated(self) -> bool:
         try:

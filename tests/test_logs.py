@@ -80,3 +80,18 @@ def test_logs_says_what_is_wrong(cli, tmp_path):
     assert level.returncode == 2 and "use one of debug, info, warning, error, critical" in level.stderr
     since = cli("logs", "--since", "yesterday", env=env)
     assert since.returncode == 2 and "--since 'yesterday': a duration is" in since.stderr
+
+
+def test_the_log_rotates_by_size_and_keeps_three(tmp_path):
+    """Past its size the file moves to .1 (.1 to .2, .2 to .3; the oldest goes); every line is
+    whole, and `logs` reads the rotated files, oldest first."""
+    from agentflow import log, log_query
+
+    path = tmp_path / "x.jsonl"
+    writer = log.JsonLines(path, rotate_bytes=2000)
+    for n in range(200):
+        writer.append(json.dumps({"event": f"line {n:03d}", "level": "info", "padding": "x" * 20}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl", "x.jsonl.1", "x.jsonl.2", "x.jsonl.3"]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
+    kept = [line["event"] for line in log_query.read(log.files(path), log_query.Query())]
+    assert kept[-1] == "line 199" and kept == sorted(kept) and len(kept) == len(set(kept)) > 40
