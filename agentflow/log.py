@@ -41,12 +41,19 @@ _masks: dict[str, tuple[str, ...]] = {}  # run id -> its secret values
 _state: dict[str, Any] = {"console": LEVELS["off"]}
 
 
-def default_file() -> Path:
-    configured = os.environ.get("AGENTFLOW_LOG_FILE")
+def default_file(variable: str = "AGENTFLOW_LOG_FILE", name: str = "agentflow.jsonl") -> Path:
+    """`$variable` if set, else `$PREFECT_HOME/agentflow/NAME` (the audit log lives there too)."""
+    configured = os.environ.get(variable)
     if configured:
         return Path(configured).expanduser()
     home = os.environ.get("PREFECT_HOME") or "~/.prefect"
-    return Path(home).expanduser() / "agentflow" / "agentflow.jsonl"
+    return Path(home).expanduser() / "agentflow" / name
+
+
+def now_iso() -> str:
+    """The time a line is written, as every line of agentflow's logs spells it (UTC, ms)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 def configure(console_level: str = "off", file: Path | None = None) -> None:
@@ -81,8 +88,7 @@ def run_context(run_id: str, workflow: str, route: Callable[[int, str], None] | 
 
 # ---- the processors ----------------------------------------------------------------------
 def _timestamp(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    now = time.time()
-    event["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    event["timestamp"] = now_iso()
     return event
 
 
@@ -110,8 +116,7 @@ def _write(_: Any, __: str, event: dict[str, Any]) -> Any:
     log_file = _state.get("file")
     if log_file is None:
         log_file = _state["file"] = JsonLines(default_file())
-    if log_file.path.name:
-        log_file.append(json.dumps(event, default=str, ensure_ascii=False))
+    log_file.append(json.dumps(event, default=str, ensure_ascii=False))
     if LEVELS.get(event["level"], 20) >= _state["console"] and not quiet:
         context = " ".join(f"{k}={event[k]}" for k in ("step", "agent", "attempt") if event.get(k) is not None)
         sys.stderr.write(f"agentflow {event['level']}: {event['event']}{'  (' + context + ')' if context else ''}\n")

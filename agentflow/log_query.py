@@ -1,5 +1,5 @@
-"""Reading agentflow's log (agentflow/log.py): filtering its lines and summing them up, for
-`agentflow logs` and `agentflow logs --analyze`. Pure functions over parsed lines."""
+"""Reading agentflow's logs (agentflow/log.py, and the audit log: tasks/audit.py): filtering
+their lines and summing them up, for `agentflow logs [--analyze]` and `agentflow audit`."""
 
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ class Query:
     level: str = "debug"  # the lowest level shown
     step: str | None = None  # the step (a `for_each` item or round: `gateways[bKash]` is step `gateways`)
     since: float | None = None  # epoch seconds
+    agent: str | None = None
 
     def matches(self, line: dict[str, Any]) -> bool:
-        if self.run and not str(line.get("run_id", "")).startswith(self.run):
+        if self.run and not str(line.get("run_id") or "").startswith(self.run):
+            return False
+        if self.agent and line.get("agent") != self.agent:
             return False
         if LEVELS.get(line.get("level", "info"), 20) < LEVELS[self.level]:
             return False
@@ -53,7 +56,7 @@ def parse(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
             line = json.loads(text)
         except ValueError:
             continue
-        if isinstance(line, dict) and "event" in line:
+        if isinstance(line, dict):
             yield line
 
 
@@ -73,7 +76,7 @@ def render(line: dict[str, Any]) -> str:
     where = " ".join(str(v) for v in (line.get("workflow"), str(line.get("run_id", ""))[:8] or None,
                                       line.get("step"), line.get("agent") and f"agent={line['agent']}") if v)
     when = str(line.get("timestamp", "")).replace("T", " ")[:23]
-    return f"{when} {line.get('level', 'info').upper():<8} {'[' + where + '] ' if where else ''}{line['event']}"
+    return f"{when} {line.get('level', 'info').upper():<8} {'[' + where + '] ' if where else ''}{line.get('event', '')}"
 
 
 def analyze(lines: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
@@ -84,7 +87,7 @@ def analyze(lines: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
     problems = Counter()
     for line in lines:
         if LEVELS.get(line.get("level", "info"), 20) >= LEVELS["warning"]:
-            problems[(_step_of(line) or "-", _NUMBERS.sub("N", str(line.get("error") or line["event"]))[:200])] += 1
+            problems[(_step_of(line) or "-", _NUMBERS.sub("N", str(line.get("error") or line.get("event", "")))[:200])] += 1
     return {
         "lines": len(lines),
         "runs": len({line["run_id"] for line in lines if line.get("run_id")}),

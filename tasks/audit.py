@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from agentflow.log import JsonLines
+from agentflow.log import JsonLines, default_file, now_iso
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, scrub
 
@@ -25,10 +24,7 @@ _files: dict[Path, JsonLines] = {}
 
 
 def audit_file() -> Path:
-    configured = os.environ.get("AGENTFLOW_AUDIT_FILE")
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser() / "agentflow" / "audit.jsonl"
+    return default_file("AGENTFLOW_AUDIT_FILE", "audit.jsonl")
 
 
 def request_digest(request: AgentRequest) -> str:
@@ -54,15 +50,14 @@ def _line(request: AgentRequest, started: float, result: AgentResult | None, err
         outcome = f"failed: {type(error).__name__}"
     else:
         outcome = result.status if result is not None else "unknown"
-    now = time.time()
     return {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+        "timestamp": now_iso(),
         "run_id": _run_id(), "workflow": request.workflow, "step": request.label, "agent": request.agent,
         "kind": request.kind, "variant": None, "in_place_of": request.in_place_of,
         "request": request_digest(request),
         "tools_allowed": sorted(config.get("allowed_tools") or config.get("tools") or []),
         "tools_denied": sorted(config.get("disallowed_tools") or []),
-        "outcome": outcome, "duration_s": round(now - started, 3),
+        "outcome": outcome, "duration_s": round(time.time() - started, 3),
         "tokens": metrics.get("tokens"), "cost_usd": metrics.get("cost_usd"),
         "error": scrub(str(error), request.redact)[:300] if error is not None else None,
     }

@@ -31,23 +31,8 @@ def audit(
         err.print(f"--since {since!r}: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     path = audit_file()
-    calls = []
-    for file in log.files(path):
-        with file.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    call = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(call, dict):
-                    continue
-                if run_id and not str(call.get("run_id") or "").startswith(run_id.strip().lower()):
-                    continue
-                if agent and call.get("agent") != agent:
-                    continue
-                if cutoff is not None and log_query.timestamp({"timestamp": call.get("time")}) < cutoff:
-                    continue
-                calls.append(call)
+    query = log_query.Query(run=run_id.strip().lower() if run_id else None, agent=agent, since=cutoff)
+    calls = log_query.read(log.files(path), query)
     if not calls:
         err.print(f"no agent calls match in {path}" if path.exists() else f"no audit log at {path} yet", markup=False)
         raise typer.Exit(1)
@@ -58,7 +43,7 @@ def audit(
         cost = call.get("cost_usd")
         tokens = call.get("tokens")
         sys.stdout.write(" ".join([
-            str(call.get("time", ""))[:19].replace("T", " "), str(call.get("run_id") or "-")[:8],
+            str(call.get("timestamp", ""))[:19].replace("T", " "), str(call.get("run_id") or "-")[:8],
             str(call.get("workflow")), str(call.get("step")), f"agent={call.get('agent')}", f"({call.get('kind')})",
             str(call.get("outcome")), f"{call.get('duration_s', 0):.2f}s",
             *([f"{tokens} tokens"] if isinstance(tokens, int) else []),
