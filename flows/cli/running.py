@@ -144,7 +144,7 @@ def resume(
 
         state = _resolve_run(lambda: resume_.prepare_worker_resume(row, force))
         raise typer.Exit(resume_deployed(row.id, state, as_json, timeout))
-    prepared = _resolve_run(lambda: resume_.prepare_resume(row.id, force))
+    prepared = _resolve_run(lambda: resume_.prepare_resume(row, force))
     for change in prepared.changes:
         err.print(f"note: {change}", markup=False)
     secrets = _secrets_again(prepared, inputs)

@@ -40,8 +40,8 @@ class Prepared:
     notes: list[str] = field(default_factory=list)  # worth telling the user (commit moved...)
 
 
-def prepare_resume(run_id: str, force: bool = False) -> Prepared:
-    row = find_run(run_id)
+def prepare_resume(row: RunRow, force: bool = False) -> Prepared:
+    """The run (as `history.find_run` found it) ready to be resumed here, or why not."""
     state, record = _resumable(row, force)
     if record is None:
         record = _record(row.id)

@@ -2,7 +2,7 @@
 
 Everything lives beside the step results, in the directory of Prefect's default result
 storage as Prefect resolves it (PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, else the server's
-default set with `prefect result-storage set`, else `results.local_storage_path`,
+default, set with `agentflow storage set` (`share` below), else `results.local_storage_path`,
 `~/.prefect/storage`), so that sharing the results shares agentflow's run journals, records,
 locks and cache index with them: a run that crashed on one worker is resumed by another,
 and two workers share one cache. That needs a directory: a `local-file-system` block (or a
