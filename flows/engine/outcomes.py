@@ -1,4 +1,5 @@
-"""What a step's task runs come to: results from Prefect states, gates, `for_each` totals."""
+"""What a step's task runs come to: results from Prefect states, gates, `for_each` totals,
+and each step's outcome in the run's result."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from typing import Any
 
 from prefect.results import ResultRecord
 
-from agentflow.flows.engine import requests
 from agentflow.errors import AgentflowError, ExpressionError
+from agentflow.events import StepEvent, emit
+from agentflow.flows.engine import requests
+from agentflow.flows.engine.result import StepOutcome
 from agentflow.flows.language.expressions import Expression
 from agentflow.tasks.results import AgentResult
 
@@ -90,3 +93,22 @@ def aggregate(items: list[Any], item_results: dict[int, AgentResult]) -> AgentRe
                                 "degraded": len(degraded)},
                        degraded=bool(degraded), fallback_used=", ".join(used) or None,
                        primary_agent=next((r.primary_agent for r in degraded if r.primary_agent), None))
+
+
+def step_outcomes(order: list[str], results: dict[str, AgentResult], durations: dict[str, float],
+                  attempts: dict[str, int], cached: set[str], reused: set[str],
+                  failed: list[str]) -> dict[str, StepOutcome]:
+    """Every step's outcome in the run's result, in the definition's order; a step that never
+    ran (the run stopped after `failed`) is `not_run`, and the live view is told so."""
+    steps: dict[str, StepOutcome] = {}
+    for step_id in order:
+        result = results.get(step_id)
+        if result is None:
+            summary = f"not run: the run stopped after {', '.join(failed)} failed"
+            emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run", summary=summary))
+            steps[step_id] = StepOutcome(status="not_run", summary=summary)
+            continue
+        steps[step_id] = StepOutcome(status=result.status, summary=result.summary, result=result,
+                                     duration_s=durations.get(step_id), attempts=attempts.get(step_id, 1),
+                                     cached=step_id in cached, reused=step_id in reused)
+    return steps

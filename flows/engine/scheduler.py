@@ -29,7 +29,7 @@ from agentflow.flows.engine import ladder, outcomes, requests
 from agentflow.flows.engine.budget import Budgets
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.publish import Publisher
-from agentflow.flows.engine.result import StepOutcome, WorkflowResult
+from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.run_scope import run_scope
 from agentflow.flows.language.inputs import secret_env, secret_marker
 from agentflow.tasks.request import AGENT_KINDS, AgentRequest, CallKey
@@ -141,18 +141,8 @@ class _Scheduler:
                 self._finish(job, future.state)
 
     def _outcome(self) -> WorkflowResult:
-        steps: dict[str, StepOutcome] = {}
-        for step_id in self.spec_order():
-            result = self.results.get(step_id)
-            if result is None:
-                summary = f"not run: the run stopped after {', '.join(self.failed)} failed"
-                emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run", summary=summary))
-                steps[step_id] = StepOutcome(status="not_run", summary=summary)
-                continue
-            steps[step_id] = StepOutcome(status=result.status, summary=result.summary, result=result,
-                                         duration_s=self.durations.get(step_id),
-                                         attempts=self.step_attempts.get(step_id, 1),
-                                         cached=step_id in self.cached, reused=step_id in self.reused_steps)
+        steps = outcomes.step_outcomes(self.spec_order(), self.results, self.durations, self.step_attempts,
+                                       self.cached, self.reused_steps, self.failed)
         outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
                                  run_id=self.run_id, status="failed" if self.failed else "completed",
                                  steps=steps, failed_steps=list(self.failed), spend=self.budgets.spent.view())
