@@ -65,7 +65,9 @@ def read(agent: str) -> Circuit:
 def _write(agent: str, circuit: Circuit) -> None:
     from prefect.variables import Variable
 
-    Variable.set(variable_name(agent), circuit.view(), tags=["agentflow", "circuit"], overwrite=True)
+    # The agent's name goes with its state: the metrics exporter labels circuits by it.
+    Variable.set(variable_name(agent), {**circuit.view(), "agent": agent}, tags=["agentflow", "circuit"],
+                 overwrite=True)
 
 
 def before_call(agent: str, failures: int, cooldown: float) -> Circuit:

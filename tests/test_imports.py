@@ -25,6 +25,7 @@ LAYERS = [
     ("durability", ["agentflow.flows.durability"]),
     ("engine", ["agentflow.flows.engine"]),
     ("deployments", ["agentflow.deployments"]),
+    ("observe", ["agentflow.flows.observe"]),
     ("cli", ["agentflow.flows.cli", "agentflow.__main__"]),
 ]
 

@@ -40,8 +40,10 @@ def _related(workflow: str, run_id: str | None, agents: dict[str, str]) -> list[
 
 
 def step_outcome(workflow: str, run_id: str | None, step: str, result: AgentResult, outcome: str,
-                 agent: str | None = None) -> None:
-    """`outcome`: completed | degraded | skipped | cached | reused | failed (engine/publish.py)."""
+                 agent: str | None = None, facts: dict[str, Any] | None = None) -> None:
+    """`outcome`: completed | degraded | skipped | cached | reused | failed (engine/publish.py).
+    `facts`: the figures the metrics exporter folds (flows/observe/fold.py): duration, attempts,
+    cache hits and misses, tokens and cost."""
     if result.skipped_agent:
         agents = {"primary-agent": result.skipped_agent}
     elif result.degraded and result.fallback_used:
@@ -50,7 +52,11 @@ def step_outcome(workflow: str, run_id: str | None, step: str, result: AgentResu
         agents = {"agent": agent or ""}
     _emit(f"agentflow.step.{outcome}", {"prefect.resource.id": f"agentflow.step.{workflow}.{step}",
                                         "prefect.resource.name": step},
-          _related(workflow, run_id, agents), {"summary": result.summary[:1000], "status": result.status})
+          _related(workflow, run_id, agents),
+          {"summary": result.summary[:1000], "status": result.status, "workflow": workflow, "step": step,
+           "agent": agent or "", "answered_by": result.fallback_used or agent or "",
+           "skip_reason": ("agents_failed" if result.skipped_agent else "condition") if outcome == "skipped" else None,
+           **(facts or {})})
 
 
 def run_outcome(workflow: str, run_id: str, outcome: WorkflowResult) -> None:

@@ -109,7 +109,10 @@ class Publisher:
         self._logger.info(f"step {label}: started", step=label, agent=agent, attempt=attempt)
 
     def step_done(self, step: str, result: AgentResult, duration: float | None, attempts: int, cached: bool,
-                  reused: bool, task_run_id: Any = None, agent: str | None = None) -> None:
+                  reused: bool, task_run_id: Any = None, agent: str | None = None,
+                  cache_calls: tuple[int, int] = (0, 0), spend: dict[str, Any] | None = None) -> None:
+        """`cache_calls`: the step's calls answered from the cache, and those that missed it;
+        `spend`: what its agents reported (usd, tokens)."""
         outcome = outcome_of(result, cached, reused)
         took = f" in {duration:.1f}s" if duration is not None else ""
         how = {"cached": " (from the cache)", "reused": " (done before the resume: from the journal)"}.get(outcome, "")
@@ -119,7 +122,11 @@ class Publisher:
                          attempt=attempts, outcome=outcome, duration_s=None if duration is None else round(duration, 3),
                          fallback=result.fallback_used, error=result.error[:500] if outcome == "failed" and result.error
                          else None)
-        announce.step_outcome(self.workflow, self.run_id, step, result, outcome, agent)
+        spent = spend or {}
+        announce.step_outcome(self.workflow, self.run_id, step, result, outcome, agent, {
+            "duration_s": None if duration is None else round(duration, 4), "attempts": attempts,
+            "cache_hits": cache_calls[0], "cache_misses": cache_calls[1],
+            "tokens": spent.get("tokens") or 0, "cost_usd": spent.get("usd") or 0.0, "variant": None})
         if agent is not None or outcome in ("failed", "degraded") or result.skipped_agent or result.artifacts:
             # A page of its own for an agent's answer, a failure, or files written; a quick
             # command or function that went well is a row of the run's table (an artifact is an

@@ -94,6 +94,7 @@ class _Scheduler:
         self.durations: dict[str, float | None] = {}
         self.attempts: dict[str, int] = {}  # by task run name, filled by the task's retry condition
         self.step_attempts: dict[str, int] = {}  # the most tries any of a step's task runs took
+        self.cache_calls: dict[str, tuple[int, int]] = {}  # a step's calls that hit the cache, that missed it
         self.budgets = Budgets(compiled.spec.budget)  # what the agents spent (engine/budget.py)
         self.publisher: Publisher | None = None  # the run's log lines, artifacts, events (engine/publish.py)
         self.task_runs: dict[str, Any] = {}  # step -> its task run's id (not for fan-out steps)
@@ -357,6 +358,8 @@ class _Scheduler:
     def _index(self, job: _Job, hit: bool) -> None:
         plan = self.compiled.plans[job.step]
         key = job.cache_key or ""
+        hits, misses = self.cache_calls.get(job.step, (0, 0))
+        self.cache_calls[job.step] = (hits + hit, misses + (not hit))
         cache_index.record_call(self.spec.name, job.step, plan.step.agent, key, self.key_parts.get(key, {}),
                                 plan.cache_ttl or 0, hit)
 
@@ -386,7 +389,9 @@ class _Scheduler:
         if self.publisher is not None:
             self.publisher.step_done(step_id, result, duration, self.step_attempts.get(step_id, 1),
                                      cached=step_id in self.cached, reused=step_id in self.reused_steps,
-                                     task_run_id=self.task_runs.get(step_id), agent=plan.step.agent)
+                                     task_run_id=self.task_runs.get(step_id), agent=plan.step.agent,
+                                     cache_calls=self.cache_calls.get(step_id, (0, 0)),
+                                     spend=self.budgets.by_step[step_id].view() if step_id in self.budgets.by_step else None)
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
                        summary=result.summary, duration_s=duration, cached=step_id in self.cached,
                        reused=step_id in self.reused_steps, degraded=result.degraded))

@@ -1,0 +1,75 @@
+"""`/health` of the metrics exporter: is each part agentflow's runs rely on up?
+
+- prefect_api: the API answers its health check;
+- database: the server reaches its database (its `/ready`);
+- result_storage: the storage root (journals, records, the cache) can be written;
+- local_server: the server `agentflow server start` keeps, when that is the API in use;
+- events: the exporter's latest read of the events succeeded.
+
+200 when every one is up, 503 naming those that are not (`failing`), each with why.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from agentflow import _prefect_env
+
+
+def check(api_url: str, local: bool, storage_root: Callable[[], Path],
+          reader: Callable[[], tuple[float, str | None]]) -> tuple[int, dict[str, Any]]:
+    """`local`: the API in use is the local server's (it ran when the exporter started)."""
+    from prefect.client.orchestration import get_client
+
+    components: dict[str, dict[str, Any]] = {}
+    try:
+        with get_client(sync_client=True) as client:
+            failure = client.api_healthcheck()
+            components["prefect_api"] = _part(failure is None, api_url if failure is None else str(failure))
+            if failure is None:
+                components["database"] = _database(client)
+    except Exception as exc:  # noqa: BLE001 - whatever stops the client, the API is what is down
+        components["prefect_api"] = _part(False, f"{type(exc).__name__}: {exc}")
+    components.setdefault("database", {"ok": None, "detail": "not known: the Prefect API does not answer"})
+    components["result_storage"] = _storage(storage_root)
+    components["local_server"] = _local_server(api_url, local)
+    ok, error = reader()
+    components["events"] = _part(bool(ok), error or "the latest read of the events succeeded")
+    failing = [name for name, part in components.items() if part["ok"] is False]
+    return (503 if failing else 200), {"status": "failing" if failing else "ok", "failing": failing,
+                                        "components": components}
+
+
+def _part(ok: bool, detail: str) -> dict[str, Any]:
+    return {"ok": ok, "detail": detail}
+
+
+def _database(client: Any) -> dict[str, Any]:
+    try:
+        client.request("GET", "/ready")
+    except Exception as exc:  # noqa: BLE001 - a 503 from /ready is raised as an HTTP error
+        return _part(False, f"the server cannot reach its database: {exc}")
+    return _part(True, "the server reaches its database")
+
+
+def _storage(storage_root: Callable[[], Path]) -> dict[str, Any]:
+    try:
+        root = storage_root()
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".agentflow-health-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except Exception as exc:  # noqa: BLE001 - any reason the root cannot be written is the answer
+        return _part(False, f"cannot write the storage root: {exc}")
+    return _part(True, str(root))
+
+
+def _local_server(api_url: str, local: bool) -> dict[str, Any]:
+    if not local:
+        return _part(True, f"not used: the API in use is {api_url}")
+    record = _prefect_env.local_server()
+    if record is None or record.get("api_url") != api_url:
+        return _part(False, f"the local server at {api_url} is not running: `agentflow server start` starts it")
+    return _part(True, f"running (pid {record['pid']})")
