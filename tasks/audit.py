@@ -53,7 +53,7 @@ def _line(request: AgentRequest, started: float, result: AgentResult | None, err
     return {
         "timestamp": now_iso(),
         "run_id": _run_id(), "workflow": request.workflow, "step": request.label, "agent": request.agent,
-        "kind": request.kind, "variant": None, "in_place_of": request.in_place_of,
+        "kind": request.kind, "variant": request.variant, "in_place_of": request.in_place_of,
         "request": request_digest(request),
         "tools_allowed": sorted(config.get("allowed_tools") or config.get("tools") or []),
         "tools_denied": sorted(config.get("disallowed_tools") or []),

@@ -59,6 +59,7 @@ class AgentRequest(BaseModel):
     circuit: tuple[int, float] | None = None
     limited: bool = False  # the agent has a `concurrency` limit: a call holds one of its slots
     in_place_of: str | None = None  # a fallback's call: the step's own agent, which could not serve
+    variant: str | None = None  # the agent's A/B variant this call uses (part of its key)
     files: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = None

@@ -136,7 +136,11 @@ def test_figures_from_two_workers_survive_a_restart_and_health_names_the_api_whe
         assert value(samples, "agentflow_workflow_runs_total", state="completed", **ours) == 2
         assert value(samples, "agentflow_workflow_runs_total", state="failed", **ours) == 1
         steps = {(dict(ls)["step"], dict(ls)["outcome"]): v for (n, ls), v in samples.items()
-                 if n == "agentflow_step_runs_total" and dict(ls)["workflow"] == name}
+                 if n == "agentflow_step_runs_total" and dict(ls)["workflow"] == name and v}
+        # Every outcome of a step is served from its first event on (at 0): a first failure is an increase.
+        assert value(samples, "agentflow_step_runs_total", step="greet", outcome="failed", **ours) == 0
+        assert (("agentflow_step_runs_total", tuple(sorted({"workflow": name, "step": "greet", "agent": "",
+                 "variant": "", "outcome": "failed"}.items())))) in samples
         assert steps == {("greet", "completed"): 1, ("greet", "cached"): 2, ("answer", "degraded"): 3,
                          ("spend", "completed"): 3, ("never", "skipped"): 3, ("flaky", "completed"): 3,
                          ("gate", "completed"): 2, ("gate", "failed"): 1}

@@ -31,6 +31,7 @@ from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.scheduler import execute
 from agentflow.flows.engine.secrets import with_secrets_from_env
 from agentflow.flows.engine.stored_result import WorkflowResultSerializer
+from agentflow.flows.engine.variants import Variant
 from agentflow.flows.language import canonical, expressions
 from agentflow.flows.language.inputs import validate_inputs
 from agentflow.flows.language.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
@@ -101,7 +102,8 @@ def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cac
             rung_task, rung_timeout = _task(spec, step, rung_agent, cache_options, name)
             fallbacks.append(ladder.Rung(agent=name, spec=rung_agent, digest=_agent_digest(workflow, rung_agent),
                                          task=rung_task, timeout=rung_timeout,
-                                         prompt_suffix=previous.fallback_prompt_suffix))
+                                         prompt_suffix=previous.fallback_prompt_suffix,
+                                         variants=_variants(workflow, rung_agent)))
             previous = rung_agent
     gates = [step.gate] if isinstance(step.gate, str) else list(step.gate or [])
     return StepPlan(
@@ -124,6 +126,7 @@ def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cac
         degraded=workflow.degraded,
         subagent=workflow.subagents.get(agent.subagent) if agent and agent.subagent else None,
         budget=step.budget or spec.defaults.budget,
+        variants=_variants(workflow, agent) if agent and step.agent else (),
         fallback_subagents={r.agent: workflow.subagents[r.spec.subagent] for r in fallbacks
                             if r.spec.subagent and r.spec.subagent in workflow.subagents},
     )
@@ -136,6 +139,11 @@ def _agent_digest(workflow: ResolvedWorkflow, agent: AgentSpec) -> str:
     if subagent is not None:
         definition = {**definition, "subagent_definition": subagent.model_dump(mode="json", exclude={"path"})}
     return canonical.digest(definition)
+
+
+def _variants(workflow: ResolvedWorkflow, agent: AgentSpec) -> tuple[Variant, ...]:
+    return tuple(Variant(v.name, v.weight, spec, _agent_digest(workflow, spec))
+                 for v in agent.variants or [] for spec in [agent.with_variant(v.name)])
 
 
 def _task(spec: Workflow, step: Step, agent: AgentSpec | None, cache_options: dict[str, Any],

@@ -9,6 +9,7 @@ from prefect.cache_policies import CachePolicy
 
 from agentflow.flows.language.expressions import Expression
 from agentflow.flows.engine.ladder import Rung
+from agentflow.flows.engine.variants import Variant
 from agentflow.flows.language.spec import AgentSpec, Budget, DegradedMode, ResolvedWorkflow, Step, Subagent, Workflow
 
 CACHE_MODES = ("use", "off", "refresh")
@@ -36,6 +37,7 @@ class StepPlan:
     subagent: Subagent | None = None  # the primary's Claude Code subagent, read from its file
     fallback_subagents: dict[str, Subagent] = field(default_factory=dict)  # by fallback agent
     budget: Budget | None = None  # the step's, or `defaults`' (engine/budget.py)
+    variants: tuple[Variant, ...] = ()  # its agent's A/B configurations (engine/variants.py)
 
     @property
     def cache(self) -> bool:

@@ -73,6 +73,11 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
                                         "round at run time")
             pending.add(step_id)
             continue
+        if plan.variants:
+            verdicts[step_id] = Verdict(step_id, "unknown", f"agent `{plan.step.agent}` has variants: the one a run "
+                                        "uses, and so the cache key, is picked from the run's id")
+            pending.add(step_id)
+            continue
         request = requests.build(name, plan, context)
         if request.kind == "error":
             verdicts[step_id] = Verdict(step_id, "runs", f"will fail: {request.message}")

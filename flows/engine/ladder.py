@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentflow.errors import StepFailed
+from agentflow.flows.engine.variants import Variant
 from agentflow.flows.language.spec import AgentSpec, DegradedMode
 from agentflow.tasks.results import AgentResult
 
@@ -33,6 +34,7 @@ class Rung:
     task: Any
     timeout: float | None
     prompt_suffix: str
+    variants: tuple[Variant, ...] = ()  # its A/B configurations, if it has any (engine/variants.py)
 
 
 def chain(primary: str, agents: dict[str, AgentSpec], step_fallback: str | None, limit: int) -> list[str]:

@@ -110,7 +110,8 @@ class Publisher:
 
     def step_done(self, step: str, result: AgentResult, duration: float | None, attempts: int, cached: bool,
                   reused: bool, task_run_id: Any = None, agent: str | None = None,
-                  cache_calls: tuple[int, int] = (0, 0), spend: dict[str, Any] | None = None) -> None:
+                  cache_calls: tuple[int, int] = (0, 0), spend: dict[str, Any] | None = None,
+                  variant: str | None = None) -> None:
         """`cache_calls`: the step's calls answered from the cache, and those that missed it;
         `spend`: what its agents reported (usd, tokens)."""
         outcome = outcome_of(result, cached, reused)
@@ -118,7 +119,7 @@ class Publisher:
         how = {"cached": " (from the cache)", "reused": " (done before the resume: from the journal)"}.get(outcome, "")
         line = f"step {step}: {outcome}{took}{how}: {result.summary or '(no summary)'}"
         worrying = outcome in ("failed", "degraded") or result.skipped_agent  # not a `when` that was false
-        self._logger.log(logging.WARNING if worrying else logging.INFO, line, step=step, agent=agent,
+        self._logger.log(logging.WARNING if worrying else logging.INFO, line, step=step, agent=agent, variant=variant,
                          attempt=attempts, outcome=outcome, duration_s=None if duration is None else round(duration, 3),
                          fallback=result.fallback_used, error=result.error[:500] if outcome == "failed" and result.error
                          else None)
@@ -126,7 +127,7 @@ class Publisher:
         announce.step_outcome(self.workflow, self.run_id, step, result, outcome, agent, {
             "duration_s": None if duration is None else round(duration, 4), "attempts": attempts,
             "cache_hits": cache_calls[0], "cache_misses": cache_calls[1],
-            "tokens": spent.get("tokens") or 0, "cost_usd": spent.get("usd") or 0.0, "variant": None})
+            "tokens": spent.get("tokens") or 0, "cost_usd": spent.get("usd") or 0.0, "variant": variant})
         if agent is not None or outcome in ("failed", "degraded") or result.skipped_agent or result.artifacts:
             # A page of its own for an agent's answer, a failure, or files written; a quick
             # command or function that went well is a row of the run's table (an artifact is an

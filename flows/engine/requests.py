@@ -14,6 +14,7 @@ from typing import Any, Literal
 from agentflow.errors import ExpressionError, TemplateError
 from agentflow.flows.durability.cache import parts_of
 from agentflow.flows.durability.repo import RepoState, hash_files
+from agentflow.flows.engine import variants
 from agentflow.flows.engine.compiled import StepPlan
 from agentflow.flows.language import canonical, templates
 from agentflow.tasks.request import AgentRequest, CallKey
@@ -61,9 +62,11 @@ def call_label(step_id: str, item: Any = None, index: int | None = None, iterati
 
 
 def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = None,
-          index: int | None = None, iteration: int | None = None, rung: int = 0) -> AgentRequest:
+          index: int | None = None, iteration: int | None = None, rung: int = 0,
+          run_id: str | None = None) -> AgentRequest:
     """Render the step for this call; a template that fails gives a request of kind `error`.
-    `rung`: 0 for the step's agent, n for its n-th fallback (engine/ladder.py)."""
+    `rung`: 0 for the step's agent, n for its n-th fallback (engine/ladder.py); `run_id` picks
+    the agent's variant, if it has variants (engine/variants.py)."""
     step = plan.step
     label = call_label(step.id, item, index, iteration)
     agent_name, agent, timeout, suffix, subagent = step.agent, plan.agent, plan.timeout, "", plan.subagent
@@ -72,8 +75,12 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
         agent_name, agent, timeout, suffix = fallback.agent, fallback.spec, fallback.timeout, fallback.prompt_suffix
         subagent = plan.fallback_subagents.get(fallback.agent)
         label = f"{label} (fallback {agent_name})"
+    variant = variants.pick(_variants(plan, rung), run_id, step.id)
+    if variant is not None:
+        agent = variant.spec
     local = {**context, "item": item, "iteration": iteration}
-    base = dict(workflow=workflow, step=step.id, label=label, agent=agent_name, item=item, iteration=iteration)
+    base = dict(workflow=workflow, step=step.id, label=label, agent=agent_name, item=item, iteration=iteration,
+                variant=variant.name if variant else None)
     try:
         prompt = templates.render(step.prompt, local) + suffix
         params = templates.render_value(step.with_, local)
@@ -116,6 +123,9 @@ def call_key(workflow: str, plan: StepPlan, request: AgentRequest, rung: int = 0
     """The call's identity: the step's and agent's digests (fixed at compile) and the
     rendered request's, computed here once."""
     agent = plan.fallbacks[rung - 1].digest if rung else plan.agent_digest
+    variant = next((v for v in _variants(plan, rung) if v.name == request.variant), None)
+    if variant is not None:
+        agent = variant.digest  # the configuration the call used: each variant caches its own answers
     return CallKey(workflow=workflow, step=plan.definition_digest, agent=agent,
                    request=canonical.digest(request.key_view()))
 
@@ -128,6 +138,16 @@ def with_cache_context(plan: StepPlan, request: AgentRequest, key: CallKey, repo
         "repo": repo.key_part() if "commit" in parts else None,
         "files": hash_files(request.files) if "files" in parts else None})
     return request.model_copy(update={"key": key})
+
+
+def _variants(plan: StepPlan, rung: int) -> tuple[variants.Variant, ...]:
+    return plan.fallbacks[rung - 1].variants if rung else plan.variants
+
+
+def step_variant(plan: StepPlan, run_id: str | None) -> str | None:
+    """The variant of the step's own agent in this run (its metrics' label)."""
+    variant = variants.pick(plan.variants, run_id, plan.step.id)
+    return variant.name if variant else None
 
 
 def item_label(item: Any, index: int) -> str:

@@ -263,14 +263,15 @@ class _Scheduler:
         secret inputs it is rendered twice: with the values for the agent (which removes them
         from what it returns), and with each secret's name in its place for the call's
         identity and cache key."""
-        request = requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration, rung=rung)
+        request = requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration, rung=rung,
+                                 run_id=self.run_id)
         keys = self.compiled.credentials.get(request.agent or "")
         if keys:  # an agent block's key: like a secret, to the agent only, removed from its result
             request = request.model_copy(update={"secrets": {**request.secrets, **keys}})
         masked = None
         if self.secrets:
             masked = requests.build(self.spec.name, plan, {**context, "inputs": self.masked_inputs}, item=item,
-                                    index=index, iteration=iteration, rung=rung)
+                                    index=index, iteration=iteration, rung=rung, run_id=self.run_id)
             secrets = {**request.secrets, **{secret_env(k): v for k, v in self.secrets.items()}}
             request = request.model_copy(update={"secrets": secrets})
         self._enqueue(step_id, request, index, masked, rung, tried)
@@ -391,6 +392,7 @@ class _Scheduler:
                                      cached=step_id in self.cached, reused=step_id in self.reused_steps,
                                      task_run_id=self.task_runs.get(step_id), agent=plan.step.agent,
                                      cache_calls=self.cache_calls.get(step_id, (0, 0)),
+                                     variant=requests.step_variant(plan, self.run_id),
                                      spend=self.budgets.by_step[step_id].view() if step_id in self.budgets.by_step else None)
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
                        summary=result.summary, duration_s=duration, cached=step_id in self.cached,

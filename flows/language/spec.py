@@ -197,6 +197,32 @@ class CircuitSpec(_Model):
     cooldown: Duration = 60.0
 
 
+class VariantSpec(_Model):
+    """One configuration of an agent in an A/B comparison: its name, its share of the calls
+    (`weight`, relative to the others'), and what it changes of the agent's configuration.
+    Only how the agent is called may change, not what kind of agent it is or how it fails."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=40)]
+    weight: float = Field(default=1.0, gt=0, le=1_000_000)
+    model: str | None = None
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] | None = None
+    permission_mode: str | None = None
+    output_schema: dict[str, Any] | None = None
+    command: list[str] | None = None
+    callable: str | None = None
+    url: str | None = None
+    headers: dict[str, str] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"name", "weight"}, exclude_none=True)
+
+
 # Agents that call something remote get a circuit breaker unless they say otherwise.
 BREAKER_BY_DEFAULT = ("claude-code", "llm", "http")
 
@@ -241,6 +267,9 @@ class AgentSpec(_Model):
     skip_if_unavailable: bool = False
     concurrency: int | None = Field(default=None, ge=1)
     circuit_breaker: Union[bool, CircuitSpec, None] = None  # None: on for claude-code, llm, http
+    # A/B: each call uses one of these configurations, picked from the run and the step
+    # (engine/variants.py); the variant is part of the call's cache key and of its metrics.
+    variants: list[VariantSpec] | None = None
 
     @property
     def breaker(self) -> CircuitSpec | None:
@@ -262,7 +291,30 @@ class AgentSpec(_Model):
         if self.kind == "llm" and (self.model or "").partition(":")[0] not in LLM_PROVIDERS:
             raise ValueError(f"an llm model is written provider:name with a provider of {', '.join(LLM_PROVIDERS)}, "
                              f"e.g. anthropic:claude-sonnet-4-6 or openai-chat:llama3 (got `{self.model}`)")
+        if self.variants is not None:
+            self._check_variants(self.variants)
         return self
+
+    def _check_variants(self, variants: list[VariantSpec]) -> None:
+        if len(variants) < 2:
+            raise ValueError("`variants` compares two or more configurations: add another, or remove `variants`")
+        names = [v.name for v in variants]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"variant names must differ: {', '.join(twice)} is used twice")
+        for variant in variants:
+            try:
+                self.with_variant(variant.name)
+            except ValueError as exc:  # pydantic's ValidationError is one: say which variant
+                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'agent'}: {e['msg']}"
+                                     for e in getattr(exc, "errors", lambda: [])()) or str(exc)
+                raise ValueError(f"variant `{variant.name}` makes an agent that is not valid: {problems}") from None
+
+    def with_variant(self, name: str) -> "AgentSpec":
+        """This agent as variant `name` configures it (without `variants`); checked like any agent."""
+        variant = next(v for v in self.variants or [] if v.name == name)
+        data = {**self.model_dump(mode="json", exclude={"variants"}, exclude_unset=True), **variant.changes()}
+        return AgentSpec.model_validate(data)
 
 
 class DegradedMode(_Model):

@@ -25,7 +25,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from agentflow import log
 from agentflow.flows.durability.storage import atomic_write
 from agentflow.flows.observe import source
-from agentflow.flows.observe.fold import METRICS, Totals
+from agentflow.flows.observe.fold import CIRCUIT_STATES, METRICS, Totals
 
 _log = logging.getLogger("agentflow")
 _STATE_VERSION = 1
@@ -126,7 +126,7 @@ class Collector:
             gauges = {
                 "agentflow_workflow_runs_in_flight": {k: float(v) for k, v in f.in_flight.items()},
                 "agentflow_circuit_state": {(agent, state): float(state == now) for agent, now in f.circuits.items()
-                                            for state in ("closed", "open", "half_open")},
+                                            for state in CIRCUIT_STATES},
                 "agentflow_exporter_refresh_ok": {(): f.refresh_ok},
                 "agentflow_exporter_refresh_seconds": {(): f.refresh_s},
             }

@@ -23,8 +23,12 @@ STEP_EVENTS = "agentflow.step."
 RUN_EVENTS = "prefect.flow-run."
 RUN_TAG_RESOURCE = "prefect.tag.agentflow"
 TERMINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+OUTCOMES = ("completed", "degraded", "skipped", "cached", "reused", "failed")  # engine/publish.py outcome_of
 OUTCOMES_THAT_RAN = ("completed", "degraded", "failed")  # an agent was called: its time is a duration
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+CIRCUIT_STATES = ("closed", "open", "half_open")  # tasks/circuit.py
+SKIP_REASONS = ("condition", "agents_failed")
 
 _STEP = ("workflow", "step", "agent", "variant")
 
@@ -55,10 +59,10 @@ METRICS = {m.name: m for m in (
            ("workflow", "step", "agent", "fallback", "variant")),
     Metric("agentflow_skips", "counter", "Steps skipped: a `when` that was false (condition), or every "
            "agent on the ladder failed (agents_failed)", ("workflow", "step", "agent", "reason", "variant")),
-    Metric("agentflow_agent_tokens", "counter", "Tokens agents reported, by the agent that answered",
-           ("agent", "variant")),
-    Metric("agentflow_agent_cost_usd", "counter", "Dollars agents reported, by the agent that answered",
-           ("agent", "variant")),
+    Metric("agentflow_agent_tokens", "counter", "Tokens agents reported, by workflow and the agent that answered",
+           ("workflow", "agent", "variant")),
+    Metric("agentflow_agent_cost_usd", "counter", "Dollars agents reported, by workflow and the agent that "
+                                                  "answered", ("workflow", "agent", "variant")),
     Metric("agentflow_circuit_state", "gauge", "1 for the state each agent's circuit breaker is in "
            "(closed, open, half_open)", ("agent", "state")),
     Metric("agentflow_exporter_events", "counter", "Prefect events this exporter has folded into its "
@@ -107,6 +111,11 @@ class Totals:
             series = self.counters.setdefault(metric, {})
             series[labels] = series.get(labels, 0.0) + by
 
+    def start(self, metric: str, labels: tuple[str, ...]) -> None:
+        """A series at 0 before its first event, so that Prometheus sees that event as an increase
+        (a series that appears at 1 is not one to rate() and increase(): a first failure would not alert)."""
+        self.counters.setdefault(metric, {}).setdefault(labels, 0.0)
+
     def value(self, metric: str, **labels: str) -> float:
         """The sum of the series of `metric` whose labels match `labels` (tests, `stats`)."""
         names = METRICS[metric].labels
@@ -122,7 +131,10 @@ class Totals:
             state = str((event.get("resource") or {}).get("prefect.state-type", ""))
             if state not in TERMINAL_STATES:
                 return False
-            self.add("agentflow_workflow_runs", (_related_name(event, "flow"), state.lower()))
+            workflow = _related_name(event, "flow")
+            for each in TERMINAL_STATES:
+                self.start("agentflow_workflow_runs", (workflow, each.lower()))
+            self.add("agentflow_workflow_runs", (workflow, state.lower()))
         else:
             return False
         self.add("agentflow_exporter_events", ())
@@ -135,6 +147,11 @@ class Totals:
         agent = str(p.get("agent") or "")
         variant = str(p.get("variant") or "")
         labels = (workflow, step, agent, variant)
+        if (*labels, outcome) not in self.counters.get("agentflow_step_runs", {}):
+            for each in OUTCOMES:
+                self.start("agentflow_step_runs", (*labels, each))
+            for metric in ("agentflow_cache_hits", "agentflow_cache_misses", "agentflow_step_retries"):
+                self.start(metric, labels)
         self.add("agentflow_step_runs", (*labels, outcome))
         duration = _number(p.get("duration_s"))
         if outcome in OUTCOMES_THAT_RAN and duration is not None:
@@ -150,8 +167,8 @@ class Totals:
         if outcome == "skipped":
             self.add("agentflow_skips", (workflow, step, agent, str(p.get("skip_reason") or "condition"), variant))
         if outcome not in ("cached", "reused") and answered_by:  # a cache hit, a journal entry: nothing spent
-            self.add("agentflow_agent_tokens", (answered_by, variant), _number(p.get("tokens")) or 0)
-            self.add("agentflow_agent_cost_usd", (answered_by, variant), _number(p.get("cost_usd")) or 0)
+            self.add("agentflow_agent_tokens", (workflow, answered_by, variant), _number(p.get("tokens")) or 0)
+            self.add("agentflow_agent_cost_usd", (workflow, answered_by, variant), _number(p.get("cost_usd")) or 0)
 
     # ---- saved between restarts ---------------------------------------------------------
     def dump(self) -> dict[str, Any]:
