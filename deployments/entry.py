@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agentflow import log
+from agentflow import log, tracing
 
 WORKFLOWS_ENV = "AGENTFLOW_WORKFLOWS"
 
@@ -59,5 +59,6 @@ def __getattr__(name: str) -> Any:
     # A worker's flow run: agentflow's lines on its console from info (the worker shows them),
     # in the log file, and in the run's log in the UI (agentflow/log.py).
     log.configure("info")
+    tracing.configure()
     globals()[name] = flow  # asked again (Prefect does), the same flow
     return flow

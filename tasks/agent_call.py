@@ -14,6 +14,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.states import Completed, State
 
+from agentflow import tracing
 from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
 from agentflow.tasks import audit, circuit, limits
@@ -84,12 +85,21 @@ def _guarded(request: AgentRequest) -> AgentResult:
     if request.agent is None:
         return _limited(request)
     started = time.time()
-    try:
-        result = _limited(request)
-    except BaseException as exc:
-        audit.record(request, started, None, exc)
-        raise
-    audit.record(request, started, result, None)
+    with tracing.span(f"agent {request.agent}", {
+            "agentflow.workflow": request.workflow, "agentflow.step": request.step, "agentflow.call": request.label,
+            "agentflow.agent": request.agent, "agentflow.kind": request.kind, "agentflow.variant": request.variant,
+            "agentflow.in_place_of": request.in_place_of}) as span:
+        try:
+            result = _limited(request)
+        except BaseException as exc:
+            audit.record(request, started, None, exc)
+            raise
+        audit.record(request, started, result, None)
+        if span is not None:
+            tokens, cost = result.metrics.get("tokens"), result.metrics.get("cost_usd")
+            span.set_attributes({"agentflow.outcome": result.status, **({"agentflow.tokens": tokens}
+                                 if isinstance(tokens, int) else {}),
+                                 **({"agentflow.cost_usd": float(cost)} if isinstance(cost, (int, float)) else {})})
     return result
 
 

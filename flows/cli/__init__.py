@@ -54,6 +54,9 @@ def main() -> None:
 
                 check_local_database()
                 guard = _guard_the_embedded_server()
+        from agentflow import tracing
+
+        tracing.configure()  # OTLP traces of the runs this command makes, if an endpoint is set
         app()
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from agentflow import tracing
 from agentflow.flows.engine.compile import build_flow
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.secrets import with_secrets_from_env
@@ -22,5 +23,6 @@ def run_workflow(workflow: str | Path | ResolvedWorkflow, inputs: dict[str, Any]
     carrying one. SpecError or InputError before anything runs. Secret inputs not given are
     read from AGENTFLOW_SECRET_<NAME>."""
     resolved = workflow if isinstance(workflow, ResolvedWorkflow) else load_workflow(workflow)
+    tracing.configure()  # traces exported with OTLP if OTEL_EXPORTER_OTLP_ENDPOINT is set
     return build_flow(resolved, cache=cache)(**with_secrets_from_env(resolved.spec, inputs or {}))
 
