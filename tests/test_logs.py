@@ -95,3 +95,24 @@ def test_the_log_rotates_by_size_and_keeps_three(tmp_path):
     assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
     kept = [line["event"] for line in log_query.read(log.files(path), log_query.Query())]
     assert kept[-1] == "line 199" and kept == sorted(kept) and len(kept) == len(set(kept)) > 40
+
+
+def test_a_run_another_worker_ran_is_read_from_the_server(cli, tmp_path):
+    """`agentflow logs RUN` on a machine whose log has none of the run's lines shows the run's log
+    as the Prefect server keeps it: agentflow's step lines with their step, filtered, no secret."""
+    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    worker = {"AGENTFLOW_LOG_FILE": str(tmp_path / "worker.jsonl")}
+    done = cli("run", "wf.yaml", "-i", f"token={CANARY}", "--json", cwd=tmp_path, env=worker)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+
+    here = {"AGENTFLOW_LOG_FILE": str(tmp_path / "here.jsonl")}
+    shown = cli("logs", run_id[:8], cwd=tmp_path, env=here)
+    assert shown.returncode == 0, shown.stderr
+    assert f"log has no line of run {run_id[:8]}: its log on the Prefect server" in shown.stderr
+    assert f"[logged {run_id[:8]} greet] step greet: completed" in shown.stdout
+    assert "step breaks: failed" in shown.stdout and CANARY not in shown.stdout
+    warnings = cli("logs", run_id, "--level", "warning", "--json", cwd=tmp_path, env=here)
+    lines = [json.loads(line) for line in warnings.stdout.splitlines()]
+    assert lines and all(line["level"] in ("warning", "error") for line in lines)
+    assert any(line["step"] == "breaks" and "exited with code 3" in line["event"] for line in lines)

@@ -38,7 +38,7 @@ from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVAL
 # one, which cannot start on a damaged database (checked first, to say so).
 _USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan", "agents", "stats"}
 # Commands that use a server only if one stays up (the local one, or PREFECT_API_URL).
-_NEED_A_STARTED_SERVER = {"deploy", "storage", "metrics"}
+_NEED_A_STARTED_SERVER = {"deploy", "storage", "metrics", "logs"}
 
 
 def main() -> None:

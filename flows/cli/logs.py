@@ -45,6 +45,8 @@ def logs(
     if analyze:
         _print_analysis(log_query.analyze(lines), as_json)
         return
+    if not lines and run_id and not follow and not file:
+        lines = _from_the_server(run_id, query)
     if not lines and not follow:
         err.print(f"no log lines match in {path}" if path.exists() else f"no log at {path} yet", markup=False)
         raise typer.Exit(1)
@@ -52,6 +54,28 @@ def logs(
         _print(line, as_json)
     if follow:
         _follow(path, query, as_json)
+
+
+def _from_the_server(run_id: str, query) -> list[dict]:
+    """The run's lines from the Prefect server's log of it, when this machine has none (another
+    worker ran it); nothing if no server that stays up is configured (the embedded one holds
+    only this machine's runs, whose lines are in its file)."""
+    import os
+
+    from agentflow import _prefect_env
+    from agentflow.flows.durability.history import RunNotFound
+    from agentflow.flows.observe import run_log
+
+    if not (os.environ.get("PREFECT_API_URL") or _prefect_env.configured_api_url()):
+        return []
+    try:
+        whole, lines = run_log.read(run_id)
+    except RunNotFound:
+        return []
+    found = [line for line in lines if query.matches({**line, "run_id": whole})]
+    if found:
+        err.print(f"(this machine's log has no line of run {whole[:8]}: its log on the Prefect server)", markup=False)
+    return found
 
 
 def _print(line: dict, as_json: bool) -> None:
