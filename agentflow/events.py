@@ -22,9 +22,10 @@ from typing import Literal
 # run_started: the flow run began (label: its id; attempt: 2 and more on a resume);
 # waiting: a started call waits for another run making the same call (same cache key);
 # fallback: the agent of `label` could not serve, `agent` is tried next;
-# activity: what a long-running agent is doing (its text, each tool it uses), as it happens.
+# activity: what a long-running agent is doing (its text, each tool it uses), as it happens;
+# approval: an approval step waits for a person (label: the step; summary: how to answer).
 EventKind = Literal["run_started", "started", "waiting", "retrying", "finished", "step_finished", "fallback",
-                    "activity"]
+                    "activity", "approval"]
 
 
 @dataclass(frozen=True)

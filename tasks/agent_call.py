@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.states import Completed, State
+from prefect.states import Completed, Failed, State
 
 from agentflow import tracing
 from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
@@ -63,6 +63,8 @@ def agent_call(request: AgentRequest) -> AgentResult | State:
                          data=AgentResult(status="skipped", summary=request.message))
     if request.kind == "error":
         raise ConfigError(request.message)
+    if request.kind == "approval":
+        return _decision(request)
     if request.kind == "assert":
         if not request.passed:
             raise AssertionFailed(f"step `{request.step}`: {request.message}")
@@ -77,6 +79,19 @@ def agent_call(request: AgentRequest) -> AgentResult | State:
         if isinstance(getattr(exc, "output", None), str):
             exc.output = scrub(exc.output, request.redact)
         raise
+
+
+def _decision(request: AgentRequest) -> State:
+    """An approval step's task run records the decision a person made (engine/approvals.py):
+    Approved, Rejected or Failed in the UI, with who and why; and a line in the audit log."""
+    decision = request.params
+    audit.decision(request)
+    data = AgentResult(status="success" if decision.get("approved") else "failed", summary=request.message,
+                       data=decision)
+    if decision.get("fail"):
+        return Failed(message=request.message[:_MESSAGE_CHARS], data=data)
+    name = "Approved" if decision.get("approved") else "Rejected"
+    return Completed(name=name, message=request.message[:_MESSAGE_CHARS], data=data)
 
 
 def _guarded(request: AgentRequest) -> AgentResult:

@@ -35,11 +35,31 @@ def request_digest(request: AgentRequest) -> str:
 def record(request: AgentRequest, started: float, result: AgentResult | None, error: BaseException | None) -> None:
     """Append the call's line. Never raises: an audit that cannot be written is not a failed step."""
     try:
-        line = _line(request, started, result, error)
-        path = audit_file()
-        writer = _files.get(path) or _files.setdefault(path, JsonLines(path))
-        writer.append(json.dumps(line, default=str, ensure_ascii=False))
+        _write(_line(request, started, result, error))
     except Exception:  # noqa: BLE001 - see the docstring
+        pass
+
+
+def _write(line: dict[str, Any]) -> None:
+    path = audit_file()
+    writer = _files.get(path) or _files.setdefault(path, JsonLines(path))
+    writer.append(json.dumps(line, default=str, ensure_ascii=False))
+
+
+def decision(request: AgentRequest) -> None:
+    """An approval step's decision: who, when, approved or not, the comment and the fields."""
+    decided = request.params
+    try:
+        line = {"timestamp": now_iso(), "run_id": _run_id(), "workflow": request.workflow, "step": request.label,
+                "agent": None, "kind": "approval", "variant": None, "in_place_of": None,
+                "request": request_digest(request), "tools_allowed": [], "tools_denied": [],
+                "outcome": "approved" if decided.get("approved") else "rejected", "duration_s": None,
+                "tokens": None, "cost_usd": None, "error": None, "decided_by": decided.get("decided_by"),
+                "decided_at": decided.get("decided_at"), "comment": scrub(str(decided.get("comment", "")),
+                                                                           request.redact)[:1000],
+                "fields": decided.get("fields"), "timed_out": decided.get("timed_out")}
+        _write(line)
+    except Exception:  # noqa: BLE001 - as record(): an audit that cannot be written is not a failed step
         pass
 
 

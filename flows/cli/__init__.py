@@ -30,13 +30,14 @@ from agentflow.flows.cli import logs  # noqa: E402,F401
 from agentflow.flows.cli import audit  # noqa: E402,F401
 from agentflow.flows.cli import metrics  # noqa: E402,F401
 from agentflow.flows.cli import stats  # noqa: E402,F401
+from agentflow.flows.cli import approve  # noqa: E402,F401
 from agentflow.errors import AgentflowError, SpecError  # noqa: E402
 from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err, print_problems  # noqa: E402
 
 
 # Commands that talk to the Prefect API: with no server configured, they start the embedded
 # one, which cannot start on a damaged database (checked first, to say so).
-_USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan", "agents", "stats"}
+_USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan", "agents", "stats", "approve"}
 # Commands that use a server only if one stays up (the local one, or PREFECT_API_URL).
 _NEED_A_STARTED_SERVER = {"deploy", "storage", "metrics", "logs"}
 

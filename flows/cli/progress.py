@@ -67,6 +67,9 @@ class ProgressView:
                 self.labels_by_key[event.cache_key] = event.label
             if not event.label.endswith("(skipped)"):
                 self.console.print(f"[cyan]  start[/]  {label}")
+        elif event.kind == "approval":
+            self.console.print(f"[yellow]    ask[/]  {label}  [dim]{escape(event.summary)}[/]")
+            self.console.file.flush()
         elif event.kind == "activity":
             self.console.print(f"[dim]      …  {label}  {escape(_one_line(event.summary))}[/]")
         elif event.kind == "fallback":

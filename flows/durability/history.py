@@ -118,8 +118,19 @@ def _flow_names(client: Any, ids: set) -> dict:
 
 def _row(run: Any, names: dict) -> RunRow:
     return RunRow(id=str(run.id), workflow=names.get(run.flow_id, "?"), version=run.flow_version,
-                  state=run.state.name if run.state else "?", started=run.start_time, duration_s=_duration(run),
+                  state=_state(run), started=run.start_time, duration_s=_duration(run),
                   deployment_id=str(run.deployment_id) if run.deployment_id else None)
+
+
+def _state(run: Any) -> str:
+    """The state's name; a run paused by an approval step (engine/approvals.py) says that it waits
+    for a person, so that `agentflow runs` shows which runs do."""
+    if run.state is None:
+        return "?"
+    details = run.state.state_details
+    if run.state.is_paused() and details is not None and str(details.pause_key or "").startswith("approval-"):
+        return "Awaiting approval"
+    return run.state.name
 
 
 def _duration(run: Any) -> float | None:

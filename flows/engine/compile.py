@@ -69,8 +69,8 @@ def _cache_settings(spec: Workflow, step: Step, agent: AgentSpec | None) -> tupl
         enabled, setting_ttl, parts = setting, None, None
     else:
         enabled, setting_ttl, parts = True, setting.ttl, setting.key
-    if step.kind == "assert":
-        enabled = False
+    if step.kind in ("assert", "approval"):
+        enabled = False  # an assert is cheaper than a lookup; a person's decision is never replayed
     step_ttl = step.cache.ttl if step.cache is not None and not isinstance(step.cache, bool) else None
     ttl = _first(step_ttl, agent.ttl if agent else None, setting_ttl, _DEFAULT_TTL_S)
     if ttl <= 0:

@@ -24,7 +24,7 @@ from agentflow.tasks.request import AgentRequest, CallKey
 class Start:
     """What a step does once its upstream steps are done."""
 
-    kind: Literal["skip", "assert", "items", "repeat", "call"]
+    kind: Literal["skip", "assert", "items", "repeat", "call", "approval"]
     reason: str = ""  # skip: why; assert: the message
     passed: bool | None = None  # assert: whether it holds
     items: list[Any] | None = None  # items: the for_each list
@@ -36,6 +36,8 @@ def decide(plan: StepPlan, context: dict[str, Any]) -> Start:
     step = plan.step
     if plan.when is not None and not plan.when.evaluate(context):
         return Start("skip", reason=f"skipped: `{step.when}` is false")
+    if step.approval is not None:
+        return Start("approval")
     if plan.assertion is not None:
         return Start("assert", reason=step.message or f"`{step.assert_}`",
                      passed=bool(plan.assertion.evaluate(context)))

@@ -14,7 +14,6 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.utilities.annotations import quote
@@ -25,42 +24,20 @@ from agentflow.flows.durability import cache_index
 from agentflow.flows.durability.cache import components, key_of
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
-from agentflow.flows.engine import ladder, outcomes, requests
+from agentflow.flows.engine import approvals, ladder, outcomes, requests
 from agentflow.flows.engine.budget import Budgets
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
+from agentflow.flows.engine.jobs import Job, StepRun
 from agentflow.flows.engine.publish import Publisher
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.run_scope import run_scope
 from agentflow.flows.language.inputs import secret_env, secret_marker
-from agentflow.tasks.request import AGENT_KINDS, AgentRequest, CallKey
+from agentflow.tasks.request import AGENT_KINDS, AgentRequest
 from agentflow.tasks.results import AgentResult
 
 _log = logging.getLogger("agentflow")
 _STOPPING_CRITICALITIES = ("critical", "high")
 _SIGNAL_CHECK_S = 0.25
-
-
-@dataclass
-class _Job:
-    step: str
-    request: AgentRequest
-    index: int | None = None
-    started: float = 0.0
-    key: CallKey | None = None  # its identity (journal) and what its cache key is made of
-    cache_key: str | None = None
-    rung: int = 0  # 0: the step's agent; n: its n-th fallback (engine/ladder.py)
-    tried: tuple[tuple[str, str], ...] = ()  # agents that failed before this one, and why
-    outcome: AgentResult | None = None  # decided before its task run, which only records it
-
-
-@dataclass
-class _StepRun:
-    plan: StepPlan
-    started: float
-    items: list[Any] | None = None
-    item_results: dict[int, AgentResult] = field(default_factory=dict)
-    running: int = 0
-    iteration: int = 0
 
 
 def execute(compiled: CompiledWorkflow, inputs: dict[str, Any]) -> WorkflowResult:
@@ -78,18 +55,18 @@ class _Scheduler:
         # Inputs as written down anywhere (run record, cache key, index): secrets by name only.
         self.masked_inputs = {**inputs, **{name: secret_marker(name) for name in secret}}
         self.waiting: list[str] = [s.id for s in self.spec.steps]
-        self.active: dict[str, _StepRun] = {}
+        self.active: dict[str, StepRun] = {}
         self.results: dict[str, AgentResult] = {}
         self.step_views: dict[str, dict[str, Any]] = {}
-        self.queue: deque[_Job] = deque()
-        self.running: dict[Any, tuple[_Job, Any]] = {}
+        self.queue: deque[Job] = deque()
+        self.running: dict[Any, tuple[Job, Any]] = {}
         self.failed: list[str] = []
         self._repo: RepoState | None = None
         self.cached: set[str] = set()  # steps answered (at least in part) from the cache
         self.key_parts: dict[str, dict[str, Any]] = {}  # cache key -> what it was made of
         self.journal: Journal | None = None
         self.run_id: str | None = None
-        self.reused: deque[tuple[_Job, AgentResult]] = deque()  # calls this run had done before
+        self.reused: deque[tuple[Job, AgentResult]] = deque()  # calls this run had done before
         self.reused_steps: set[str] = set()
         self.durations: dict[str, float | None] = {}
         self.attempts: dict[str, int] = {}  # by task run name, filled by the task's retry condition
@@ -98,6 +75,8 @@ class _Scheduler:
         self.budgets = Budgets(compiled.spec.budget)  # what the agents spent (engine/budget.py)
         self.publisher: Publisher | None = None  # the run's log lines, artifacts, events (engine/publish.py)
         self.task_runs: dict[str, Any] = {}  # step -> its task run's id (not for fan-out steps)
+        self.approvals: deque[str] = deque()  # approval steps ready: asked when nothing else can run
+        self.rejected: set[str] = set()  # rejected with `on_reject: skip`, and the steps skipped for it
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> WorkflowResult:
@@ -116,7 +95,10 @@ class _Scheduler:
                 self._settle(job, result, duration=None, cached=False, reused=True)
                 continue
             if not self.queue and not self.running:
-                break
+                if not self.approvals:
+                    break
+                self._ask(self.approvals.popleft())  # the run pauses until a person answers
+                continue
             if not self.running and len(self.queue) == 1 and self.queue[0].request.kind != "process":
                 # Only one thing can happen now (a sequential chain): run it in the flow's own
                 # thread, which costs less than a submit and a wait. Not a command: Ctrl-C is
@@ -182,7 +164,7 @@ class _Scheduler:
             future = self.compiled.plans[job.step].task.submit(quote(job.request))
             self.running[future.wrapped_future] = (job, future)
 
-    def _mark_started(self, job: _Job) -> None:
+    def _mark_started(self, job: Job) -> None:
         """A job is about to run: the budgets are checked now, when what ran before it has
         reported its spend (engine/budget.py)."""
         plan = self.compiled.plans[job.step]
@@ -205,9 +187,15 @@ class _Scheduler:
 
     def _start_step(self, step_id: str) -> None:
         plan = self.compiled.plans[step_id]
-        step_run = _StepRun(plan=plan, started=time.monotonic())
+        step_run = StepRun(plan=plan, started=time.monotonic())
         self.active[step_id] = step_run
         context = self._context()
+        rejected = [up for up in plan.upstream if up in self.rejected]
+        if rejected:
+            self.rejected.add(step_id)
+            why = f"skipped: `{rejected[0]}` was rejected"
+            self._enqueue(step_id, self._special(plan, "skip", why, f"{step_id} (skipped)"))
+            return
         try:
             start = requests.decide(plan, context)
         except (ExpressionError, TemplateError) as exc:
@@ -215,6 +203,8 @@ class _Scheduler:
             return
         if start.kind == "skip":
             self._enqueue(step_id, self._special(plan, "skip", start.reason, f"{step_id} (skipped)"))
+        elif start.kind == "approval":
+            self.approvals.append(step_id)
         elif start.kind == "assert":
             request = self._special(plan, "assert", start.reason, step_id)
             self._enqueue(step_id, request.model_copy(update={"passed": start.passed}))
@@ -230,11 +220,31 @@ class _Scheduler:
         else:
             self._call(step_id, plan, context)
 
-    def _enqueue(self, step_id: str, request: AgentRequest, index: int | None = None,
-                 masked: AgentRequest | None = None, rung: int = 0, tried: tuple[tuple[str, str], ...] = ()) -> None:
+    def _ask(self, step_id: str) -> None:
+        """An approval step: its decision from the journal (a resumed run), else from a person
+        (the run pauses: engine/approvals.py); recorded by a task run of its own."""
         plan = self.compiled.plans[step_id]
-        job = _Job(step=step_id, request=request, index=index, rung=rung, tried=tried)
-        callable_ = request.kind in AGENT_KINDS
+        approval = approvals.spec_of(plan)
+        request = self._special(plan, "approval", approval.message, step_id)
+        if self.journal is not None:
+            done = self.journal.lookup(step_id, requests.call_key(self.spec.name, plan, request).identity)
+            if done is not None:
+                self.reused.append((Job(step=step_id, request=request), done))
+                return
+        decision = approvals.ask(step_id, approval, self._context(), self.run_id)
+        outcome = approvals.result(step_id, approval, decision)
+        if outcome.status == "skipped":
+            self.rejected.add(step_id)
+        # Keyed as asked (`masked`): a resumed run finds the decision by the request it makes.
+        self._enqueue(step_id, request.model_copy(update={"params": decision, "message": outcome.summary}),
+                      masked=request, outcome=outcome)
+
+    def _enqueue(self, step_id: str, request: AgentRequest, index: int | None = None,
+                 masked: AgentRequest | None = None, rung: int = 0, tried: tuple[tuple[str, str], ...] = (),
+                 outcome: AgentResult | None = None) -> None:
+        plan = self.compiled.plans[step_id]
+        job = Job(step=step_id, request=request, index=index, rung=rung, tried=tried, outcome=outcome)
+        callable_ = request.kind in AGENT_KINDS or request.kind == "approval"
         if callable_ and (self.journal is not None or plan.cache):
             job.key = requests.call_key(self.spec.name, plan, masked or request, rung)
         if self.journal is not None and job.key is not None:
@@ -276,7 +286,7 @@ class _Scheduler:
             request = request.model_copy(update={"secrets": secrets})
         self._enqueue(step_id, request, index, masked, rung, tried)
 
-    def _finish(self, job: _Job, state: Any) -> None:
+    def _finish(self, job: Job, state: Any) -> None:
         result = job.outcome or outcomes.of_state(state)
         if job.index is None and state.state_details is not None:
             self.task_runs[job.step] = state.state_details.task_run_id
@@ -298,7 +308,7 @@ class _Scheduler:
                 self._index(job, cached)
         self._settle(job, result, duration, cached, reused=False)
 
-    def _on_the_ladder(self, job: _Job, state: Any, result: AgentResult, duration: float) -> AgentResult | None:
+    def _on_the_ladder(self, job: Job, state: Any, result: AgentResult, duration: float) -> AgentResult | None:
         """A fallback's answer marked degraded; a failure that means "this agent cannot serve
         now" sent to the next agent (None: queued), or, at the end of the ladder, the step
         skipped or failed naming every agent tried (engine/ladder.py)."""
@@ -331,12 +341,12 @@ class _Scheduler:
                        summary=result.summary, duration_s=duration))
         request = job.request
         label = requests.call_label(job.step, request.item, job.index, request.iteration) + " (skipped)"
-        skip = _Job(step=job.step, request=self._special(plan, "skip", given_up.summary, label),
+        skip = Job(step=job.step, request=self._special(plan, "skip", given_up.summary, label),
                     index=job.index, tried=tried, outcome=given_up)
         self.queue.append(skip)
         return None
 
-    def _settle(self, job: _Job, result: AgentResult, duration: float | None, cached: bool, reused: bool) -> None:
+    def _settle(self, job: Job, result: AgentResult, duration: float | None, cached: bool, reused: bool) -> None:
         if cached:
             self.cached.add(job.step)
         if reused:
@@ -356,7 +366,7 @@ class _Scheduler:
             return
         self._complete(job.step, result)
 
-    def _index(self, job: _Job, hit: bool) -> None:
+    def _index(self, job: Job, hit: bool) -> None:
         plan = self.compiled.plans[job.step]
         key = job.cache_key or ""
         hits, misses = self.cache_calls.get(job.step, (0, 0))
@@ -364,7 +374,7 @@ class _Scheduler:
         cache_index.record_call(self.spec.name, job.step, plan.step.agent, key, self.key_parts.get(key, {}),
                                 plan.cache_ttl or 0, hit)
 
-    def _after_iteration(self, job: _Job, step_run: _StepRun, result: AgentResult) -> None:
+    def _after_iteration(self, job: Job, step_run: StepRun, result: AgentResult) -> None:
         plan = step_run.plan
         context = self._context(result=result.context(), iteration=step_run.iteration)
         try:

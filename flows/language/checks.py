@@ -24,7 +24,6 @@ _EXPRESSION_ROOTS = {
 }
 _UNSUPPORTED_STEPS = {
     "workflow": "sub-workflows",
-    "approval": "human approval",
 }
 
 
@@ -141,6 +140,17 @@ class _Checker:
                 elif isinstance(name, str):
                     self.edges.setdefault((step_id, name), (path, "{step} depends on {upstream}"))
 
+        approval = step.get("approval")
+        shown = approval.get("show") if isinstance(approval, dict) else None
+        if isinstance(shown, list):  # the results shown above the form: the step waits for them
+            self.explicit[step_id] = self.explicit.get(step_id, []) + [s for s in shown if isinstance(s, str)]
+            for position, name in enumerate(shown):
+                path = base + ("approval", "show", position)
+                if isinstance(name, str) and name not in self.ids:
+                    self._unknown_step(name, path, f"{prefix}.approval.show", "shows")
+                elif isinstance(name, str) and name != step_id:
+                    self.edges.setdefault((step_id, name), (path, "{step} shows {upstream}"))
+
         has_items = step.get("for_each") is not None
         has_iteration = step.get("repeat") is not None
         in_argv = self._fields_in_argv(step)
@@ -156,9 +166,12 @@ class _Checker:
         self._check_kind(step, base, prefix)
 
     def _template_fields(self, step: dict, base: tuple):
-        for field in ("prompt", "message", "workflow"):
+        for field in ("prompt", "message", "workflow", "approval"):
             if isinstance(step.get(field), str):
                 yield field, step[field], base + (field,)
+        approval = step.get("approval")
+        if isinstance(approval, dict) and isinstance(approval.get("message"), str):
+            yield "approval", approval["message"], base + ("approval", "message")
         if isinstance(step.get("run"), list):
             for position, arg in enumerate(step["run"]):
                 if isinstance(arg, str):

@@ -27,7 +27,7 @@ STEP_KINDS = ("agent", "run", "call", "workflow", "approval", "assert")
 AGENT_KINDS = ("claude-code", "llm", "shell", "python", "http")
 # Kinds this version can execute; the others are parsed and validated only.
 RUNNABLE_AGENT_KINDS = AGENT_KINDS
-RUNNABLE_STEP_KINDS = ("agent", "run", "call", "assert")
+RUNNABLE_STEP_KINDS = ("agent", "run", "call", "assert", "approval")
 
 
 class _Model(BaseModel):
@@ -93,9 +93,33 @@ class Repeat(_Model):
     max: int = Field(default=5, ge=1, le=100)
 
 
+# The names the approval form uses itself (engine/approvals.py): a declared field may not take one.
+APPROVAL_FORM_FIELDS = ("approve", "comment", "decided_by")
+FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+
+
 class Approval(_Model):
-    message: str = "Approve to continue."
+    """A person's decision: the run waits (Prefect's pause) with a form in the UI, or for
+    `agentflow approve`. The decision is the step's result (`steps.ID.data.approved`)."""
+
+    message: str = "Approve to continue."  # markdown above the form; a template
+    show: list[StepId] = Field(default_factory=list)  # upstream steps whose results are shown
+    fields: dict[FieldName, InputSpec] = Field(default_factory=dict)  # asked besides approve/comment
     timeout: Duration | None = None
+    default: Literal["approve", "reject", "fail"] = "fail"  # what a timeout decides
+    on_reject: Literal["fail", "skip"] = "fail"  # skip: the step is skipped, and its dependents with it
+
+    @model_validator(mode="after")
+    def _fields(self) -> "Approval":
+        taken = sorted(set(self.fields) & set(APPROVAL_FORM_FIELDS))
+        if taken:
+            raise ValueError(f"field(s) {', '.join(taken)} are the form's own ({', '.join(APPROVAL_FORM_FIELDS)}): "
+                             "rename them")
+        secret = sorted(name for name, field in self.fields.items() if field.secret)
+        if secret:
+            raise ValueError(f"field(s) {', '.join(secret)}: an approval field cannot be secret (the decision "
+                             "is the step's result, shown to later steps and in the UI)")
+        return self
 
 
 class Compensate(_Model):

@@ -1,0 +1,187 @@
+"""Approval steps: the run waits for a person, with a form in the Prefect UI.
+
+The run pauses (Prefect's `pause_flow_run`, in place: the process waits) with a typed form:
+approve or reject, a comment, who decides, and the fields the step declares, under the
+step's message and the results of the steps it shows (markdown). A person answers in the
+UI ("Resume" on the run's page) or with `agentflow approve RUN [STEP]`, from any machine
+that reaches the server (Prefect's `resume_flow_run` with the form's values: the server
+checks them against the form's schema; a bad value is refused and the run keeps waiting).
+
+The decision is the step's result: `data` holds approved, decided_by, decided_at, comment,
+fields and timed_out; an approval becomes status success, a rejection failed (or skipped,
+with `on_reject: skip`, and its dependents with it). With `timeout`, no answer in time
+decides `default` (approve, reject, or fail).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import re
+import threading
+import time
+from typing import Any, Literal
+
+from pydantic import Field, create_model
+
+from agentflow import log
+from agentflow.events import StepEvent, emit
+from agentflow.flows.engine.compiled import StepPlan
+from agentflow.flows.language import templates
+from agentflow.flows.language.spec import Approval, InputSpec
+from agentflow.tasks.results import AgentResult
+
+PAUSE_PREFIX = "approval-"  # a paused run's pause key: `approval-STEP` (what `agentflow approve` reads)
+_FOREVER_S = 365 * 24 * 3600  # no `timeout`: wait (Prefect's pause needs a number)
+_POLL_S = 2  # how often the paused run asks whether it was answered
+_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list,
+                          "object": dict}
+_SHOWN_CHARS = 4000
+_ANNOUNCE_WITHIN_S = 30.0
+
+
+def spec_of(plan: StepPlan) -> Approval:
+    approval = plan.step.approval
+    return Approval(message=approval) if isinstance(approval, str) else approval
+
+
+def pause_key(step: str) -> str:
+    """Prefect's pause keys are lowercase letters, digits and dashes: the step's id made so, and a
+    digest of it, so that `Review` and `review` stay apart."""
+    readable = re.sub(r"[^a-z0-9]+", "-", step.lower()).strip("-")[:40]
+    return f"{PAUSE_PREFIX}{readable}-{hashlib.sha256(step.encode()).hexdigest()[:6]}"
+
+
+def form(approval: Approval):
+    """The form's model: Prefect builds the UI's form from its JSON schema, and checks an
+    answer against it."""
+    from prefect.input import RunInput
+
+    declared = {name: (_annotation(spec), _field(spec)) for name, spec in approval.fields.items()}
+    return create_model(
+        "Approval", __base__=RunInput,
+        approve=(bool, Field(description="Approve (checked) or reject (unchecked)")),
+        comment=(str, Field(default="", description="Why: shown to later steps and in the run's result")),
+        decided_by=(str, Field(default="", description="Who decides (the CLI fills in user@host)")),
+        **declared)
+
+
+def _annotation(spec: InputSpec) -> Any:
+    if spec.enum:
+        return Literal[tuple(spec.enum)]  # type: ignore[misc] - a Literal built from the enum
+    return _TYPES[spec.type] if spec.required else _TYPES[spec.type] | None
+
+
+def _field(spec: InputSpec) -> Any:
+    if spec.required:
+        return Field(description=spec.description or None)
+    return Field(default=spec.default, description=spec.description or None)
+
+
+def description(step: str, approval: Approval, context: dict[str, Any]) -> str:
+    """The markdown above the form: the step's message, then each shown step's result."""
+    lines = [f"## Approval: `{step}`", "", templates.render(approval.message, context), ""]
+    for name in approval.show:
+        shown = context["steps"].get(name) or {}
+        lines += [f"### `{name}`: {shown.get('status', 'not run')}", "", str(shown.get("summary") or "")]
+        output = str(shown.get("output") or "")
+        if output and output != shown.get("summary"):
+            lines += ["", "```", output[-_SHOWN_CHARS:], "```"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+    """Pause the run until a person answers (or the timeout decides); the decision."""
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run
+
+    model = form(approval)
+    text = description(step, approval, context)
+    timeout = int(approval.timeout) if approval.timeout else _FOREVER_S
+    within = f" within {approval.timeout:g}s (then: {approval.default})" if approval.timeout else ""
+    how = (f"waiting for a person{within}: answer in the UI (Resume), or "
+           f"`agentflow approve {(run_id or 'RUN')[:8]} {step} [--reject] [--comment TEXT]`")
+    _announce_when_asked(step, pause_key(step), how)
+    try:
+        answer = pause_flow_run(wait_for_input=model.with_initial_data(description=text, approve=True),
+                                timeout=timeout, poll_interval=_POLL_S, key=pause_key(step))
+    except FlowPauseTimeout:
+        _running_again()
+        return _timed_out(approval)
+    fields = {name: getattr(answer, name) for name in approval.fields}
+    return {"approved": bool(answer.approve), "decided_by": answer.decided_by or "the Prefect UI",
+            "decided_at": _now(), "comment": answer.comment, "fields": fields, "timed_out": False}
+
+
+def _announce_when_asked(step: str, key: str, how: str) -> None:
+    """Say that the run waits for a person once it does: its state Paused and its form saved
+    on the server (Prefect saves the form just after the state), so that an answer given on
+    reading the line is taken. A thread: the run's own thread is in Prefect's pause."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run_id = context.flow_run.id if context is not None and context.flow_run is not None else None
+
+    def announce() -> None:
+        from prefect.client.orchestration import get_client
+
+        deadline = time.monotonic() + _ANNOUNCE_WITHIN_S
+        with get_client(sync_client=True) as client:
+            while run_id is not None and time.monotonic() < deadline:
+                state = client.read_flow_run(run_id).state
+                if state is not None and state.is_paused() and state.state_details.run_input_keyset:
+                    try:
+                        client.read_flow_run_input(run_id, state.state_details.run_input_keyset["schema"])
+                        break
+                    except Exception:  # noqa: BLE001 - not saved yet
+                        pass
+                time.sleep(0.2)
+        emit(StepEvent(kind="approval", step=step, label=step, summary=how))
+        log.logger(component="engine").info(f"step {step}: {how}", step=step)
+
+    threading.Thread(target=contextvars.copy_context().run, args=(announce,), name="agentflow-approval",
+                     daemon=True).start()
+
+
+def _timed_out(approval: Approval) -> dict[str, Any]:
+    fields = {name: spec.default for name, spec in approval.fields.items()}
+    decision = {"approved": approval.default == "approve", "decided_by": f"timeout ({approval.default})",
+                "decided_at": _now(), "comment": f"no answer within {approval.timeout:g}s", "fields": fields,
+                "timed_out": True}
+    if approval.default == "fail":
+        decision["fail"] = True
+    return decision
+
+
+def _running_again() -> None:
+    """A pause that timed out leaves the run Paused (or the server's pause expiration marks it
+    Failed); the run goes on with the default decision, so it is set Running again."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+    from prefect.states import Running
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(context.flow_run.id, Running(), force=True)
+
+
+def result(step: str, approval: Approval, decision: dict[str, Any]) -> AgentResult:
+    who, comment = decision["decided_by"], decision["comment"]
+    said = f"{who}{': ' + comment if comment else ''}"
+    data = {k: v for k, v in decision.items() if k != "fail"}
+    if decision.get("fail"):
+        return AgentResult(status="failed", summary=f"no decision: {said}", data=data,
+                           error=f"step `{step}`: no one approved or rejected it within {approval.timeout:g}s")
+    if decision["approved"]:
+        return AgentResult(summary=f"approved by {said}", data=data)
+    if approval.on_reject == "skip":
+        return AgentResult(status="skipped", summary=f"rejected by {said}", data=data)
+    return AgentResult(status="failed", summary=f"rejected by {said}", data=data,
+                       error=f"step `{step}`: rejected by {said}")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

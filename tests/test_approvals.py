@@ -1,0 +1,154 @@
+"""Approval steps (engine/approvals.py): the run waits for a person, who answers with `agentflow
+approve` or through the API the UI's form uses; the decision is the step's result; a timeout
+decides the step's default. Real processes against the session's server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from agentflow.errors import SpecError
+from agentflow.flows.language.loader import load_text
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+WORKFLOW = """
+name: {name}
+steps:
+  - {{id: plan, run: [echo, "## Summary\\nplan: ship v2"]}}
+  - id: review_gate
+    approval:
+      message: "Ship **{{{{ steps.plan.summary }}}}**?"
+      show: [plan]
+      on_reject: {on_reject}
+      fields:
+        risk: {{type: string, default: low, enum: [low, high], description: "How risky"}}
+  - {{id: ship, run: [echo, "shipping, risk {{{{ steps.review_gate.data.fields.risk }}}}"], depends_on: [review_gate]}}
+"""
+
+
+class Waiting:
+    """`agentflow run` in the background, until its approval step asks (its `ask` line)."""
+
+    def __init__(self, env: dict, cwd: Path, *args: str):
+        self.process = subprocess.Popen([sys.executable, "-m", "agentflow", "run", "wf.yaml", "--json", *args],
+                                        cwd=cwd, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        self.said = []
+        for line in self.process.stderr:  # with --json the live view is on stderr
+            self.said.append(line)
+            if line.startswith("run "):
+                self.run_id = line.split()[1]
+            if line.strip().startswith("ask"):
+                break
+        else:
+            pytest.fail("the run never asked: " + "".join(self.said) + self.process.stdout.read())
+
+    def result(self) -> tuple[int, dict]:
+        stdout, _ = self.process.communicate(timeout=120)
+        return self.process.returncode, json.loads(stdout)
+
+
+@pytest.fixture
+def env(prefect_server):
+    return {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(FIXTURES)}
+
+
+def _workflow(tmp_path: Path, on_reject: str = "fail") -> str:
+    name = f"approved_{uuid.uuid4().hex[:8]}"
+    (tmp_path / "wf.yaml").write_text(WORKFLOW.format(name=name, on_reject=on_reject))
+    return name
+
+
+def test_approved_from_another_process_with_the_cli(cli, env, tmp_path):
+    """`agentflow runs` shows the run awaiting approval; a bad field value is refused and the run
+    still waits; `agentflow approve` goes on, the decision is the step's result and an audit line."""
+    _workflow(tmp_path)
+    waiting = Waiting(env, tmp_path)
+    assert f"agentflow approve {waiting.run_id[:8]} review_gate" in "".join(waiting.said)
+    listed = cli("runs")
+    assert any(waiting.run_id[:8] in line and "Awaiting" in line for line in listed.stdout.splitlines())
+
+    bad = cli("approve", waiting.run_id[:8], "review_gate", "-f", "risk=medium")
+    assert bad.returncode == 2 and "'medium' is not one of ['low', 'high']" in bad.stderr
+    assert "still waits" in bad.stderr
+    wrong = cli("approve", waiting.run_id[:8], "deploy")
+    assert wrong.returncode == 2 and "not `deploy`" in wrong.stderr
+
+    done = cli("approve", waiting.run_id[:8], "review_gate", "-f", "risk=high", "-m", "fine by me")
+    assert done.returncode == 0, done.stderr
+    code, result = waiting.result()
+    assert code == 0 and result["state"] == "Completed"
+    decision = result["steps"]["review_gate"]["result"]["data"]
+    assert decision["approved"] is True and decision["comment"] == "fine by me" and decision["fields"] == {"risk": "high"}
+    assert decision["decided_by"].endswith("@" + __import__("socket").gethostname())
+    assert result["steps"]["ship"]["summary"] == "shipping, risk high"
+    audit = [json.loads(line) for line in Path(os.environ["AGENTFLOW_AUDIT_FILE"]).read_text().splitlines()]
+    (line,) = [a for a in audit if a["run_id"] == waiting.run_id and a["kind"] == "approval"]
+    assert (line["outcome"], line["comment"], line["fields"]) == ("approved", "fine by me", {"risk": "high"})
+
+    again = cli("approve", waiting.run_id[:8])
+    assert again.returncode == 2 and "is not waiting for an approval" in again.stderr
+
+
+@pytest.mark.parametrize("on_reject", ["fail", "skip"])
+def test_rejected_through_the_api_the_ui_uses(env, tmp_path, on_reject):
+    """Rejected with the form's input (Prefect's resume_flow_run, as the UI sends it): the run
+    fails with the comment, or with `on_reject: skip` the step and its dependents are skipped."""
+    from prefect.flow_runs import resume_flow_run
+
+    _workflow(tmp_path, on_reject)
+    waiting = Waiting(env, tmp_path)
+    resume_flow_run(uuid.UUID(waiting.run_id), run_input={"approve": False, "comment": "not this week"})
+    code, result = waiting.result()
+    gate = result["steps"]["review_gate"]
+    assert gate["result"]["data"]["approved"] is False and gate["result"]["data"]["decided_by"] == "the Prefect UI"
+    if on_reject == "fail":
+        assert code == 1 and result["state"] == "Failed"
+        assert gate["status"] == "failed" and "rejected by the Prefect UI: not this week" in gate["summary"]
+        assert result["steps"]["ship"]["status"] == "not_run"
+    else:
+        assert code == 0 and gate["status"] == "skipped"
+        assert result["steps"]["ship"]["status"] == "skipped"
+        assert "`review_gate` was rejected" in result["steps"]["ship"]["summary"]
+
+
+@pytest.mark.parametrize("default, state, status", [("approve", "Completed", "success"),
+                                                     ("reject", "Failed", "failed"),
+                                                     ("fail", "Failed", "failed")])
+def test_a_timeout_decides_the_default(cli, tmp_path, default, state, status):
+    """No answer within `timeout`: `default` decides (approve goes on; reject and fail fail the run)."""
+    name = f"timed_{uuid.uuid4().hex[:8]}"
+    (tmp_path / "wf.yaml").write_text(f"""
+name: {name}
+steps:
+  - id: gate
+    approval: {{message: "quick?", timeout: 2s, default: {default}}}
+  - {{id: after, run: [echo, after], depends_on: [gate]}}
+""")
+    done = cli("run", "wf.yaml", "--json", cwd=tmp_path)
+    result = json.loads(done.stdout)
+    assert result["state"] == state, done.stderr
+    gate = result["steps"]["gate"]
+    assert gate["result"]["status"] == status and gate["result"]["data"]["timed_out"] is True
+    assert gate["result"]["data"]["decided_by"] == f"timeout ({default})"
+    assert (result["steps"]["after"]["status"] == "success") == (default == "approve")
+
+
+@pytest.mark.parametrize("approval, said", [
+    ("{fields: {approve: {type: boolean}}}", "approve are the form's own"),
+    ("{fields: {token: {secret: true}}}", "cannot be secret"),
+    ("{show: [nothing]}", "shows unknown step `nothing`"),
+    ("{default: maybe}", "default"),
+])
+def test_bad_approvals_are_refused_with_file_and_line(approval, said):
+    """A field the form owns, a secret field, an unknown step shown, a bad default: file:line and why."""
+    with pytest.raises(SpecError) as raised:
+        load_text(f"name: x\nsteps:\n  - {{id: gate, approval: {approval}}}\n", source="gate.yaml")
+    assert "gate.yaml:3" in str(raised.value) and said in str(raised.value), str(raised.value)
