@@ -13,6 +13,10 @@ B7  the fixed cost of a flow run: flow call to first step, last step's end to th
     returning, vs a hand-written one-task flow (bench_fixed_cost.py).
 S   start-up (bench_startup.py): a started `prefect server` until healthy, the embedded server's start, the
     CLI's time to its first step (embedded server, and against a started server), `runs` and `status`.
+M   the metrics exporter (bench_metrics.py): 10 000 step events recorded on a server of its own
+    (events persister on) plus 3 real runs; a new exporter's catch-up, a refresh with nothing new
+    and with 100 new events, 50 scrapes of `agentflow metrics serve`, its RSS and state file
+    (--skip-metrics leaves it out).
 
 It starts its own Prefect server on a free port with a temporary PREFECT_HOME, with the
 background services that B1/B2 do not use turned off (see QUIET_SERVER); the start-up
@@ -41,6 +45,7 @@ import agentflow  # noqa: E402,F401  (agentflow's Prefect defaults, before Prefe
 from bench_agents import b6  # noqa: E402
 from bench_deployments import b5, describe as describe_b5  # noqa: E402
 from bench_fixed_cost import fixed_cost  # noqa: E402
+from bench_metrics import describe as describe_metrics, metrics_cost  # noqa: E402
 from bench_startup import startup  # noqa: E402
 
 
@@ -299,6 +304,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--quick", action="store_true", help="B1 and B2 only; print, do not write the file")
     parser.add_argument("--skip-b5", action="store_true", help="leave out B5 (it needs PostgreSQL)")
+    parser.add_argument("--skip-metrics", action="store_true", help="leave out M (the metrics exporter, ~2 min)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="agentflow-bench-"))
     server, url, server_start = start_server(home, QUIET_SERVER)
@@ -327,6 +333,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
     r5 = None if args.skip_b5 else b5(100, 2, 4)
+    rm = None if args.skip_metrics else metrics_cost()
     ratio = r1["ours"] / r1["hand"]
     rows = [
         ("B1 agentflow, ms per step (200 sequential no-op steps)", f"{r1['ours']:.2f}", "first step start to last end"),
@@ -375,6 +382,7 @@ def main() -> None:
          f"target <= 1.5; whole run {rs['cli_server_total_s']:.1f} s"),
         ("`agentflow runs` / `agentflow status RUN`, started server, s",
          f"{rs['cli_runs_s']:.2f} / {rs['cli_status_s']:.2f}", "target <= 1 each; whole process, median of 5"),
+        *(() if rm is None else describe_metrics(rm)),
     ]
     width = max(len(r[0]) for r in rows)
     table = "\n".join(f"{name:<{width}}  {value:>12}  {note}" for name, value, note in rows)

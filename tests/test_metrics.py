@@ -89,7 +89,7 @@ def run(env: dict, cwd: Path, *args: str) -> dict:
 class Exporter:
     def __init__(self, env: dict, state: Path, *extra: str):
         self.process = subprocess.Popen([sys.executable, "-m", "agentflow", "metrics", "serve", "--port", "0",
-                                         "--every", "0.5", "--state", str(state), *extra],
+                                         "--every", "0.5", "--settle", "8", "--state", str(state), *extra],
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         assert line.startswith("serving http://"), line + self.process.stderr.read()
@@ -214,6 +214,7 @@ def test_serving_metrics_without_a_server_says_how_to_get_one(tmp_path):
 
 
 @pytest.mark.parametrize("args, said", [(["--every", "0"], "--every 0.0: give a number of seconds above 0"),
+                                        (["--settle", "-1"], "--settle -1.0: give a number of seconds, 0 or more"),
                                         (["--token", " "], "--token is empty")])
 def test_bad_options_are_refused(args, said, prefect_server):
     """A bad option is refused with what to give instead, before anything is served."""

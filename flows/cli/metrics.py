@@ -24,6 +24,8 @@ def serve(
                                         help="Require `Authorization: Bearer TOKEN` (better given by the "
                                              "environment variable: a command line is visible to every user)."),
     every: float = typer.Option(5.0, "--every", help="Seconds between reads of the Prefect server."),
+    settle: float = typer.Option(20.0, "--settle", help="Seconds after it occurred that an event is counted: "
+                                 "events reach the server's database a little after (and workers' clocks differ)."),
     state: Optional[Path] = typer.Option(None, "--state", help="The file the totals are kept in between restarts "
                                          "(default: $PREFECT_HOME/agentflow/metrics-<server>.json)."),
 ) -> None:
@@ -39,6 +41,9 @@ def serve(
         raise typer.Exit(EXIT_INVALID)
     if every <= 0:
         err.print(f"--every {every}: give a number of seconds above 0", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    if settle < 0:
+        err.print(f"--settle {settle}: give a number of seconds, 0 or more", markup=False)
         raise typer.Exit(EXIT_INVALID)
     if token is not None and not token.strip():
         err.print("--token is empty: give a token, or leave it out to serve without one", markup=False)
@@ -56,7 +61,7 @@ def serve(
         return health.check(api_url, local, storage.root, reader)
 
     try:
-        server = exporter.Exporter(figures, host, port, every, checks, token)
+        server = exporter.Exporter(figures, host, port, every, checks, token, settle)
     except OSError as exc:
         err.print(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another with --port", markup=False)
         raise typer.Exit(EXIT_INTERNAL) from None

@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any, Callable
@@ -75,15 +76,19 @@ class Figures:
                 "cursors": {stream: cursor.dump() for stream, cursor in self.cursors.items()}}
         atomic_write(self.path, json.dumps(data, separators=(",", ":")))
 
-    def refresh(self, client: Any) -> int:
-        """Read what is new on the server; the number of events folded. Raises what the API
-        raised (the caller records it); what was folded before the error is kept."""
+    def refresh(self, client: Any, settle: float = source.SETTLE_S) -> int:
+        """Read what is new on the server (events at least `settle` seconds old: source.py);
+        the number of events folded. Raises what the API raised (the caller records it); what
+        was folded before the error is kept."""
         started = time.monotonic()
         deadline = started + _READ_BUDGET_S
+        until = datetime.now(timezone.utc) - timedelta(seconds=settle)
         folded = 0
         try:
             for stream, cursor in self.cursors.items():
-                for event in source.events(client, stream, cursor.since(), deadline=deadline):
+                if cursor.since() >= until:
+                    continue
+                for event in source.events(client, stream, cursor.since(), until, deadline=deadline):
                     with self.lock:
                         if cursor.take(str(event["id"]), _when(event["occurred"])) and self.totals.fold(event):
                             folded += 1
@@ -104,9 +109,7 @@ class Figures:
         return folded
 
 
-def _when(text: str):
-    from datetime import datetime
-
+def _when(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
@@ -189,8 +192,9 @@ class Exporter:
     """The reading thread and the HTTP server of one `agentflow metrics serve`."""
 
     def __init__(self, figures: Figures, host: str, port: int, every: float,
-                 health: Callable[[], tuple[int, dict[str, Any]]], token: str | None):
-        self.figures, self.every = figures, every
+                 health: Callable[[], tuple[int, dict[str, Any]]], token: str | None,
+                 settle: float = source.SETTLE_S):
+        self.figures, self.every, self.settle = figures, every, settle
         self.server = make_server(host, port, app(figures, health, token), server_class=_ThreadingServer,
                                   handler_class=_Quiet)
         self.stopping = threading.Event()
@@ -221,7 +225,7 @@ class Exporter:
         while not self.stopping.is_set():
             try:
                 with get_client(sync_client=True) as client:
-                    folded = self.figures.refresh(client)
+                    folded = self.figures.refresh(client, self.settle)
                 if failing:
                     logger.info("metrics: the Prefect API answers again")
                 failing = False

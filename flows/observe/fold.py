@@ -179,9 +179,16 @@ class Totals:
     def load(cls, data: dict[str, Any]) -> Totals:
         totals = cls()
         for metric, rows in (data.get("counters") or {}).items():
-            if metric in METRICS:
-                width = len(METRICS[metric].labels)
-                totals.counters[metric] = {tuple(str(x) for x in row[:width]): float(row[width]) for row in rows}
+            if metric not in METRICS:
+                continue
+            width = len(METRICS[metric].labels)
+            series = totals.counters.setdefault(metric, {})
+            for row in rows:
+                if not row or not isinstance(row[-1], (int, float)) or len(row) - 1 > width:
+                    continue  # not a row this version wrote: dropped rather than misread
+                # A label added since the file was written (they are added in front): "" there.
+                labels = ("",) * (width - len(row) + 1) + tuple(str(x) for x in row[:-1])
+                series[labels] = series.get(labels, 0.0) + float(row[-1])
         for row in data.get("histograms") or []:
             buckets, count, total = row[4], row[5], row[6]
             if len(buckets) == len(DURATION_BUCKETS):  # the bucket bounds changed: start them again

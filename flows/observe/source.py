@@ -1,10 +1,13 @@
 """Reading the Prefect server for the metrics: its events since a cursor, and what is true now.
 
-Events are read in the order they occurred, 50 a page (the server's most), from a little
-before the latest one already folded: an event is stamped when it occurs and may reach the
-server's database seconds later (the sender's events worker, the server's batching), so the
-reader looks back `LOOKBACK` and skips the ids it has already seen. An event that reaches the
-server more than `LOOKBACK` after it occurred is not counted.
+Events are read in the order they occurred, 50 a page (the server's most), from the latest
+one already folded (the ids at that very time are remembered, not counted twice), up to
+`settle` seconds ago: an event is stamped when it occurs, by its sender's clock, and reaches
+the server's database a little later (the sender's events worker, the server's batching), so
+the reader counts an event once it is `settle` old. An event that reaches the server later
+than that (or from a clock more than that behind) is not counted. Each event is read once:
+a burst of events costs one read of it, and a read cut short by its time budget goes on
+from where it stopped.
 
 What is true now (runs in flight, circuit states) is read whole at each refresh: it is small.
 """
@@ -14,12 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from agentflow.flows.observe.fold import RUN_EVENTS, RUN_TAG_RESOURCE, STEP_EVENTS
 
-LOOKBACK = timedelta(seconds=120)
+SETTLE_S = 20.0
 IN_FLIGHT = ("PENDING", "RUNNING", "PAUSED", "CANCELLING")
 _PAGE = 50
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -28,13 +31,13 @@ _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 @dataclass
 class Cursor:
     """Where reading one stream of events goes on from: the latest time folded, and the ids of
-    the events folded within `LOOKBACK` of it."""
+    the events folded at that time (a read from it, inclusive, meets them again)."""
 
     latest: datetime = _EPOCH
     seen: dict[str, datetime] = field(default_factory=dict)
 
     def since(self) -> datetime:
-        return self.latest - LOOKBACK if self.latest > _EPOCH else _EPOCH
+        return self.latest
 
     def take(self, event_id: str, occurred: datetime) -> bool:
         """True the first time an event is offered; records it."""
@@ -46,8 +49,7 @@ class Cursor:
         return True
 
     def prune(self) -> None:
-        horizon = self.latest - LOOKBACK
-        self.seen = {i: t for i, t in self.seen.items() if t >= horizon}
+        self.seen = {i: t for i, t in self.seen.items() if t >= self.latest}
 
     def dump(self) -> dict[str, Any]:
         return {"latest": self.latest.isoformat(), "seen": {i: t.isoformat() for i, t in self.seen.items()}}
