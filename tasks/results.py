@@ -63,13 +63,35 @@ def parse_text(text: str) -> AgentResult:
     data = _json(text)
     if data is not None and isinstance(data, dict) and isinstance(data.get("summary"), str):
         summary = data["summary"]
+    metrics = _metrics(sections.get("metrics", ""))
     return AgentResult(
         summary=summary[:500],
         output=text,
         data=data,
         artifacts=_artifacts(text),
-        metrics=_metrics(sections.get("metrics", "")),
+        metrics=metrics,
+        confidence=confidence_of(text, data, metrics),
     )
+
+
+def confidence_of(text: str, data: Any, metrics: dict[str, Any]) -> float | None:
+    """How sure the agent says it is, 0..1: a `confidence` field of its JSON answer, a
+    `Confidence: 0.8` (or `80%`) line, or its `confidence` metric; None if it does not say."""
+    candidates: list[Any] = []
+    if isinstance(data, dict):
+        candidates.append(data.get("confidence"))
+    match = _CONFIDENCE.search(text)
+    if match:
+        number = float(match.group(1))
+        candidates.append(number / 100 if match.group(2) or number > 1 else number)
+    candidates.append(metrics.get("confidence"))
+    for value in candidates:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+            return float(value)
+    return None
+
+
+_CONFIDENCE = re.compile(r"^\W*confidence\W*[:=]\s*([0-9]+(?:\.[0-9]+)?)\s*(%)?", re.IGNORECASE | re.MULTILINE)
 
 
 def from_value(value: Any) -> AgentResult:

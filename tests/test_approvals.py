@@ -141,14 +141,69 @@ steps:
     assert (result["steps"]["after"]["status"] == "success") == (default == "approve")
 
 
-@pytest.mark.parametrize("approval, said", [
-    ("{fields: {approve: {type: boolean}}}", "approve are the form's own"),
-    ("{fields: {token: {secret: true}}}", "cannot be secret"),
-    ("{show: [nothing]}", "shows unknown step `nothing`"),
-    ("{default: maybe}", "default"),
+
+
+GATED = """
+name: {name}
+inputs:
+  c: {{type: string}}
+agents:
+  judge:
+    kind: shell
+    command: [sh, -c, 'printf "## Summary\\njudged\\nConfidence: %s\\n" "$0"', "{{{{ inputs.c }}}}"]
+steps:
+  - id: judge
+    agent: judge
+    prompt: judge it
+    cache: false
+    approve_if: "result.confidence >= 0.9"
+    review_if: "result.confidence >= 0.6"
+  - {{id: after, run: [echo, "used: {{{{ steps.judge.summary }}}}"], depends_on: [judge]}}
+"""
+
+
+@pytest.mark.parametrize("confidence, asked, answer", [("0.95", None, None), ("0.7", "review", "approve"),
+                                                       ("0.3", "approval", "reject")])
+def test_a_confidence_gate_in_each_band(cli, env, tmp_path, confidence, asked, answer):
+    """Above approve_if the step goes on unasked; in the review band and below it the run waits
+    for a person, who approves (the agent's answer is used) or rejects (the step fails)."""
+    (tmp_path / "wf.yaml").write_text(GATED.format(name=f"gated_{uuid.uuid4().hex[:8]}"))
+    if asked is None:
+        done = cli("run", "wf.yaml", "--json", "-i", f"c={confidence}", cwd=tmp_path)
+        result = json.loads(done.stdout)
+        assert done.returncode == 0 and "ask" not in done.stderr
+        assert result["steps"]["judge"]["result"]["confidence"] == 0.95
+        assert result["steps"]["after"]["summary"] == "used: judged"
+        return
+    waiting = Waiting(env, tmp_path, "-i", f"c={confidence}")
+    said = "".join(waiting.said)
+    assert ("in the review band" if asked == "review" else "below `result.confidence >= 0.9`") in said
+    flag = [] if answer == "approve" else ["--reject"]
+    replied = cli("approve", waiting.run_id[:8], "judge", *flag, "-m", "checked")
+    assert replied.returncode == 0, replied.stderr
+    code, result = waiting.result()
+    judge = result["steps"]["judge"]
+    if answer == "approve":
+        assert code == 0 and judge["summary"] == "judged" and judge["result"]["confidence"] == 0.7
+        assert judge["result"]["metrics"]["approval"].startswith("approved by ")
+        assert result["steps"]["after"]["summary"] == "used: judged"
+    else:
+        assert code == 1 and judge["status"] == "failed" and "rejected by" in judge["summary"]
+        assert result["steps"]["after"]["status"] == "not_run"
+
+
+@pytest.mark.parametrize("step, said", [
+    ("{id: gate, approval: {fields: {approve: {type: boolean}}}}", "approve are the form's own"),
+    ("{id: gate, approval: {fields: {token: {secret: true}}}}", "cannot be secret"),
+    ("{id: gate, approval: {show: [nothing]}}", "shows unknown step `nothing`"),
+    ("{id: gate, approval: {default: maybe}}", "default"),
+    ("{id: s, run: [echo], review_if: 'result.confidence > 0.5'}", "give approve_if too"),
+    ("{id: s, approval: ok?, approve_if: 'result.confidence > 0.5'}", "an approval step has none to gate"),
+    ("{id: s, run: [echo], approve_if: 'result.confidence >'}", "steps[0].approve_if"),
 ])
-def test_bad_approvals_are_refused_with_file_and_line(approval, said):
-    """A field the form owns, a secret field, an unknown step shown, a bad default: file:line and why."""
+def test_bad_approvals_and_gates_are_refused_with_file_and_line(step, said):
+    """A field the form owns, a secret field, an unknown step shown, a bad default; review_if
+    without approve_if, a gate on an approval step, a gate that does not parse: file:line, why."""
     with pytest.raises(SpecError) as raised:
-        load_text(f"name: x\nsteps:\n  - {{id: gate, approval: {approval}}}\n", source="gate.yaml")
+        load_text(f"name: x\nsteps:\n  - {step}\n", source="gate.yaml")
     assert "gate.yaml:3" in str(raised.value) and said in str(raised.value), str(raised.value)

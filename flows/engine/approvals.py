@@ -91,7 +91,7 @@ def description(step: str, approval: Approval, context: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | None, why: str = "") -> dict[str, Any]:
     """Pause the run until a person answers (or the timeout decides); the decision."""
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
@@ -100,7 +100,7 @@ def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | No
     text = description(step, approval, context)
     timeout = int(approval.timeout) if approval.timeout else _FOREVER_S
     within = f" within {approval.timeout:g}s (then: {approval.default})" if approval.timeout else ""
-    how = (f"waiting for a person{within}: answer in the UI (Resume), or "
+    how = (f"{why + '; ' if why else ''}waiting for a person{within}: answer in the UI (Resume), or "
            f"`agentflow approve {(run_id or 'RUN')[:8]} {step} [--reject] [--comment TEXT]`")
     _announce_when_asked(step, pause_key(step), how)
     try:
@@ -166,6 +166,34 @@ def _running_again() -> None:
         return
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(context.flow_run.id, Running(), force=True)
+
+
+# ---- confidence gates ------------------------------------------------------------------------
+def band(plan: StepPlan, context: dict[str, Any]) -> tuple[str, str] | None:
+    """Where a step's result falls: None (approve_if holds: it goes on), or ("review" | "approval",
+    why) for the person asked. An expression that cannot be evaluated (no confidence given)
+    asks for an approval: a gate that cannot tell does not let the result through."""
+    from agentflow.errors import ExpressionError
+
+    confidence = context["result"].get("confidence")
+    said = f"confidence {confidence:g}" if isinstance(confidence, (int, float)) else "no confidence given"
+    for name, expression in (("approve_if", plan.approve_if), ("review_if", plan.review_if)):
+        if expression is None:
+            continue
+        try:
+            holds = bool(expression.evaluate(context))
+        except ExpressionError as exc:
+            return "approval", f"{said}; `{name}` could not be evaluated ({exc})"
+        if holds:
+            return None if name == "approve_if" else ("review", f"{said}: in the review band (`{plan.step.review_if}`)")
+    return "approval", f"{said}: below `{plan.step.approve_if or 'approve_if'}`"
+
+
+def gate_approval(step: str, kind: str, why: str) -> Approval:
+    """What a person is asked about a gated step's result (shown with it)."""
+    what = "Review" if kind == "review" else "Approval required"
+    return Approval(message=f"**{what}**: step `{step}` answered with {why}. Approve to use its answer; "
+                            "reject to fail the step.", show=[step])
 
 
 def result(step: str, approval: Approval, decision: dict[str, Any]) -> AgentResult:

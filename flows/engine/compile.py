@@ -127,6 +127,10 @@ def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cac
         subagent=workflow.subagents.get(agent.subagent) if agent and agent.subagent else None,
         budget=step.budget or spec.defaults.budget,
         variants=_variants(workflow, agent) if agent and step.agent else (),
+        # `defaults`' gates are for agent steps: a command has no confidence to gate.
+        approve_if=_expression(step.approve_if or (spec.defaults.approve_if if step.agent else None)),
+        review_if=_expression(step.review_if or (spec.defaults.review_if if step.agent and not step.approve_if
+                                                  else None)),
         fallback_subagents={r.agent: workflow.subagents[r.spec.subagent] for r in fallbacks
                             if r.spec.subagent and r.spec.subagent in workflow.subagents},
     )
@@ -139,6 +143,10 @@ def _agent_digest(workflow: ResolvedWorkflow, agent: AgentSpec) -> str:
     if subagent is not None:
         definition = {**definition, "subagent_definition": subagent.model_dump(mode="json", exclude={"path"})}
     return canonical.digest(definition)
+
+
+def _expression(text: str | None) -> Any:
+    return expressions.parse(text) if text else None
 
 
 def _variants(workflow: ResolvedWorkflow, agent: AgentSpec) -> tuple[Variant, ...]:

@@ -38,6 +38,8 @@ class StepPlan:
     fallback_subagents: dict[str, Subagent] = field(default_factory=dict)  # by fallback agent
     budget: Budget | None = None  # the step's, or `defaults`' (engine/budget.py)
     variants: tuple[Variant, ...] = ()  # its agent's A/B configurations (engine/variants.py)
+    approve_if: Expression | None = None  # confidence gates (engine/approvals.py): the step's or defaults'
+    review_if: Expression | None = None
 
     @property
     def cache(self) -> bool:

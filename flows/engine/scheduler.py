@@ -77,6 +77,7 @@ class _Scheduler:
         self.task_runs: dict[str, Any] = {}  # step -> its task run's id (not for fan-out steps)
         self.approvals: deque[str] = deque()  # approval steps ready: asked when nothing else can run
         self.rejected: set[str] = set()  # rejected with `on_reject: skip`, and the steps skipped for it
+        self.gated: dict[str, tuple[AgentResult, str, str]] = {}  # results a confidence gate holds back
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> WorkflowResult:
@@ -221,18 +222,26 @@ class _Scheduler:
             self._call(step_id, plan, context)
 
     def _ask(self, step_id: str) -> None:
-        """An approval step: its decision from the journal (a resumed run), else from a person
-        (the run pauses: engine/approvals.py); recorded by a task run of its own."""
+        """An approval step, or a step whose result a confidence gate holds back: the decision
+        from the journal (a resumed run), else from a person (the run pauses:
+        engine/approvals.py); recorded by a task run of its own."""
         plan = self.compiled.plans[step_id]
-        approval = approvals.spec_of(plan)
-        request = self._special(plan, "approval", approval.message, step_id)
+        gated = self.gated.get(step_id)  # (the held result, review | approval, why)
+        approval = approvals.gate_approval(step_id, gated[1], gated[2]) if gated else approvals.spec_of(plan)
+        label = f"{step_id} ({gated[1]})" if gated else step_id
+        request = self._special(plan, "approval", approval.message, label)
         if self.journal is not None:
-            done = self.journal.lookup(step_id, requests.call_key(self.spec.name, plan, request).identity)
+            done = self.journal.lookup(label, requests.call_key(self.spec.name, plan, request).identity)
             if done is not None:
                 self.reused.append((Job(step=step_id, request=request), done))
                 return
-        decision = approvals.ask(step_id, approval, self._context(), self.run_id)
+        context = self._context()
+        if gated:
+            context = {**context, "steps": {**self.step_views, step_id: gated[0].context()}}
+        decision = approvals.ask(step_id, approval, context, self.run_id, f"{gated[1]}: {gated[2]}" if gated else "")
         outcome = approvals.result(step_id, approval, decision)
+        if gated and outcome.status == "success":  # approved: the agent's answer, with who approved it
+            outcome = gated[0].model_copy(update={"metrics": {**gated[0].metrics, "approval": outcome.summary}})
         if outcome.status == "skipped":
             self.rejected.add(step_id)
         # Keyed as asked (`masked`): a resumed run finds the decision by the request it makes.
@@ -393,6 +402,13 @@ class _Scheduler:
         plan = self.compiled.plans[step_id]
         if result.status in ("success", "completed_with_errors") and plan.gates:
             result = outcomes.apply_gates(step_id, plan.gates, result, self._context(result=result.context()))
+        if plan.approve_if is not None and step_id not in self.gated and result.status in ("success",
+                                                                                          "completed_with_errors"):
+            asked = approvals.band(plan, self._context(result=result.context()))
+            if asked is not None:  # held back until a person decides (`_ask`)
+                self.gated[step_id] = (result, *asked)
+                self.approvals.append(step_id)
+                return
         self.results[step_id] = result
         self.step_views[step_id] = result.context()
         step_run = self.active[step_id]

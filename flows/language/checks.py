@@ -19,6 +19,8 @@ _EXPRESSION_ROOTS = {
     "when": ("inputs", "steps", "item"),
     "until": ("inputs", "steps", "result", "iteration"),
     "gate": ("inputs", "steps", "result", "item", "iteration"),
+    "approve_if": ("inputs", "steps", "result"),
+    "review_if": ("inputs", "steps", "result"),
     "assert": ("inputs", "steps"),
     "for_each": ("inputs", "steps"),
 }
@@ -195,6 +197,9 @@ class _Checker:
         repeat = step.get("repeat")
         if isinstance(repeat, dict) and isinstance(repeat.get("until"), str):
             yield "until", repeat["until"], base + ("repeat", "until")
+        for field in ("approve_if", "review_if"):
+            if isinstance(step.get(field), str):
+                yield field, step[field], base + (field,)
         gate = step.get("gate")
         gates = [gate] if isinstance(gate, str) else gate if isinstance(gate, list) else []
         for position, text in enumerate(gates):

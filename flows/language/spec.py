@@ -145,6 +145,8 @@ class StepDefaults(_Model):
     cache: Union[bool, CacheSpec, None] = None
     criticality: Criticality | None = None
     budget: Budget | None = None  # each step's, unless it sets its own
+    approve_if: str | None = None  # confidence gates: each step's, unless it sets its own
+    review_if: str | None = None
 
 
 class Step(_Model):
@@ -175,6 +177,10 @@ class Step(_Model):
     criticality: Criticality | None = None
     compensate: Compensate | None = None
     gate: Union[str, list[str], None] = None
+    # Confidence gates: the step goes on without a person when `approve_if` holds of its result;
+    # in the `review_if` band it waits for a quick approve/reject; below, for an approval.
+    approve_if: str | None = None
+    review_if: str | None = None
     budget: Budget | None = None
 
     @model_validator(mode="after")
@@ -186,6 +192,10 @@ class Step(_Model):
             raise ValueError(f"a step needs exactly one of {kinds} (got {got})")
         if self.for_each is not None and self.repeat is not None:
             raise ValueError("for_each and repeat cannot be combined on one step; split it in two")
+        if self.review_if is not None and self.approve_if is None:
+            raise ValueError("review_if is the band below approve_if: give approve_if too")
+        if (self.approve_if or self.review_if) and self.approval is not None:
+            raise ValueError("approve_if and review_if gate a step's result; an approval step has none to gate")
         return self
 
     @property

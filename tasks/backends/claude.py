@@ -33,7 +33,7 @@ from agentflow.events import StepEvent, emit
 from agentflow.tasks.backends.process import children_running, track
 from agentflow.tasks.backends import run_coroutine
 from agentflow.tasks.request import AgentRequest
-from agentflow.tasks.results import AgentResult, parse_text, scrub
+from agentflow.tasks.results import AgentResult, confidence_of, parse_text, scrub
 
 # Environment the CLI gets unless the user's environment already says otherwise.
 _CLI_DEFAULTS = {"CLAUDE_CODE_MAX_RETRIES": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
@@ -163,7 +163,9 @@ async def _call(request: AgentRequest) -> AgentResult:
                          output=message.result or "", retryable=retryable)
     result = parse_text(message.result or "")
     data = message.structured_output if message.structured_output is not None else result.data
-    return result.model_copy(update={"data": data, "metrics": {**result.metrics, **metrics}})
+    confidence = confidence_of("", data, {}) if message.structured_output is not None else None
+    return result.model_copy(update={"data": data, "metrics": {**result.metrics, **metrics},
+                                     "confidence": result.confidence if confidence is None else confidence})
 
 
 async def _consume(request: AgentRequest, options: Any, final: list[Any], activity: dict[str, int]) -> None:

@@ -21,7 +21,7 @@ from agentflow.errors import AgentNotSetUp, AgentUnavailable, ConfigError, StepF
 from agentflow.flows.language.spec import LLM_PROVIDERS
 from agentflow.tasks.backends import run_coroutine
 from agentflow.tasks.request import AgentRequest
-from agentflow.tasks.results import AgentResult, parse_text
+from agentflow.tasks.results import AgentResult, confidence_of, parse_text
 
 _KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openai-chat": "OPENAI_API_KEY"}
 _BASE_URLS = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL", "openai-chat": "OPENAI_BASE_URL"}
@@ -119,6 +119,7 @@ async def _call(request: AgentRequest) -> AgentResult:
     if schema:
         data = run.output
         summary = data.get("summary") if isinstance(data, dict) and isinstance(data.get("summary"), str) else ""
-        return AgentResult(summary=summary or "structured answer", output=json.dumps(data), data=data, metrics=metrics)
+        return AgentResult(summary=summary or "structured answer", output=json.dumps(data), data=data, metrics=metrics,
+                           confidence=confidence_of("", data, metrics))
     result = parse_text(str(run.output))
     return result.model_copy(update={"metrics": {**result.metrics, **metrics}})

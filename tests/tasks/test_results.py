@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentflow.tasks.results import AgentResult, from_value, parse_text
 
 TEXT = """Some preamble line
@@ -48,3 +50,16 @@ def test_values_from_callables():
     assert from_value({"count": 3}).data == {"count": 3}
     assert from_value([1, 2]).summary == "2 items"
     assert isinstance(from_value(None), AgentResult)
+
+
+@pytest.mark.parametrize("text, confidence", [
+    ("## Summary\nok\nConfidence: 0.87", 0.87),
+    ("done\n**Confidence**: 92%", 0.92),
+    ('{"summary": "s", "confidence": 0.4}', 0.4),
+    ("## Summary\nok\n## Metrics\n- confidence: 0.3", 0.3),
+    ("no word of it", None),
+    ("Confidence: 250%", None),
+])
+def test_the_agents_confidence_is_read_from_its_answer(text, confidence):
+    """A JSON field, a `Confidence:` line (0..1 or a percentage) or a metric; out of 0..1: none."""
+    assert parse_text(text).confidence == confidence
