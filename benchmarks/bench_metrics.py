@@ -7,8 +7,7 @@ hit, a skip, a failure), then records `--events` step events through Prefect's e
 (the websocket a run's events worker uses): `agentflow.step.<outcome>` with the resource and
 payload engine/announce.py and engine/publish.py give them, over 20 workflows x 10 steps, 6
 agents and a fallback, every outcome, two workflows with two variants. Their `occurred` is
-spread over the 24 hours before now (--burst: all now, so that every one is within the
-exporter's look-back); it waits until the server has persisted every one. Then:
+spread over the 24 hours before now (--burst: all now, one burst); it waits until the server has persisted every one. Then:
 
 - cold catch-up: a new `Figures` (flows/observe/exporter.py) refreshed until a refresh folds
   nothing (one refresh reads for at most `_READ_BUDGET_S`): time, events, pages read, and where
@@ -495,7 +494,7 @@ def metrics_cost(events: int = 10_000, spread_s: float = 24 * 3600.0, new: int =
 
 def describe(f: dict) -> list[tuple[str, str, str]]:
     """The rows M adds to the benchmark table."""
-    spread = f"over {f['spread_s'] / 3600:g} h" if f["spread_s"] else "all within the look-back (burst)"
+    spread = f"over {f['spread_s'] / 3600:g} h" if f["spread_s"] else "all at once (burst)"
     a = f["anatomy"]
     return [
         (f"M metrics exporter: {f['events']} step events {spread} + {f['real_runs']} real runs: "
@@ -508,7 +507,7 @@ def describe(f: dict) -> list[tuple[str, str, str]]:
          f"{f['page_ms']:.0f} ms a page (first 10 {f['page_ms_first10']:.0f}, last 10 {f['page_ms_last10']:.0f}): "
          f"server {a['server_ms']:.0f}, parse {a['parse_ms']:.1f}, dump {a['dump_ms']:.1f}, fold {a['fold_ms']:.1f}"),
         ("M warm refresh: nothing new / 100 new step events, ms", f"{f['warm_ms']:.0f} / {f['new_ms']:.0f}",
-         f"medians of {f['warm_rounds']} / 5; {f['warm_pages']:.0f} pages read with nothing new (the 120 s look-back); "
+         f"medians of {f['warm_rounds']} / 5; {f['warm_pages']:.0f} pages read with nothing new (a refresh reads on from its latest event); "
          f"with 100 new, rounds {', '.join(map(str, f['new_ms_all']))} ms"),
         ("M scrape /metrics, median / p95, ms", f"{f['scrape_ms']:.1f} / {f['scrape_p95_ms']:.1f}",
          f"{f['series']} series, {f['scrape_bytes'] / 1024:.0f} KiB ({f['scrape_wire_bytes'] / 1024:.0f} KiB "
@@ -524,7 +523,7 @@ def describe(f: dict) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--burst", action="store_true", help="every event now (within the exporter's look-back)")
+    parser.add_argument("--burst", action="store_true", help="every event at once, now")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON too")
     args = parser.parse_args()
     figures = metrics_cost(args.events, 0.0 if args.burst else 24 * 3600.0, verbose=True)
