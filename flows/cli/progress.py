@@ -110,6 +110,10 @@ def table(result: WorkflowResult) -> Table:
         took = f"{outcome.duration_s:.1f}s" if outcome.duration_s is not None else "-"
         table.add_row(step, f"[{style}]{_WORD.get(status, status)}[/]", took, str(outcome.attempts),
                       escape(_one_line(outcome.summary)))
+    for step, outcome in result.compensations.items():  # the saga, newest step first
+        status = _display(outcome.status, False, False, False)
+        table.add_row(f"undo {step}", f"[{_STYLE.get(status, 'white')}]{_WORD.get(status, status)}[/]", "-", "1",
+                      escape(_one_line(outcome.summary)))
     return table
 
 
@@ -139,6 +143,7 @@ def as_json(result: WorkflowResult, state: str) -> dict[str, Any]:
     """The `--json` document: the run, and each step's outcome with its result."""
     return {"workflow": result.workflow, "version": result.version, "run_id": result.run_id, "state": state,
             "spend": result.spend,
+            "compensations": {step: {"status": o.status, "summary": o.summary} for step, o in result.compensations.items()},
             "steps": {step: {"status": o.status, "summary": o.summary, "duration_s": o.duration_s,
                              "attempts": o.attempts, "cached": o.cached, "reused": o.reused,
                              **({"result": o.result.context()} if o.result is not None else {})}

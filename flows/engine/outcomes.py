@@ -95,6 +95,12 @@ def aggregate(items: list[Any], item_results: dict[int, AgentResult]) -> AgentRe
                        primary_agent=next((r.primary_agent for r in degraded if r.primary_agent), None))
 
 
+def compensation(result: AgentResult) -> StepOutcome:
+    """What an `undo STEP` came to, as the run's result lists it."""
+    return StepOutcome(status=result.status if result.status != "completed_with_errors" else "success",
+                       summary=result.summary, result=result)
+
+
 def step_outcomes(order: list[str], results: dict[str, AgentResult], durations: dict[str, float],
                   attempts: dict[str, int], cached: set[str], reused: set[str],
                   failed: list[str]) -> dict[str, StepOutcome]:

@@ -85,6 +85,8 @@ def run_table(outcome: WorkflowResult) -> list[dict[str, Any]]:
         rows.append({"step": step, "status": "degraded" if degraded and status == "completed" else status,
                      "time_s": round(o.duration_s, 2) if o.duration_s is not None else None,
                      "tries": o.attempts, "summary": o.summary[:300]})
+    for step, o in outcome.compensations.items():
+        rows.append({"step": f"undo {step}", "status": o.status, "time_s": None, "tries": 1, "summary": o.summary[:300]})
     return rows
 
 

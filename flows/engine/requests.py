@@ -17,6 +17,7 @@ from agentflow.flows.durability.repo import RepoState, hash_files
 from agentflow.flows.engine import variants
 from agentflow.flows.engine.compiled import StepPlan
 from agentflow.flows.language import canonical, templates
+from agentflow.flows.language.spec import AgentSpec
 from agentflow.tasks.request import AgentRequest, CallKey
 
 
@@ -96,21 +97,31 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
             return AgentRequest(kind="process", argv=[templates.render(a, local) for a in step.run], **common)
         if step.call is not None:
             return AgentRequest(kind="python", callable=step.call, **common)
-        if agent is not None and agent.kind in ("claude-code", "llm", "http"):
-            config = agent.model_dump(mode="json", exclude_defaults=False)
-            if subagent is not None:
-                config["subagent_definition"] = subagent.model_dump(mode="json")
-            return AgentRequest(kind=agent.kind, agent_config=config, **common)
-        if agent is not None and agent.kind == "shell":
-            agent_context = {**local, "prompt": prompt, "with": params, "files": files, "step": step.id}
-            argv = [templates.render(arg, agent_context) for arg in agent.command or []]
-            return AgentRequest(kind="process", argv=argv, **common)
-        if agent is not None and agent.kind == "python":
-            return AgentRequest(kind="python", callable=agent.callable, **common)
+        if agent is not None and agent.kind in AGENT_SPEC_KINDS:
+            return agent_request(agent, subagent, local, common)
         kind = agent.kind if agent else step.kind
         raise TemplateError(f"steps of kind `{kind}` cannot run in this version")
     except TemplateError as exc:
         return AgentRequest(kind="error", message=f"step `{step.id}`: {exc}", **base)
+
+
+AGENT_SPEC_KINDS = ("claude-code", "llm", "http", "shell", "python")
+
+
+def agent_request(agent: AgentSpec, subagent: Any, local: dict[str, Any], common: dict[str, Any]) -> AgentRequest:
+    """A call of `agent` with the request's fields in `common` (prompt, params, files, labels):
+    its configuration for a remote agent, its command rendered for a shell agent, its callable."""
+    if agent.kind in ("claude-code", "llm", "http"):
+        config = agent.model_dump(mode="json", exclude_defaults=False)
+        if subagent is not None:
+            config["subagent_definition"] = subagent.model_dump(mode="json")
+        return AgentRequest(kind=agent.kind, agent_config=config, **common)
+    if agent.kind == "shell":
+        agent_context = {**local, "prompt": common["prompt"], "with": common["params"], "files": common["files"],
+                         "step": common["step"]}
+        return AgentRequest(kind="process", argv=[templates.render(arg, agent_context) for arg in agent.command or []],
+                            **common)
+    return AgentRequest(kind="python", callable=agent.callable, **common)
 
 
 def _inside(pattern: str) -> str:

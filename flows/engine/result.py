@@ -33,6 +33,8 @@ class WorkflowResult(BaseModel):
     steps: dict[str, StepOutcome] = Field(default_factory=dict)  # every step, in definition order
     failed_steps: list[str] = Field(default_factory=list)  # the failures that stopped the run
     spend: dict[str, float | int] = Field(default_factory=dict)  # what its agents reported: usd, tokens
+    # A failed run's compensations (engine/saga.py), by step, in the order they ran (newest step first).
+    compensations: dict[str, StepOutcome] = Field(default_factory=dict)
 
     def __getitem__(self, step: str) -> AgentResult:
         """A step's result: `result["review"].summary`. KeyError if it did not run."""

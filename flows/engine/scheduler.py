@@ -24,7 +24,7 @@ from agentflow.flows.durability import cache_index
 from agentflow.flows.durability.cache import components, key_of
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
-from agentflow.flows.engine import approvals, ladder, outcomes, requests
+from agentflow.flows.engine import approvals, ladder, outcomes, requests, saga
 from agentflow.flows.engine.budget import Budgets
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.jobs import Job, StepRun
@@ -78,13 +78,21 @@ class _Scheduler:
         self.approvals: deque[str] = deque()  # approval steps ready: asked when nothing else can run
         self.rejected: set[str] = set()  # rejected with `on_reject: skip`, and the steps skipped for it
         self.gated: dict[str, tuple[AgentResult, str, str]] = {}  # results a confidence gate holds back
+        self.completed: list[str] = []  # steps in the order they completed (a saga undoes them backwards)
+        self.to_undo: list[saga.Undo] | None = None  # set when a resumed run was compensating
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> WorkflowResult:
         with run_scope(self.compiled, self.masked_inputs, self.attempts, tuple(self.secrets.values())) as run:
             self.run_id, self.journal, self.publisher = run.run_id, run.journal, run.publisher
             self._repo = run.repo
-            self._loop()
+            begun = saga.begun(self.journal)
+            if begun is None:
+                self._loop()
+            else:  # a run that crashed while it compensated: its compensation goes on, not its steps
+                self.failed, self.to_undo, results = begun
+                self.results.update(results)
+                self.step_views.update({step: result.context() for step, result in results.items()})
             return self._outcome()  # in the run's scope: its last log line still reaches the UI
 
     def _loop(self) -> None:
@@ -125,11 +133,17 @@ class _Scheduler:
                 self._finish(job, future.state)
 
     def _outcome(self) -> WorkflowResult:
+        undone = {}
+        if self.failed:  # undo what the completed steps did, newest first (engine/saga.py)
+            undo = self.to_undo if self.to_undo is not None else saga.to_undo(self.compiled, self.completed,
+                                                                              self.results)
+            undone = saga.compensate(self.compiled, undo, self.failed, self.results, self.journal, self._context())
         steps = outcomes.step_outcomes(self.spec_order(), self.results, self.durations, self.step_attempts,
                                        self.cached, self.reused_steps, self.failed)
         outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
                                  run_id=self.run_id, status="failed" if self.failed else "completed",
-                                 steps=steps, failed_steps=list(self.failed), spend=self.budgets.spent.view())
+                                 steps=steps, failed_steps=list(self.failed), spend=self.budgets.spent.view(),
+                                 compensations={step: outcomes.compensation(r) for step, r in undone.items()})
         if self.publisher is not None:
             self.publisher.close(outcome)
         if self.failed:
@@ -410,6 +424,7 @@ class _Scheduler:
                 self.approvals.append(step_id)
                 return
         self.results[step_id] = result
+        self.completed.append(step_id)
         self.step_views[step_id] = result.context()
         step_run = self.active[step_id]
         self.durations[step_id] = duration = time.monotonic() - step_run.started

@@ -123,12 +123,22 @@ class Approval(_Model):
 
 
 class Compensate(_Model):
-    """What undoes a step when a later step fails (saga)."""
+    """What undoes a step when a later step fails the workflow (saga: engine/saga.py). It sees
+    the step's result as `result`; a callable is given `step` and `result`."""
 
-    run: list[str] | None = None
+    run: list[str] | None = Field(default=None, min_length=1)
     call: Callable_ | None = None
     agent: AgentName | None = None
     prompt: str = ""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "Compensate":
+        chosen = [k for k in ("run", "call", "agent") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"compensate needs exactly one of run, call, agent (got {', '.join(chosen) or 'none'})")
+        if self.prompt and self.agent is None:
+            raise ValueError("compensate.prompt is for an agent: give `agent:` too, or drop the prompt")
+        return self
 
 
 class Budget(_Model):
