@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # claude-code, llm, http: call that kind of agent (tasks/backends/); assert: report an
 # already evaluated condition; skip: a step whose `when` was false; error: a step that could
 # not be prepared (its template failed), reported as its failure.
-Kind = Literal["process", "python", "claude-code", "llm", "http", "assert", "skip", "error", "approval"]
+Kind = Literal["process", "python", "claude-code", "llm", "http", "assert", "skip", "error", "approval", "workflow"]
 AGENT_KINDS = ("process", "python", "claude-code", "llm", "http")
 
 

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field, SecretStr
 
-from agentflow.errors import InputError
+from agentflow.errors import ConfigError, InputError, WorkflowFailed
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.heartbeat import HEARTBEAT_S
@@ -36,6 +36,8 @@ from agentflow.flows.language import canonical, expressions
 from agentflow.flows.language.inputs import validate_inputs
 from agentflow.flows.language.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
 from agentflow.tasks.agent_call import agent_call
+from agentflow.tasks.request import AgentRequest
+from agentflow.tasks.results import AgentResult
 
 _PY_TYPES = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list, "object": dict}
 _DEFAULT_TTL_S = 24 * 3600.0
@@ -94,6 +96,8 @@ def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cac
              refresh_cache=cache_mode == "refresh")
         if cached else dict(cache_policy=NO_CACHE, persist_result=False))
     task, timeout = _task(spec, step, agent, cache_options)
+    if step.workflow is not None:  # a sub-workflow: its flow, run as a subflow of the step's task run
+        task = _child_task(task, build_flow(workflow.children[step.id], cache=cache_mode))
     fallbacks = []
     if step.agent is not None and agent is not None:
         previous = agent
@@ -189,6 +193,32 @@ def _task(spec: Workflow, step: Step, agent: AgentSpec | None, cache_options: di
         tags=tags,
     )
     return task, timeout
+
+
+def _child_task(step_task: Task, child: Flow) -> Task:
+    """The step's task (its name, retries, cache settings) calling the child workflow's flow:
+    Prefect links the child's flow run to the step's task run, so the UI shows it under the
+    parent. Its WorkflowResult is the step's result (`steps.ID.data.steps.X.summary`)."""
+
+    def run_child(request: AgentRequest) -> AgentResult:
+        try:
+            outcome = child(**request.params)
+        except WorkflowFailed as exc:
+            data = exc.result.model_dump(mode="json") if exc.result is not None else None
+            return AgentResult(status="failed", summary=str(exc)[:500], data=data, error=str(exc))
+        except InputError as exc:  # `with:` values the child's inputs refuse: not retried
+            raise ConfigError(f"step `{request.step}`: {exc}") from None
+        done = sum(1 for o in outcome.steps.values() if o.status == "success")
+        return AgentResult(summary=f"workflow {outcome.workflow}: {outcome.status} ({done}/{len(outcome.steps)} "
+                                   f"steps done)", data=outcome.model_dump(mode="json"),
+                           metrics={"run_id": outcome.run_id, **outcome.spend})
+
+    return Task(
+        fn=run_child, name=step_task.name, task_run_name="{request.label}", retries=step_task.retries,
+        retry_delay_seconds=step_task.retry_delay_seconds, retry_jitter_factor=step_task.retry_jitter_factor,
+        cache_policy=step_task.cache_policy, persist_result=step_task.persist_result,
+        result_serializer=step_task.result_serializer, cache_expiration=step_task.cache_expiration,
+        refresh_cache=step_task.refresh_cache, retry_condition_fn=step_task.retry_condition_fn)
 
 
 def _first(*values: Any) -> Any:

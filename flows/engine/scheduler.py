@@ -267,7 +267,7 @@ class _Scheduler:
                  outcome: AgentResult | None = None) -> None:
         plan = self.compiled.plans[step_id]
         job = Job(step=step_id, request=request, index=index, rung=rung, tried=tried, outcome=outcome)
-        callable_ = request.kind in AGENT_KINDS or request.kind == "approval"
+        callable_ = request.kind in AGENT_KINDS or request.kind in ("approval", "workflow")
         if callable_ and (self.journal is not None or plan.cache):
             job.key = requests.call_key(self.spec.name, plan, masked or request, rung)
         if self.journal is not None and job.key is not None:

@@ -17,16 +17,17 @@ from agentflow.flows.language import document as yamldoc
 from agentflow.flows.language.pydantic_problems import problems_from
 from agentflow.flows.language.checks import check_agents_file, check_workflow
 from agentflow.errors import Problem, SpecError, format_got, format_path
-from agentflow.flows.language import subagents
+from agentflow.flows.language import children, subagents
 from agentflow.flows.language.spec import (AgentsFile, AgentSpec, DegradedMode, FallbacksFile, ResolvedWorkflow,
                                             Subagent, Workflow)
 
 
-def load_workflow(path: str | Path) -> ResolvedWorkflow:
-    """Load, check and resolve a workflow file; raise SpecError listing every problem."""
+def load_workflow(path: str | Path, _chain: tuple[Path, ...] = ()) -> ResolvedWorkflow:
+    """Load, check and resolve a workflow file (and its sub-workflows); raise SpecError listing
+    every problem."""
     path = Path(path)
     text = _read(path, "workflow")
-    return load_text(text, source=str(path), base_dir=path.parent)
+    return load_text(text, source=str(path), base_dir=path.parent, _chain=(*_chain, path.resolve()))
 
 
 def is_agents_file(path: str | Path) -> bool:
@@ -49,7 +50,8 @@ def load_agents_file(path: str | Path) -> dict[str, AgentSpec]:
     return agents
 
 
-def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -> ResolvedWorkflow:
+def load_text(text: str, source: str = "<text>", base_dir: Path | None = None,
+              _chain: tuple[Path, ...] = ()) -> ResolvedWorkflow:
     document = _parse(text, source)
     problems: list[Problem] = _duplicate_keys(document, source)
     if document.data is None:
@@ -79,15 +81,20 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None) -
     problems += subagent_problems
     reference_problems, dependencies = check_workflow(document, source, agents, agents_source, agents_doc)
     problems += reference_problems
+    found_children, child_problems = children.load(document, source, (base_dir or Path(".")).resolve(), _chain,
+                                                   lambda path, chain: load_workflow(path, chain))
+    problems += child_problems
     if problems or spec is None:
         raise SpecError(_sorted(problems))
     degraded = spec.degraded_mode or _file_degraded_mode(agents_doc, document) or fallbacks_degraded or DegradedMode()
     definition = canonical.workflow_definition(spec, agents)
     if found:  # a subagent's prompt is part of the definition (absent: hashes as before)
         definition["subagents"] = {n: sub.model_dump(mode="json", exclude={"path"}) for n, sub in sorted(found.items())}
+    if found_children:  # a child's version is part of its parent's
+        definition["children"] = {step: child.spec_hash for step, child in sorted(found_children.items())}
     return ResolvedWorkflow(spec=spec, agents=agents, source=source, spec_hash=canonical.digest(definition, 16),
                             dependencies={k: tuple(v) for k, v in dependencies.items()}, degraded=degraded,
-                            subagents=found)
+                            subagents=found, children=found_children)
 
 
 def _implicit_subagents(raw_steps: Any, agents: dict[str, AgentSpec], starts: list[Path]) -> dict[str, AgentSpec]:

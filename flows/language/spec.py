@@ -27,7 +27,7 @@ STEP_KINDS = ("agent", "run", "call", "workflow", "approval", "assert")
 AGENT_KINDS = ("claude-code", "llm", "shell", "python", "http")
 # Kinds this version can execute; the others are parsed and validated only.
 RUNNABLE_AGENT_KINDS = AGENT_KINDS
-RUNNABLE_STEP_KINDS = ("agent", "run", "call", "assert", "approval")
+RUNNABLE_STEP_KINDS = STEP_KINDS
 
 
 class _Model(BaseModel):
@@ -434,3 +434,5 @@ class ResolvedWorkflow(_Model):
     degraded: DegradedMode = Field(default_factory=DegradedMode)
     # the Claude Code subagents its claude-code agents name, read from `.claude/agents/`
     subagents: dict[str, Subagent] = Field(default_factory=dict)
+    # each `workflow:` step's workflow, loaded with it (language/children.py)
+    children: dict[str, "ResolvedWorkflow"] = Field(default_factory=dict)

@@ -1,0 +1,66 @@
+"""Sub-workflows: a `workflow: FILE` step's workflow, loaded with its parent and checked against
+the step: its `with:` against the child's declared inputs, and no file calling itself again
+through its children (the chain is named)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agentflow.errors import Problem, SpecError
+from agentflow.flows.language import templates
+from agentflow.flows.language.document import Document
+
+Loader = Callable[[Path, tuple[Path, ...]], Any]  # (file, the chain that led to it) -> ResolvedWorkflow
+
+
+def load(document: Document, source: str, base_dir: Path, chain: tuple[Path, ...],
+         load_child: Loader) -> tuple[dict[str, Any], list[Problem]]:
+    """Each `workflow:` step's resolved child, by step id, and every problem found."""
+    children: dict[str, Any] = {}
+    problems: list[Problem] = []
+    steps = document.data.get("steps") if isinstance(document.data.get("steps"), list) else []
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or not isinstance(step.get("workflow"), str):
+            continue
+        reference, where = step["workflow"], f"steps[{index}].workflow"
+        line = document.line_of(("steps", index, "workflow"))
+        if templates.is_template(reference):
+            problems.append(Problem(source, line, where, "a sub-workflow's file is fixed, not a template",
+                                    "name the file; choose between workflows with `when:` on two steps"))
+            continue
+        target = (base_dir / reference).resolve()
+        if target in chain:
+            names = " -> ".join(p.name for p in (*chain[chain.index(target):], target))
+            problems.append(Problem(source, line, where, f"workflow files call each other: {names}",
+                                    "a workflow may not run itself, directly or through its children"))
+            continue
+        if not target.is_file():
+            problems.append(Problem(source, line, where, f"no workflow file at {target}",
+                                    "give the path relative to this file"))
+            continue
+        try:
+            child = load_child(target, chain)
+        except SpecError as exc:
+            problems += exc.problems  # located in the child's own file
+            continue
+        problems += _inputs(step, child, source, document, index)
+        children[str(step.get("id"))] = child
+    return children, problems
+
+
+def _inputs(step: dict, child: Any, source: str, document: Document, index: int) -> list[Problem]:
+    given = step.get("with") if isinstance(step.get("with"), dict) else {}
+    declared = child.spec.inputs
+    problems = []
+    for key in sorted(set(map(str, given)) - set(declared)):
+        problems.append(Problem(source, document.line_of(("steps", index, "with", key)), f"steps[{index}].with.{key}",
+                                f"workflow `{child.spec.name}` has no input `{key}`",
+                                f"its inputs: {', '.join(sorted(declared)) or 'none'}"))
+    missing = sorted(n for n, spec in declared.items() if spec.required and not spec.secret and n not in given)
+    if missing:
+        problems.append(Problem(source, document.line_of(("steps", index)), f"steps[{index}].with",
+                                f"workflow `{child.spec.name}` needs input(s) {', '.join(missing)}",
+                                "give them under the step's with:"))
+    return problems
