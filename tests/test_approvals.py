@@ -97,6 +97,33 @@ def test_approved_from_another_process_with_the_cli(cli, env, tmp_path):
     assert again.returncode == 2 and "is not waiting for an approval" in again.stderr
 
 
+def test_a_run_killed_while_it_waits_is_crashed_and_resumed_asks_again(cli, env, tmp_path):
+    """kill -9 while the run waits for a person: it is found Crashed; its resume reuses `plan`
+    and asks again; approved, it completes."""
+    import signal
+
+    _workflow(tmp_path)
+    waiting = Waiting(env, tmp_path)
+    refused = cli("resume", waiting.run_id)
+    assert refused.returncode == 2 and "still Awaiting approval" in refused.stderr, refused.stderr
+    waiting.process.send_signal(signal.SIGKILL)
+    waiting.process.wait()
+    listed = cli("runs", "-n", "50")
+    assert any(waiting.run_id[:8] in line and "Crashed" in line for line in listed.stdout.splitlines())
+
+    resumed = subprocess.Popen([sys.executable, "-m", "agentflow", "resume", waiting.run_id, "--json"], cwd=tmp_path,
+                               env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    for line in resumed.stderr:
+        if line.strip().startswith("ask"):
+            break
+    assert cli("approve", waiting.run_id[:8], "-m", "again").returncode == 0
+    stdout, _ = resumed.communicate(timeout=120)
+    result = json.loads(stdout)
+    assert resumed.returncode == 0 and result["steps"]["plan"]["reused"] is True
+    assert result["steps"]["review_gate"]["result"]["data"]["comment"] == "again"
+
+
 @pytest.mark.parametrize("on_reject", ["fail", "skip"])
 def test_rejected_through_the_api_the_ui_uses(env, tmp_path, on_reject):
     """Rejected with the form's input (Prefect's resume_flow_run, as the UI sends it): the run

@@ -55,8 +55,8 @@ def approve(
         err.print(f"run {run.id[:8]} is not waiting for an approval (it is {now}); `agentflow runs` shows the runs "
                   "that are (Awaiting approval)", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    if step is not None and pause_key(step) != waiting_at:
-        at = waiting_at.removeprefix(PAUSE_PREFIX).rsplit("-", 1)[0]
+    if step is not None and not waiting_at.startswith(pause_key(step) + "-"):
+        at = waiting_at.removeprefix(PAUSE_PREFIX).rsplit("-", 2)[0]
         err.print(f"run {run.id[:8]} waits at another approval step ({at}), not `{step}`; leave STEP out to answer "
                   "the one it waits at", markup=False)
         raise typer.Exit(EXIT_INVALID)

@@ -21,7 +21,10 @@ from typing import Any
 from agentflow.flows.durability import records
 from agentflow.flows.durability.processes import kill_orphans
 
-ACTIVE = ("Running", "Pending")
+# States with a process behind them. A run paused in place (an approval step: it waits in its
+# own process; history.py names it "Awaiting approval") is one: killed while it waits, it is
+# Crashed and `agentflow resume` asks again.
+ACTIVE = ("Running", "Pending", "Paused", "Awaiting approval")
 _AUTOMATION_NAME = "agentflow: mark runs Crashed when their heartbeats stop"
 RUN_TAG = "agentflow"  # on every agentflow flow run (not its task runs): what the automation watches
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import re
+import secrets
 import threading
 import time
 from typing import Any, Literal
@@ -46,8 +47,9 @@ def spec_of(plan: StepPlan) -> Approval:
 
 
 def pause_key(step: str) -> str:
-    """Prefect's pause keys are lowercase letters, digits and dashes: the step's id made so, and a
-    digest of it, so that `Review` and `review` stay apart."""
+    """What the pause keys of `step` start with (each ask adds `-` and a nonce): Prefect's pause
+    keys are lowercase letters, digits and dashes, so the step's id made so, and a digest of it,
+    so that `Review` and `review` stay apart."""
     readable = re.sub(r"[^a-z0-9]+", "-", step.lower()).strip("-")[:40]
     return f"{PAUSE_PREFIX}{readable}-{hashlib.sha256(step.encode()).hexdigest()[:6]}"
 
@@ -102,10 +104,13 @@ def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | No
     within = f" within {approval.timeout:g}s (then: {approval.default})" if approval.timeout else ""
     how = (f"{why + '; ' if why else ''}waiting for a person{within}: answer in the UI (Resume), or "
            f"`agentflow approve {(run_id or 'RUN')[:8]} {step} [--reject] [--comment TEXT]`")
-    _announce_when_asked(step, pause_key(step), how)
+    # A key of its own for each time it is asked: Prefect takes a pause whose key it has seen in
+    # this flow run as answered already (a run resumed after a crash would go on unasked).
+    key = f"{pause_key(step)}-{secrets.token_hex(3)}"
+    _announce_when_asked(step, key, how)
     try:
         answer = pause_flow_run(wait_for_input=model.with_initial_data(description=text, approve=True),
-                                timeout=timeout, poll_interval=_POLL_S, key=pause_key(step))
+                                timeout=timeout, poll_interval=_POLL_S, key=key)
     except FlowPauseTimeout:
         _running_again()
         return _timed_out(approval)
