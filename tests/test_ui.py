@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser import page
+from browser import after_click, page
 from postgres import free_port
 from waiting import until
 
@@ -39,6 +39,19 @@ steps:
 """
 
 
+APPROVAL = """
+name: ui-approval
+steps:
+  - {id: plan, run: [echo, "## Summary\\nplan: ship v2"]}
+  - id: review_gate
+    approval:
+      message: "Ship **{{ steps.plan.summary }}**?"
+      show: [plan]
+      fields:
+        risk: {type: string, default: low, enum: [low, high], description: "How risky"}
+"""
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """`agentflow server start` on a home of its own; a project with one workflow, deployed."""
@@ -46,10 +59,15 @@ def served(tmp_path_factory):
     project = root / "project"
     (project / "workflows").mkdir(parents=True)
     (project / "workflows" / "ui-tour.yaml").write_text(WORKFLOW)
+    (project / "workflows" / "ui-approval.yaml").write_text(APPROVAL)
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")}
     env.update(PREFECT_HOME=str(root / "home"), PYTHONPATH=str(FIXTURES))
 
-    def agentflow(*args: str) -> subprocess.CompletedProcess:
+    def agentflow(*args: str, background: bool = False):
+        if background:  # a run that waits (for a person): its live view on stderr, line by line
+            return subprocess.Popen([sys.executable, "-m", "agentflow", *args], cwd=project,
+                                    env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
         return subprocess.run([sys.executable, "-m", "agentflow", *args], cwd=project, env=env, capture_output=True,
                               text=True, timeout=300)
 
@@ -103,3 +121,33 @@ def test_a_deployments_run_form_asks_for_the_workflows_inputs(served):
     form = page(f"{url}/deployments/deployment/{deployment.id}/run", "ui-deployment-run-form.png")
     for text in ("who", "Whom the report is about.", "depth", "How many levels to look into."):
         assert text in form, f"{text!r} not on the Run form: {form[:3000]}"
+
+
+
+def test_an_approval_steps_form_in_the_ui(served):
+    """The run page's Resume opens the approval's form: its message, the shown step's result, and
+    its fields by name and description; answered there (as its Submit sends), the run goes on."""
+    from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url, agentflow = served
+    waiting = agentflow("run", "workflows/ui-approval.yaml", "--json", background=True)
+    run_id = None
+    for line in waiting.stderr:
+        if line.startswith("run "):
+            run_id = line.split()[1]
+        if line.strip().startswith("ask"):
+            break
+    assert run_id, "the run never started"
+    try:
+        form = after_click(f"{url}/runs/flow-run/{run_id}", "Resume", ("Approval: review_gate", "How risky"),
+                           "ui-approval-form.png")
+        for text in ("Ship plan: ship v2?", "plan: success", "Approve", "Comment", "Decided By", "Risk", "How risky"):
+            assert text in form, f"{text!r} not in the approval form: {form[-3000:]}"
+        with temporary_settings({PREFECT_API_URL: f"{url}/api"}):
+            resume_flow_run(run_id, run_input={"approve": True, "comment": "seen in the UI", "risk": "high"})
+        stdout, _ = waiting.communicate(timeout=120)
+        decision = json.loads(stdout)["steps"]["review_gate"]["result"]["data"]
+        assert decision["fields"] == {"risk": "high"} and decision["comment"] == "seen in the UI"
+    finally:
+        waiting.kill()
