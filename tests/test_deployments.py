@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,46 @@ inputs:
   marks: {{type: string}}
 steps:
   - {{id: costly, cache: true, run: [sh, -c, 'echo called >> "$0/costly.txt"; echo costly-value', "{{{{ inputs.marks }}}}"]}}
+""",
+    # A person signs off between `build` and `ship`: the run is suspended meanwhile.
+    "signoff.yaml": f"""
+name: signoff
+work_pool: {POOL}
+inputs:
+  marks: {{type: string}}
+steps:
+  - {{id: build, run: [sh, -c, 'echo ran >> "$0/build.txt"; echo built', "{{{{ inputs.marks }}}}"]}}
+  - id: release_gate
+    depends_on: [build]
+    approval:
+      message: "Ship what `build` made?"
+      show: [build]
+      fields: {{channel: {{type: string, enum: [stable, beta], default: beta}}}}
+  - id: ship
+    depends_on: [release_gate]
+    run: [sh, -c, 'echo "shipped to $0"', "{{{{ steps.release_gate.data.fields.channel }}}}"]
+""",
+    # Sub-workflows on workers: a child that completes, one that fails, one not deployed.
+    "composer.yaml": f"""
+name: composer
+work_pool: {POOL}
+inputs:
+  who: {{type: string, default: Dee}}
+steps:
+  - {{id: greeting, deployment: greet, with: {{who: "{{{{ inputs.who }}}}", times: 2}}}}
+  - {{id: broken_child, deployment: broken, criticality: low}}
+  - {{id: missing, deployment: nope, criticality: low}}
+  - {{id: after, depends_on: [greeting], run: [echo, "child said {{{{ steps.greeting.data.steps.hello.summary }}}}"]}}
+""",
+    "slow-child.yaml": f"""
+name: slow-child
+work_pool: {POOL}
+inputs:
+  marks: {{type: string}}
+steps:
+  - id: slow
+    run: [sh, -c, 'while [ ! -e "$0/go" ]; do touch "$0/waiting"; sleep 0.2; done; echo ran >> "$0/slow.txt"; echo slow-done',
+          "{{{{ inputs.marks }}}}"]
 """,
     # `second` waits for a `go` file the first time (its worker is killed meanwhile), and
     # finishes at once when the run is resumed on the other worker.
@@ -396,6 +437,96 @@ def test_two_workers_share_one_cache(deployed):
         home = deployed.root / name / "home"
         assert not any("costly-value" in p.read_text(errors="replace") for p in home.rglob("*")
                        if p.is_file() and p.suffix != ".log" and p.stat().st_size < 1_000_000)
+
+
+def test_a_deployed_run_waiting_for_approval_gives_its_worker_back(deployed):
+    """At an approval step a deployed run is suspended: its process ends (the worker's slot is
+    free). Answered with `agentflow approve`, a worker runs it again from the top; the journal
+    answers `build`, the answer kept on the server answers the approval, and `ship` runs."""
+    from prefect.client.orchestration import get_client
+
+    from agentflow.deployments import run_workflow_deployment
+    from agentflow.deployments.client import wait_for_run
+    from agentflow.flows.durability import records
+
+    marks = deployed.root / "signoff-marks"
+    marks.mkdir()
+    run_id = run_workflow_deployment("signoff", {"marks": str(marks)}, wait=False)
+
+    def state() -> str:
+        with get_client(sync_client=True) as client:
+            return client.read_flow_run(uuid.UUID(run_id)).state.name
+
+    until(lambda: state() == "Suspended", 240, "the run to be suspended at its approval step")
+    first = records.read_record(run_id).attempts[0].pid
+    until(lambda: not Path(f"/proc/{first}").exists(), 60, "the suspended run's process to end")
+    runs = subprocess.run([sys.executable, "-m", "agentflow", "runs", "-w", "signoff"], cwd=deployed.root,
+                          env=deployed.env, capture_output=True, text=True, timeout=120)
+    assert "Awaiting" in next(line for line in runs.stdout.splitlines() if run_id[:8] in line), runs.stdout
+    resumed = subprocess.run([sys.executable, "-m", "agentflow", "resume", run_id[:8]], cwd=deployed.root,
+                             env=deployed.env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 2 and "is Awaiting approval, with no process" in resumed.stderr, resumed.stderr
+
+    approve = [sys.executable, "-m", "agentflow", "approve", run_id[:8], "release_gate", "-m", "looks right",
+               "-f", "channel=stable"]
+    answered = subprocess.run(approve, cwd=deployed.root, env=deployed.env, capture_output=True, text=True,
+                              timeout=120)
+    assert answered.returncode == 0, answered.stdout + answered.stderr
+    with get_client(sync_client=True) as client:
+        result = wait_for_run(client, run_id, 240, 0.5)
+    assert result["ship"].summary == "shipped to stable"
+    decision = result["release_gate"].data
+    assert decision["approved"] is True and decision["comment"] == "looks right" and "@" in decision["decided_by"]
+    assert (marks / "build.txt").read_text() == "ran\n"  # not run again
+    assert result.steps["build"].reused is True
+    assert len(records.read_record(run_id).attempts) == 2  # suspended, then run again by a worker
+
+
+def test_deployment_steps_run_children_on_workers(deployed):
+    """A `deployment:` step starts a run of that deployment, which a worker picks up, linked
+    under the step's task run, and its WorkflowResult is the step's result; a failing child
+    fails its step, naming the child's step; an unknown deployment is said."""
+    from prefect.client.orchestration import get_client
+
+    from agentflow.deployments import run_workflow_deployment
+
+    result = run_workflow_deployment("composer", timeout=300)
+    assert result["after"].summary == "child said hello Dee x2 token-[secret]"
+    greeting = result["greeting"]
+    assert greeting.data["workflow"] == "greet" and greeting.summary == "workflow greet: completed (1/1 steps done)"
+    broken = result.steps["broken_child"]
+    assert broken.status == "failed" and "step(s) fails failed" in broken.summary
+    missing = result.steps["missing"]
+    assert missing.status == "failed" and "no deployment `nope/nope`" in missing.summary
+    with get_client(sync_client=True) as client:  # the child run is under the parent's run in the UI
+        child = client.read_flow_run(uuid.UUID(greeting.metrics["run_id"]))
+        assert str(client.read_task_run(child.parent_task_run_id).flow_run_id) == result.run_id
+
+
+def test_a_parent_killed_while_its_deployed_child_runs_waits_for_that_child(deployed, tmp_path):
+    """kill -9 of a local parent while its `deployment:` child runs on a worker; resumed, the
+    parent finds the same child run (the server holds one run per parent call) and takes its
+    result: the child ran once."""
+    marks = deployed.root / "slow-marks"
+    marks.mkdir()
+    (tmp_path / "wf.yaml").write_text(f"name: waiter\nsteps:\n  - {{id: wait_child, deployment: slow-child, "
+                                      f"with: {{marks: '{marks}'}}}}\n")
+    parent = subprocess.Popen([sys.executable, "-m", "agentflow", "run", "wf.yaml"], cwd=tmp_path, env=deployed.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_id = next(line.split()[1] for line in parent.stdout if line.startswith("run "))
+    until(lambda: (marks / "waiting").exists(), 240, "the child's step to start on a worker")
+    parent.kill()
+    parent.wait(timeout=30)
+    parent.stdout.close()
+    (marks / "go").touch()
+
+    resumed = subprocess.run([sys.executable, "-m", "agentflow", "resume", run_id, "--json"], cwd=tmp_path,
+                             env=deployed.env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    step = json.loads(resumed.stdout)["steps"]["wait_child"]["result"]
+    assert step["data"]["steps"]["slow"]["summary"] == "slow-done"
+    assert (marks / "slow.txt").read_text() == "ran\n"
+    assert [str(r.id) for r in _runs_of("slow-child")] == [step["metrics"]["run_id"]]
 
 
 def _parent(pid: int) -> int:

@@ -24,7 +24,7 @@ def runs(
     for column in ("run", "workflow", "state", "started", "time", "version"):
         table.add_column(column)
     for row in list_runs(limit, workflow):
-        row = replace(row, state=_checked(row))
+        row = replace(row, state=row.label(_checked(row)))
         started = row.started.strftime("%Y-%m-%d %H:%M:%S") if row.started else "-"
         took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
         table.add_row(row.id[:8], row.workflow, row.state, started, took, row.version or "-")
@@ -43,7 +43,7 @@ def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix 
     except RunNotFound as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_INVALID) from None
-    run = replace(run, state=_checked(run))
+    run = replace(run, state=run.label(_checked(run)))
     took = f" in {run.duration_s:.1f}s" if run.duration_s is not None else ""
     out.print(f"run {run.id}  {run.workflow} (version {run.version or '-'})  {run.state}{took}", markup=False)
     table = Table()

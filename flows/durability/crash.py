@@ -22,11 +22,12 @@ from agentflow.flows.durability import records
 from agentflow.flows.durability.processes import kill_orphans
 
 # States with a process behind them. A run paused in place (an approval step: it waits in its
-# own process; history.py names it "Awaiting approval") is one: killed while it waits, it is
-# Crashed and `agentflow resume` asks again.
-ACTIVE = ("Running", "Pending", "Paused", "Awaiting approval")
+# own process) is one: killed while it waits, it is Crashed and `agentflow resume` asks again.
+# A suspended run (a deployed run at an approval step) has none: a worker runs it once answered.
+ACTIVE = ("Running", "Pending", "Paused")
 _AUTOMATION_NAME = "agentflow: mark runs Crashed when their heartbeats stop"
 RUN_TAG = "agentflow"  # on every agentflow flow run (not its task runs): what the automation watches
+CHILD_TAG = "agentflow-child-"  # + a digest of its parent run and call: how a resumed step finds its child run
 
 
 def check(run_id: str, state: str) -> str:

@@ -25,6 +25,13 @@ class RunRow:
     started: datetime | None
     duration_s: float | None
     deployment_id: str | None = None  # a deployed run: a worker runs it (and resumes it)
+    awaiting: bool = False  # paused or suspended at an approval step (engine/approvals.py)
+
+    def label(self, state: str | None = None) -> str:
+        """How `state` (default: the row's) is shown: a run waiting at an approval step says
+        that it waits for a person, so that `agentflow runs` shows which runs do."""
+        state = state or self.state
+        return "Awaiting approval" if self.awaiting and state in ("Paused", "Suspended") else state
 
 
 @dataclass(frozen=True)
@@ -118,19 +125,16 @@ def _flow_names(client: Any, ids: set) -> dict:
 
 def _row(run: Any, names: dict) -> RunRow:
     return RunRow(id=str(run.id), workflow=names.get(run.flow_id, "?"), version=run.flow_version,
-                  state=_state(run), started=run.start_time, duration_s=_duration(run),
-                  deployment_id=str(run.deployment_id) if run.deployment_id else None)
+                  state=run.state.name if run.state is not None else "?", started=run.start_time,
+                  duration_s=_duration(run), deployment_id=str(run.deployment_id) if run.deployment_id else None,
+                  awaiting=_awaiting(run))
 
 
-def _state(run: Any) -> str:
-    """The state's name; a run paused by an approval step (engine/approvals.py) says that it waits
-    for a person, so that `agentflow runs` shows which runs do."""
-    if run.state is None:
-        return "?"
-    details = run.state.state_details
-    if run.state.is_paused() and details is not None and str(details.pause_key or "").startswith("approval-"):
-        return "Awaiting approval"
-    return run.state.name
+def _awaiting(run: Any) -> bool:
+    """Paused (or suspended) by an approval step: its pause key says so (engine/approvals.py)."""
+    details = run.state.state_details if run.state is not None else None
+    return bool(run.state is not None and run.state.is_paused() and details is not None
+                and str(details.pause_key or "").startswith("approval-"))
 
 
 def _duration(run: Any) -> float | None:

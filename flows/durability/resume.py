@@ -71,12 +71,15 @@ def _resumable(row: RunRow, force: bool) -> tuple[str, records.RunRecord | None]
         raise NothingToResume(f"run {row.id} already completed; `agentflow rerun {row.id[:8]} --from STEP` "
                               "runs a step and what follows it again")
     record = records.read_record(row.id)
+    if state == "Suspended":
+        raise ResumeRefused(f"run {row.id} is {row.label(state)}, with no process: once answered (the UI's Resume, "
+                            f"or `agentflow approve {row.id[:8]}`) a worker runs it on")
     if state in crash.ACTIVE:
         where = record.attempts[-1] if record is not None and record.attempts else None
         alive = where.alive() if where is not None else None
         if alive or not force:
             whom = f"pid {where.pid} on {where.host}" if where else "its process"
-            raise ResumeRefused(f"run {row.id} is still {state} ({whom}); wait for it to end or stop it "
+            raise ResumeRefused(f"run {row.id} is still {row.label(state)} ({whom}); wait for it to end or stop it "
                                 "(kill the process)" + ("" if alive else "; if that machine died, "
                                                         "`agentflow resume --force` takes the run over"))
     return state, record
@@ -86,8 +89,8 @@ def prepare_rerun(run_id: str, from_step: str) -> tuple[Prepared, set[str]]:
     """The run to rerun from, and the steps that will run again."""
     row = find_run(run_id)
     state = crash.check(row.id, row.state)
-    if state in crash.ACTIVE:
-        raise ResumeRefused(f"run {row.id} is still {state}; rerun it once it has ended")
+    if state in crash.ACTIVE or state == "Suspended":
+        raise ResumeRefused(f"run {row.id} is still {row.label(state)}; rerun it once it has ended")
     prepared = _load(row.id, _record(row.id), state)
     steps = [s.id for s in prepared.workflow.spec.steps]
     if from_step not in steps:

@@ -1,8 +1,12 @@
 """Approval steps: the run waits for a person, with a form in the Prefect UI.
 
-The run pauses (Prefect's `pause_flow_run`, in place: the process waits) with a typed form:
-approve or reject, a comment, who decides, and the fields the step declares, under the
-step's message and the results of the steps it shows (markdown). A person answers in the
+The run waits with a typed form: approve or reject, a comment, who decides, and the fields
+the step declares, under the step's message and the results of the steps it shows
+(markdown). A deployed run is suspended (Prefect's `suspend_flow_run`): its process ends and
+gives its worker slot back, and once answered the run is scheduled again and a worker runs
+it from the top, its journal answering every step done, this one from the answer kept on
+the server. A run started here, or an approval with a `timeout` (whose default is applied by
+the process that waits), pauses in place (`pause_flow_run`: the process waits). A person answers in the
 UI ("Resume" on the run's page) or with `agentflow approve RUN [STEP]`, from any machine
 that reaches the server (Prefect's `resume_flow_run` with the form's values: the server
 checks them against the form's schema; a bad value is refused and the run keeps waiting).
@@ -99,6 +103,9 @@ def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | No
     from prefect.flow_runs import pause_flow_run
 
     model = form(approval)
+    answer = _answered(step, model)
+    if answer is not None:  # a suspended run, answered and run again by a worker
+        return _decision(approval, answer)
     text = description(step, approval, context)
     timeout = int(approval.timeout) if approval.timeout else _FOREVER_S
     within = f" within {approval.timeout:g}s (then: {approval.default})" if approval.timeout else ""
@@ -107,26 +114,79 @@ def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | No
     # A key of its own for each time it is asked: Prefect takes a pause whose key it has seen in
     # this flow run as answered already (a run resumed after a crash would go on unasked).
     key = f"{pause_key(step)}-{secrets.token_hex(3)}"
+    shown = model.with_initial_data(description=text, approve=True)
+    if approval.timeout is None and _deployed():
+        _suspend(step, shown, key, how)  # raises: the process ends, the worker's slot is free
     _announce_when_asked(step, key, how)
     try:
-        answer = pause_flow_run(wait_for_input=model.with_initial_data(description=text, approve=True),
-                                timeout=timeout, poll_interval=_POLL_S, key=key)
+        answer = pause_flow_run(wait_for_input=shown, timeout=timeout, poll_interval=_POLL_S, key=key)
     except FlowPauseTimeout:
         _running_again()
         return _timed_out(approval)
+    return _decision(approval, answer)
+
+
+def _decision(approval: Approval, answer: Any) -> dict[str, Any]:
     fields = {name: getattr(answer, name) for name in approval.fields}
     return {"approved": bool(answer.approve), "decided_by": answer.decided_by or "the Prefect UI",
             "decided_at": _now(), "comment": answer.comment, "fields": fields, "timed_out": False}
+
+
+def _flow_run_id() -> Any:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return context.flow_run.id if context is not None and context.flow_run is not None else None
+
+
+def _deployed() -> bool:
+    """A deployment's run (suspending needs a deployment to run it again)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return bool(context is not None and context.flow_run is not None and context.flow_run.deployment_id)
+
+
+def _answered(step: str, model: Any) -> Any:
+    """The answer a person already gave to `step` in this flow run, or None. A suspended run
+    is run again from the top once answered: the answer is on the server, as the flow run's
+    input `suspended-KEY-response` (`paused-` for a pause in place: a run that crashed after
+    the answer came, before the step's decision was journaled)."""
+    from prefect.client.orchestration import get_client
+
+    run_id = _flow_run_id()
+    if run_id is None:
+        return None
+    with get_client(sync_client=True) as client:
+        given = [found for state in ("suspended", "paused")
+                 for found in client.filter_flow_run_input(run_id, f"{state}-{pause_key(step)}-", 100, set())
+                 if found.key.endswith("-response")]
+    if not given:
+        return None
+    return model.load_from_flow_run_input(max(given, key=lambda found: found.created))
+
+
+def _suspend(step: str, shown: Any, key: str, how: str) -> None:
+    """Suspend this deployed run at `step`: Prefect saves the form and raises Pause, which ends
+    the flow run's process; it is said once the run is Suspended, so an answer is taken."""
+    from prefect.exceptions import Pause
+    from prefect.flow_runs import suspend_flow_run
+
+    try:
+        suspend_flow_run(wait_for_input=shown, key=key)
+    except Pause:
+        how = f"{how}; suspended: its worker is free until then"
+        emit(StepEvent(kind="approval", step=step, label=step, summary=how))
+        log.logger(component="engine").info(f"step {step}: {how}", step=step)
+        raise
+    raise RuntimeError(f"step `{step}`: Prefect did not suspend the run")  # it answers Pause or an error
 
 
 def _announce_when_asked(step: str, key: str, how: str) -> None:
     """Say that the run waits for a person once it does: its state Paused and its form saved
     on the server (Prefect saves the form just after the state), so that an answer given on
     reading the line is taken. A thread: the run's own thread is in Prefect's pause."""
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    run_id = context.flow_run.id if context is not None and context.flow_run is not None else None
+    run_id = _flow_run_id()
 
     def announce() -> None:
         from prefect.client.orchestration import get_client

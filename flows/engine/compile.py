@@ -19,13 +19,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field, SecretStr
 
-from agentflow.errors import ConfigError, InputError, WorkflowFailed
+from agentflow.errors import InputError
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.heartbeat import HEARTBEAT_S
 from agentflow.flows.durability.locks import StepLocks
 from agentflow.flows.durability.results import AgentResultSerializer, read_only_our_records
-from agentflow.flows.engine import agent_blocks, ladder
+from agentflow.flows.engine import agent_blocks, children, ladder
 from agentflow.flows.engine.compiled import CACHE_MODES, CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.scheduler import execute
@@ -96,8 +96,8 @@ def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cac
              refresh_cache=cache_mode == "refresh")
         if cached else dict(cache_policy=NO_CACHE, persist_result=False))
     task, timeout = _task(spec, step, agent, cache_options)
-    if step.workflow is not None:  # a sub-workflow: its flow, run as a subflow of the step's task run
-        task = _child_task(task, build_flow(workflow.children[step.id], cache=cache_mode))
+    if step.workflow is not None or step.deployment is not None:  # a sub-workflow (engine/children.py)
+        task = _child_task(task, workflow.children.get(step.id), step.deployment, cache_mode)
     fallbacks = []
     if step.agent is not None and agent is not None:
         previous = agent
@@ -195,23 +195,16 @@ def _task(spec: Workflow, step: Step, agent: AgentSpec | None, cache_options: di
     return task, timeout
 
 
-def _child_task(step_task: Task, child: Flow) -> Task:
-    """The step's task (its name, retries, cache settings) calling the child workflow's flow:
-    Prefect links the child's flow run to the step's task run, so the UI shows it under the
-    parent. Its WorkflowResult is the step's result (`steps.ID.data.steps.X.summary`)."""
+def _child_task(step_task: Task, child: ResolvedWorkflow | None, deployment: str | None, cache_mode: str) -> Task:
+    """The step's task (its name, retries, cache settings) running a child workflow instead of
+    an agent: the `workflow:` file's flow here, or a run of the deployment on a worker. The
+    child's flow run is linked to the step's task run: the UI shows it under the parent."""
+    child_flow = build_flow(child, cache=cache_mode) if child is not None else None
 
     def run_child(request: AgentRequest) -> AgentResult:
-        try:
-            outcome = child(**request.params)
-        except WorkflowFailed as exc:
-            data = exc.result.model_dump(mode="json") if exc.result is not None else None
-            return AgentResult(status="failed", summary=str(exc)[:500], data=data, error=str(exc))
-        except InputError as exc:  # `with:` values the child's inputs refuse: not retried
-            raise ConfigError(f"step `{request.step}`: {exc}") from None
-        done = sum(1 for o in outcome.steps.values() if o.status == "success")
-        return AgentResult(summary=f"workflow {outcome.workflow}: {outcome.status} ({done}/{len(outcome.steps)} "
-                                   f"steps done)", data=outcome.model_dump(mode="json"),
-                           metrics={"run_id": outcome.run_id, **outcome.spend})
+        if child_flow is not None:
+            return children.run_local(child_flow, request)
+        return children.run_deployed(str(deployment), request)
 
     return Task(
         fn=run_child, name=step_task.name, task_run_name="{request.label}", retries=step_task.retries,

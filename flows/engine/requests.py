@@ -97,7 +97,7 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
             return AgentRequest(kind="process", argv=[templates.render(a, local) for a in step.run], **common)
         if step.call is not None:
             return AgentRequest(kind="python", callable=step.call, **common)
-        if step.workflow is not None:  # its `with:` values are the child's inputs (engine/compile.py)
+        if step.workflow is not None or step.deployment is not None:  # `with:`: the child's inputs (engine/children.py)
             return AgentRequest(kind="workflow", **common)
         if agent is not None and agent.kind in AGENT_SPEC_KINDS:
             return agent_request(agent, subagent, local, common)

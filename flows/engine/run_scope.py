@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from agentflow import log
 from agentflow.events import StepEvent, emit
 from agentflow.flows.durability import records
-from agentflow.flows.durability.crash import RUN_TAG
+from agentflow.flows.durability.crash import CHILD_TAG, RUN_TAG
 from agentflow.flows.durability.guard import RunGuard
 from agentflow.flows.durability.heartbeat import HEARTBEAT_S, Heartbeat
 from agentflow.flows.durability.journal import Journal
@@ -47,10 +47,11 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
     masked in its log lines."""
     from prefect.context import TagsContext
 
-    # The flow run was created tagged `agentflow` (durability/crash.py); its task runs are
-    # not: any task tag costs an API call per task run (engine/compile.py).
-    inherited = TagsContext.get().current_tags
-    with TagsContext(current_tags=inherited - {RUN_TAG}):
+    # The flow run was created tagged `agentflow` (and a child run with its parent's call:
+    # engine/children.py); its task runs are not: any task tag costs an API call per task
+    # run (engine/compile.py).
+    inherited = {tag for tag in TagsContext.get().current_tags if tag != RUN_TAG and not tag.startswith(CHILD_TAG)}
+    with TagsContext(current_tags=inherited):
         run = _open(compiled, masked_inputs)
         heartbeat = _heartbeat()
         guard = RunGuard(run.journal.directory / "procs") if run.journal is not None else None

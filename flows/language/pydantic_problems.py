@@ -34,6 +34,7 @@ _FIXES = {
     "steps": "list the steps under `steps:`, each a mapping with an `id`",
     "repeat": "write it as {until: <expression>, max: 5}",
     "for_each": "give a list, or an expression such as inputs.targets",
+    "deployment": "name the deployment (`NAME` or `FLOW/NAME`), not a template; choose between two with `when:`",
 }
 
 

@@ -23,7 +23,7 @@ BLOCK_PREFIX = "block:"
 Callable_ = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
 Criticality = Literal["critical", "high", "medium", "low"]
 
-STEP_KINDS = ("agent", "run", "call", "workflow", "approval", "assert")
+STEP_KINDS = ("agent", "run", "call", "workflow", "deployment", "approval", "assert")
 AGENT_KINDS = ("claude-code", "llm", "shell", "python", "http")
 # Kinds this version can execute; the others are parsed and validated only.
 RUNNABLE_AGENT_KINDS = AGENT_KINDS
@@ -166,6 +166,8 @@ class Step(_Model):
     run: list[str] | None = Field(default=None, min_length=1)
     call: Callable_ | None = None
     workflow: str | None = None
+    # a run of this deployment (`NAME` or `FLOW/NAME`), on whatever worker picks it up
+    deployment: str | None = Field(default=None, min_length=1, pattern=r"^[^{}]+$")
     approval: Union[Approval, str, None] = None
     assert_: str | None = Field(default=None, alias="assert")
 
