@@ -31,6 +31,10 @@ from agentflow.flows.observe.fold import CIRCUIT_STATES, METRICS, Totals
 _log = logging.getLogger("agentflow")
 _STATE_VERSION = 1
 _READ_BUDGET_S = 20.0  # a catch-up longer than this goes on at the next read
+# A read is tried again at the next refresh: one request may take this long, and is not retried
+# by the client (its backoff would hold a failing read for a minute: the server going down
+# mid-request was said that late, seen under load).
+_REQUEST_TIMEOUT_S = 10.0
 
 
 def state_file(api_url: str) -> Path:
@@ -219,12 +223,14 @@ class Exporter:
 
     def _read(self) -> None:
         from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
         logger = log.logger(component="metrics")
         failing = False
         while not self.stopping.is_set():
             try:
-                with get_client(sync_client=True) as client:
+                with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), \
+                        get_client(sync_client=True, httpx_settings={"timeout": _REQUEST_TIMEOUT_S}) as client:
                     folded = self.figures.refresh(client, self.settle)
                 if failing:
                     logger.info("metrics: the Prefect API answers again")
