@@ -71,3 +71,29 @@ def exhausted(primary: str, spec: AgentSpec, tried: list[tuple[str, str]], mode:
     why_not = (f"`{primary}` is critical" if spec.skip_if_unavailable else f"`{primary}` may not be skipped")
     message = f"{what} ({reasons}); {why_not}"
     return AgentResult(status="failed", summary=message[:500], error=message, primary_agent=primary)
+
+
+@dataclass(frozen=True)
+class Move:
+    """What a step does after one agent's answer: keep `result` (the step's, maybe degraded),
+    try the agent `following` on the next rung, or record `result` as the step skipped."""
+
+    kind: str  # "keep" | "next" | "skip"
+    result: AgentResult
+    following: str = ""
+
+
+def decide(primary: str, spec: AgentSpec | None, rungs: tuple[Rung, ...], mode: DegradedMode, rung: int,
+           used: str, tried: list[tuple[str, str]], result: AgentResult, error: BaseException | None) -> Move:
+    """The ladder's decision for the answer of the agent `used` on `rung` (0: the primary),
+    `tried` naming every agent that failed so far, this one included."""
+    if result.status != "failed":
+        return Move("keep", degraded(result, primary, used) if rung else result)
+    if not falls_back(error) or spec is None:
+        return Move("keep", result)
+    if rung < len(rungs):
+        return Move("next", result, rungs[rung].agent)
+    if not rungs and not spec.skip_if_unavailable:
+        return Move("keep", result)  # no ladder: the agent's own failure, as it said it
+    given_up = exhausted(primary, spec, tried, mode)
+    return Move("skip" if given_up.status == "skipped" else "keep", given_up)

@@ -332,41 +332,30 @@ class _Scheduler:
         self._settle(job, result, duration, cached, reused=False)
 
     def _on_the_ladder(self, job: Job, state: Any, result: AgentResult, duration: float) -> AgentResult | None:
-        """A fallback's answer marked degraded; a failure that means "this agent cannot serve
-        now" sent to the next agent (None: queued), or, at the end of the ladder, the step
-        skipped or failed naming every agent tried (engine/ladder.py)."""
+        """The step's result after this agent's answer (engine/ladder.py decides); None when
+        the next agent, or the step's skip, was queued instead."""
         plan = self.compiled.plans[job.step]
-        primary = plan.step.agent or ""
-        if result.status != "failed":
-            return ladder.degraded(result, primary, job.request.agent or "") if job.rung else result
-        if not ladder.falls_back(outcomes.error_of(state)) or plan.agent is None:
-            return result
-        tried = (*job.tried, (job.request.agent or "", result.summary))
-        if job.rung < len(plan.fallbacks):
-            following = plan.fallbacks[job.rung].agent
-            emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status="failed",
-                           summary=result.summary, duration_s=duration))
-            emit(StepEvent(kind="fallback", step=job.step, label=job.request.label, agent=following,
-                           summary=f"{job.request.agent} failed; trying {following}"))
+        tried = (*job.tried, (job.request.agent or "", result.summary)) if result.status == "failed" else job.tried
+        move = ladder.decide(plan.step.agent or "", plan.agent, plan.fallbacks, plan.degraded, job.rung,
+                             job.request.agent or "", list(tried), result, outcomes.error_of(state))
+        if move.kind == "keep":
+            return move.result
+        emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status="failed",
+                       summary=result.summary, duration_s=duration))
+        if move.kind == "next":
+            emit(StepEvent(kind="fallback", step=job.step, label=job.request.label, agent=move.following,
+                           summary=f"{job.request.agent} failed; trying {move.following}"))
             if plan.degraded.warning_on_fallback:
                 _log.warning("agentflow: step %s: agent %s failed (%s); falling back to %s", job.step,
-                             job.request.agent, result.summary, following)
+                             job.request.agent, result.summary, move.following)
             self._call(job.step, plan, self._context(), item=job.request.item, index=job.index,
                        iteration=job.request.iteration, rung=job.rung + 1, tried=tried)
             return None
-        if not plan.fallbacks and not plan.agent.skip_if_unavailable:
-            return result  # no ladder: the agent's own failure, as it said it
-        given_up = ladder.exhausted(primary, plan.agent, list(tried), plan.degraded)
-        if given_up.status != "skipped":
-            return given_up
         # Skipped: recorded by a task run of its own, so the UI says Skipped and why.
-        emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status="failed",
-                       summary=result.summary, duration_s=duration))
         request = job.request
         label = requests.call_label(job.step, request.item, job.index, request.iteration) + " (skipped)"
-        skip = Job(step=job.step, request=self._special(plan, "skip", given_up.summary, label),
-                    index=job.index, tried=tried, outcome=given_up)
-        self.queue.append(skip)
+        self.queue.append(Job(step=job.step, request=self._special(plan, "skip", move.result.summary, label),
+                              index=job.index, tried=tried, outcome=move.result))
         return None
 
     def _settle(self, job: Job, result: AgentResult, duration: float | None, cached: bool, reused: bool) -> None:

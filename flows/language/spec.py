@@ -6,22 +6,19 @@ and turned into a Prefect flow by `flows.compile`.
 
 from __future__ import annotations
 
-import keyword
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agentflow.flows.language.deployment import DEFAULT_WORK_POOL, Schedule, Trigger
 from agentflow.flows.language.durations import MAX_DURATION_S, Duration, parse_duration  # noqa: F401
-
-StepId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
-AgentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
-# What a step names: an agent of its agents file, or `block:NAME`, an AgentConfig block that
-# the run loads from the Prefect server (agentflow.blocks).
-AgentRef = Annotated[str, Field(pattern=r"^(block:)?[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=106)]
-BLOCK_PREFIX = "block:"
-Callable_ = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")]
-Criticality = Literal["critical", "high", "medium", "low"]
+# The spec's building blocks and a step's parts, named here too: `spec` is where users of the
+# models import them from.
+from agentflow.flows.language.spec_types import (  # noqa: F401
+    BLOCK_PREFIX, INPUT_TYPES, RESERVED_INPUTS, AgentName, AgentRef, Callable_, Criticality, InputSpec, StepId,
+    _Model)
+from agentflow.flows.language.step_parts import (  # noqa: F401
+    APPROVAL_FORM_FIELDS, Approval, Budget, CacheSpec, Compensate, FieldName, Repeat, RetryBackoff)
 
 STEP_KINDS = ("agent", "run", "call", "workflow", "deployment", "approval", "assert")
 AGENT_KINDS = ("claude-code", "llm", "shell", "python", "http")
@@ -30,122 +27,9 @@ RUNNABLE_AGENT_KINDS = AGENT_KINDS
 RUNNABLE_STEP_KINDS = STEP_KINDS
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-INPUT_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-    "array": (list,), "object": (dict,),
-}
-# Input names that cannot be a flow parameter: Python keywords, and Prefect's own keyword
-# arguments of a flow call.
-RESERVED_INPUTS = frozenset(keyword.kwlist) | {"return_state", "wait_for", "self"}
 # What a step's result shows to later steps as `steps.ID.<field>` (tasks.results.AgentResult).
 RESULT_FIELDS = ("status", "summary", "output", "data", "artifacts", "metrics", "confidence", "error",
                  "degraded", "fallback_used", "primary_agent", "skipped_agent")
-
-
-class InputSpec(_Model):
-    type: Literal["string", "integer", "number", "boolean", "array", "object"] = "string"
-    default: Any = None
-    description: str = ""
-    enum: list[Any] | None = None
-    # A secret is never stored in clear (run records, cache keys, results, Prefect's database)
-    # and is taken from -i or the environment variable AGENTFLOW_SECRET_<NAME>.
-    secret: bool = False
-
-    @property
-    def required(self) -> bool:
-        return "default" not in self.model_fields_set
-
-    @model_validator(mode="after")
-    def _default_fits(self) -> "InputSpec":
-        if self.secret and (self.type != "string" or "default" in self.model_fields_set or self.enum):
-            raise ValueError("a secret input is a string with no default and no enum (a value written in "
-                             "the file is not secret); pass it with -i or AGENTFLOW_SECRET_<NAME>")
-        if "default" not in self.model_fields_set or self.default is None:
-            return self
-        if not isinstance(self.default, INPUT_TYPES[self.type]) or (
-                isinstance(self.default, bool) and self.type in ("integer", "number")):
-            got = type(self.default).__name__
-            hint = (" (YAML reads yes/no/on/off unquoted as true/false: quote it)"
-                    if isinstance(self.default, bool) and self.type == "string" else "")
-            raise ValueError(f"the default is {got} {self.default!r}, not {self.type}{hint}")
-        if self.enum is not None and self.default not in self.enum:
-            raise ValueError(f"the default {self.default!r} is not one of its enum {self.enum}")
-        return self
-
-
-class RetryBackoff(_Model):
-    base_seconds: float = Field(default=1.0, ge=0)
-    max_seconds: float = Field(default=60.0, ge=0)
-    jitter: float = Field(default=0.2, ge=0, le=1)
-
-
-class CacheSpec(_Model):
-    ttl: Duration | None = None
-    key: list[Literal["inputs", "files", "commit", "agent"]] | None = None
-
-
-class Repeat(_Model):
-    until: str
-    max: int = Field(default=5, ge=1, le=100)
-
-
-# The names the approval form uses itself (engine/approvals.py): a declared field may not take one.
-APPROVAL_FORM_FIELDS = ("approve", "comment", "decided_by")
-FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
-
-
-class Approval(_Model):
-    """A person's decision: the run waits (Prefect's pause) with a form in the UI, or for
-    `agentflow approve`. The decision is the step's result (`steps.ID.data.approved`)."""
-
-    message: str = "Approve to continue."  # markdown above the form; a template
-    show: list[StepId] = Field(default_factory=list)  # upstream steps whose results are shown
-    fields: dict[FieldName, InputSpec] = Field(default_factory=dict)  # asked besides approve/comment
-    timeout: Duration | None = None
-    default: Literal["approve", "reject", "fail"] = "fail"  # what a timeout decides
-    on_reject: Literal["fail", "skip"] = "fail"  # skip: the step is skipped, and its dependents with it
-
-    @model_validator(mode="after")
-    def _fields(self) -> "Approval":
-        taken = sorted(set(self.fields) & set(APPROVAL_FORM_FIELDS))
-        if taken:
-            raise ValueError(f"field(s) {', '.join(taken)} are the form's own ({', '.join(APPROVAL_FORM_FIELDS)}): "
-                             "rename them")
-        secret = sorted(name for name, field in self.fields.items() if field.secret)
-        if secret:
-            raise ValueError(f"field(s) {', '.join(secret)}: an approval field cannot be secret (the decision "
-                             "is the step's result, shown to later steps and in the UI)")
-        return self
-
-
-class Compensate(_Model):
-    """What undoes a step when a later step fails the workflow (saga: engine/saga.py). It sees
-    the step's result as `result`; a callable is given `step` and `result`."""
-
-    run: list[str] | None = Field(default=None, min_length=1)
-    call: Callable_ | None = None
-    agent: AgentName | None = None
-    prompt: str = ""
-
-    @model_validator(mode="after")
-    def _one_way(self) -> "Compensate":
-        chosen = [k for k in ("run", "call", "agent") if getattr(self, k) is not None]
-        if len(chosen) != 1:
-            raise ValueError(f"compensate needs exactly one of run, call, agent (got {', '.join(chosen) or 'none'})")
-        if self.prompt and self.agent is None:
-            raise ValueError("compensate.prompt is for an agent: give `agent:` too, or drop the prompt")
-        return self
-
-
-class Budget(_Model):
-    """What a step, or a whole run, may spend on agents: the cost and tokens they report."""
-
-    usd: float | None = Field(default=None, gt=0, le=1_000_000)
-    tokens: int | None = Field(default=None, ge=1)
 
 
 class StepDefaults(_Model):

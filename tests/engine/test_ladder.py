@@ -141,6 +141,31 @@ def test_only_agent_failures_fall_back():
     assert not ladder.falls_back(ConfigError("cannot import")) and not ladder.falls_back(RuntimeError("bug"))
 
 
+def test_decide_keeps_moves_down_or_gives_up():
+    """The ladder's decision alone: a fallback's answer is degraded, an agent failure moves to the
+    next rung, another error stops there, and past the last rung the step is skipped or failed."""
+    from agentflow.tasks.results import AgentResult
+
+    mode = DegradedMode()
+    primary = AgentSpec(kind="python", callable="probe:echo", skip_if_unavailable=True)
+    rung = ladder.Rung(agent="second", spec=primary, digest="d", task=None, timeout=None, prompt_suffix="")
+    ok, bad = AgentResult(summary="fine"), AgentResult(status="failed", summary="down")
+    failure = StepFailed("down")
+    assert ladder.decide("first", primary, (rung,), mode, 0, "first", [], ok, None) == ladder.Move("keep", ok)
+    kept = ladder.decide("first", primary, (rung,), mode, 1, "second", [], ok, None).result
+    assert kept.degraded and kept.fallback_used == "second" and kept.primary_agent == "first"
+    tried = [("first", "down")]
+    assert ladder.decide("first", primary, (rung,), mode, 0, "first", tried, bad, failure) == \
+        ladder.Move("next", bad, "second")
+    assert ladder.decide("first", primary, (rung,), mode, 0, "first", tried, bad, ConfigError("x")).kind == "keep"
+    tried.append(("second", "down too"))
+    skipped = ladder.decide("first", primary, (rung,), mode, 1, "second", tried, bad, failure)
+    assert skipped.kind == "skip" and "all 2 agents failed" in skipped.result.summary
+    critical = primary.model_copy(update={"criticality": "critical"})
+    failed = ladder.decide("first", critical, (rung,), mode, 1, "second", tried, bad, failure)
+    assert failed.kind == "keep" and failed.result.status == "failed" and "is critical" in failed.result.summary
+
+
 def test_a_critical_agent_is_skipped_only_when_the_workflow_allows_it():
     spec = AgentSpec(kind="python", callable="probe:echo", criticality="critical", skip_if_unavailable=True)
     tried = [("a", "down")]

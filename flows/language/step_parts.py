@@ -1,0 +1,82 @@
+"""What a step may add to its action: retry backoff, cache settings, a repeat, an approval's
+form, a compensation, a budget. Pure data models (spec.py's `Step` holds them)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from agentflow.flows.language.durations import Duration
+from agentflow.flows.language.spec_types import AgentName, Callable_, InputSpec, StepId, _Model
+
+
+class RetryBackoff(_Model):
+    base_seconds: float = Field(default=1.0, ge=0)
+    max_seconds: float = Field(default=60.0, ge=0)
+    jitter: float = Field(default=0.2, ge=0, le=1)
+
+
+class CacheSpec(_Model):
+    ttl: Duration | None = None
+    key: list[Literal["inputs", "files", "commit", "agent"]] | None = None
+
+
+class Repeat(_Model):
+    until: str
+    max: int = Field(default=5, ge=1, le=100)
+
+
+# The names the approval form uses itself (engine/approvals.py): a declared field may not take one.
+APPROVAL_FORM_FIELDS = ("approve", "comment", "decided_by")
+FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+
+
+class Approval(_Model):
+    """A person's decision: the run waits (Prefect's pause) with a form in the UI, or for
+    `agentflow approve`. The decision is the step's result (`steps.ID.data.approved`)."""
+
+    message: str = "Approve to continue."  # markdown above the form; a template
+    show: list[StepId] = Field(default_factory=list)  # upstream steps whose results are shown
+    fields: dict[FieldName, InputSpec] = Field(default_factory=dict)  # asked besides approve/comment
+    timeout: Duration | None = None
+    default: Literal["approve", "reject", "fail"] = "fail"  # what a timeout decides
+    on_reject: Literal["fail", "skip"] = "fail"  # skip: the step is skipped, and its dependents with it
+
+    @model_validator(mode="after")
+    def _fields(self) -> "Approval":
+        taken = sorted(set(self.fields) & set(APPROVAL_FORM_FIELDS))
+        if taken:
+            raise ValueError(f"field(s) {', '.join(taken)} are the form's own ({', '.join(APPROVAL_FORM_FIELDS)}): "
+                             "rename them")
+        secret = sorted(name for name, field in self.fields.items() if field.secret)
+        if secret:
+            raise ValueError(f"field(s) {', '.join(secret)}: an approval field cannot be secret (the decision "
+                             "is the step's result, shown to later steps and in the UI)")
+        return self
+
+
+class Compensate(_Model):
+    """What undoes a step when a later step fails the workflow (saga: engine/saga.py). It sees
+    the step's result as `result`; a callable is given `step` and `result`."""
+
+    run: list[str] | None = Field(default=None, min_length=1)
+    call: Callable_ | None = None
+    agent: AgentName | None = None
+    prompt: str = ""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "Compensate":
+        chosen = [k for k in ("run", "call", "agent") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"compensate needs exactly one of run, call, agent (got {', '.join(chosen) or 'none'})")
+        if self.prompt and self.agent is None:
+            raise ValueError("compensate.prompt is for an agent: give `agent:` too, or drop the prompt")
+        return self
+
+
+class Budget(_Model):
+    """What a step, or a whole run, may spend on agents: the cost and tokens they report."""
+
+    usd: float | None = Field(default=None, gt=0, le=1_000_000)
+    tokens: int | None = Field(default=None, ge=1)
