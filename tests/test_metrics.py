@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from procs import kill_recorded_server
 from postgres import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import until
@@ -66,12 +67,7 @@ def server(tmp_path_factory):
                              env=env, capture_output=True, text=True, timeout=240)
     assert started.returncode == 0, started.stdout + started.stderr
     yield {"home": home, "env": env, "api": f"http://127.0.0.1:{port}/api"}
-    record = home / "agentflow-server.json"
-    if record.exists():
-        try:
-            os.killpg(json.loads(record.read_text())["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_recorded_server(home)
 
 
 def worker_env(server: dict, home: Path) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from procs import kill_recorded_server
 from postgres import free_port
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -26,12 +26,7 @@ def home(tmp_path):
     """A Prefect home of its own; whatever server it records is killed at the end."""
     path = tmp_path / "prefect-home"
     yield path
-    record = path / "agentflow-server.json"
-    if record.exists():
-        try:
-            os.killpg(json.loads(record.read_text())["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_recorded_server(path)
 
 
 @pytest.fixture
