@@ -33,6 +33,19 @@ def prefect_server():
         yield PREFECT_API_URL.value()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def events_to_the_current_server():
+    """Each module starts with no events worker: Prefect's is one per process, bound to the
+    server it first sent to (its instance is keyed by client type, not URL), so a module that
+    pointed this process at a server of its own would keep a later module's events (with two
+    test processes, modules share a process in any order). Stopped, the next event starts one
+    bound to the server in use then."""
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=30)
+    yield
+
+
 @pytest.fixture
 def cli(prefect_server, tmp_path):
     """Run `agentflow ...` as a real subprocess against the session's server."""

@@ -64,7 +64,7 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
             continue
         if plan.cache_policy is None:
             why = ("cache is off for this step" if plan.step.cache is False or workflow.spec.defaults.cache is False
-                   else "not cached: run, call and assert steps run every time unless they set `cache:`")
+                   else f"not cached: {plan.step.kind} steps run every time unless they set `cache:`")
             verdicts[step_id] = Verdict(step_id, "runs", why)
             pending.add(step_id)
             continue
