@@ -234,3 +234,12 @@ def test_bad_approvals_and_gates_are_refused_with_file_and_line(step, said):
     with pytest.raises(SpecError) as raised:
         load_text(f"name: x\nsteps:\n  - {step}\n", source="gate.yaml")
     assert "gate.yaml:3" in str(raised.value) and said in str(raised.value), str(raised.value)
+
+
+def test_a_timer_the_server_cannot_keep_leaves_the_run_waiting_in_place(prefect_server):
+    """A deployed run suspends only if the server keeps its approval's timeout: not one under
+    Prefect's 10 s minimum, nor one the server refuses (here: a flow run it does not have)."""
+    from agentflow.flows.engine import approval_timer
+
+    assert approval_timer.arm(uuid.uuid4(), "approval-gate-abc123-00ff00", 5, "gate") is False
+    assert approval_timer.arm(uuid.uuid4(), "approval-gate-abc123-00ff00", 60, "gate") is False

@@ -99,6 +99,15 @@ steps:
     depends_on: [release_gate]
     run: [sh, -c, 'echo "shipped to $0"', "{{{{ steps.release_gate.data.fields.channel }}}}"]
 """,
+    # No one answers: the server's clock wakes the suspended run, and the default decides.
+    "signoff-timed.yaml": f"""
+name: signoff-timed
+work_pool: {POOL}
+steps:
+  - id: release_gate
+    approval: {{message: "Ship?", timeout: 10s, default: approve}}
+  - {{id: ship, depends_on: [release_gate], run: [echo, "shipped: {{{{ steps.release_gate.data.decided_by }}}}"]}}
+""",
     # Sub-workflows on workers: a child that completes, one that fails, one not deployed.
     "composer.yaml": f"""
 name: composer
@@ -480,6 +489,32 @@ def test_a_deployed_run_waiting_for_approval_gives_its_worker_back(deployed):
     assert (marks / "build.txt").read_text() == "ran\n"  # not run again
     assert result.steps["build"].reused is True
     assert len(records.read_record(run_id).attempts) == 2  # suspended, then run again by a worker
+
+
+def test_a_suspended_approval_times_out_by_the_servers_clock(deployed):
+    """A deployed run suspended at an approval with `timeout` keeps no process: an automation
+    of its own (installed as it suspends) wakes it after the timeout, a worker runs it on, and
+    the step's default decides; the automation is removed once the run goes on."""
+    from prefect.client.orchestration import get_client
+
+    from agentflow.deployments import run_workflow_deployment
+    from agentflow.deployments.client import wait_for_run
+    from agentflow.flows.durability import records
+
+    run_id = run_workflow_deployment("signoff-timed", wait=False)
+    timer = f"agentflow: approval timeout of run {run_id}"
+    with get_client(sync_client=True) as client:
+        until(lambda: client.read_flow_run(uuid.UUID(run_id)).state.name in ("Suspended", "Scheduled", "Completed"),
+              240, "the run to be suspended at its approval step")
+        result = wait_for_run(client, run_id, 240, 0.5)
+        states = [(s.name, s.message or "") for s in client.read_flow_run_states(uuid.UUID(run_id))]
+        assert client.read_automations_by_name(timer) == []  # removed once the run went on
+    gate = result["release_gate"].data
+    assert gate["timed_out"] is True and gate["approved"] is True and gate["decided_by"] == "timeout (approve)"
+    assert result["ship"].summary == "shipped: timeout (approve)"
+    assert "Suspended" in [name for name, _ in states]
+    assert any(name == "Scheduled" and "no answer within 10s" in message for name, message in states), states
+    assert len(records.read_record(run_id).attempts) == 2  # its first process ended as it was suspended
 
 
 def test_deployment_steps_run_children_on_workers(deployed):

@@ -5,8 +5,8 @@ the step declares, under the step's message and the results of the steps it show
 (markdown). A deployed run is suspended (Prefect's `suspend_flow_run`): its process ends and
 gives its worker slot back, and once answered the run is scheduled again and a worker runs
 it from the top, its journal answering every step done, this one from the answer kept on
-the server. A run started here, or an approval with a `timeout` (whose default is applied by
-the process that waits), pauses in place (`pause_flow_run`: the process waits). A person answers in the
+the server; a `timeout` is kept by the server (engine/approval_timer.py). A run started here
+pauses in place (`pause_flow_run`: the process waits). A person answers in the
 UI ("Resume" on the run's page) or with `agentflow approve RUN [STEP]`, from any machine
 that reaches the server (Prefect's `resume_flow_run` with the form's values: the server
 checks them against the form's schema; a bad value is refused and the run keeps waiting).
@@ -31,6 +31,7 @@ from pydantic import Field, create_model
 
 from agentflow import log
 from agentflow.events import StepEvent, emit
+from agentflow.flows.engine import approval_timer
 from agentflow.flows.engine.compiled import StepPlan
 from agentflow.flows.language import templates
 from agentflow.flows.language.spec import Approval, InputSpec
@@ -103,9 +104,12 @@ def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | No
     from prefect.flow_runs import pause_flow_run
 
     model = form(approval)
-    answer = _answered(step, model)
+    deployed = _deployed()
+    answer, expired = _asked_before(step, model, deployed)
     if answer is not None:  # a suspended run, answered and run again by a worker
         return _decision(approval, answer)
+    if expired:  # a suspended run, woken by its timer (engine/approval_timer.py)
+        return _timed_out(approval)
     text = description(step, approval, context)
     timeout = int(approval.timeout) if approval.timeout else _FOREVER_S
     within = f" within {approval.timeout:g}s (then: {approval.default})" if approval.timeout else ""
@@ -115,7 +119,7 @@ def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | No
     # this flow run as answered already (a run resumed after a crash would go on unasked).
     key = f"{pause_key(step)}-{secrets.token_hex(3)}"
     shown = model.with_initial_data(description=text, approve=True)
-    if approval.timeout is None and _deployed():
+    if deployed and (approval.timeout is None or approval_timer.arm(_flow_run_id(), key, approval.timeout, step)):
         _suspend(step, shown, key, how)  # raises: the process ends, the worker's slot is free
     _announce_when_asked(step, key, how)
     try:
@@ -147,23 +151,28 @@ def _deployed() -> bool:
     return bool(context is not None and context.flow_run is not None and context.flow_run.deployment_id)
 
 
-def _answered(step: str, model: Any) -> Any:
-    """The answer a person already gave to `step` in this flow run, or None. A suspended run
-    is run again from the top once answered: the answer is on the server, as the flow run's
-    input `suspended-KEY-response` (`paused-` for a pause in place: a run that crashed after
-    the answer came, before the step's decision was journaled)."""
+def _asked_before(step: str, model: Any, deployed: bool) -> tuple[Any, bool]:
+    """(the answer a person already gave to `step` in this flow run, or None; whether a timer
+    woke it). A suspended run is run again from the top once answered, or once its timer
+    fires: the answer is on the server, as the flow run's input `suspended-KEY-response`
+    (`paused-` for a pause in place: a run that crashed after the answer came, before the
+    step's decision was journaled); the deadline too (engine/approval_timer.py)."""
     from prefect.client.orchestration import get_client
 
     run_id = _flow_run_id()
     if run_id is None:
-        return None
+        return None, False
+    prefix = pause_key(step) + "-"
     with get_client(sync_client=True) as client:
         given = [found for state in ("suspended", "paused")
-                 for found in client.filter_flow_run_input(run_id, f"{state}-{pause_key(step)}-", 100, set())
+                 for found in client.filter_flow_run_input(run_id, f"{state}-{prefix}", 100, set())
                  if found.key.endswith("-response")]
+        expired = not given and deployed and approval_timer.expired(client, run_id, prefix)
+        if deployed and (given or expired):
+            approval_timer.disarm(client, run_id)
     if not given:
-        return None
-    return model.load_from_flow_run_input(max(given, key=lambda found: found.created))
+        return None, expired
+    return model.load_from_flow_run_input(max(given, key=lambda found: found.created)), False
 
 
 def _suspend(step: str, shown: Any, key: str, how: str) -> None:
