@@ -243,3 +243,28 @@ def test_a_timer_the_server_cannot_keep_leaves_the_run_waiting_in_place(prefect_
 
     assert approval_timer.arm(uuid.uuid4(), "approval-gate-abc123-00ff00", 5, "gate") is False
     assert approval_timer.arm(uuid.uuid4(), "approval-gate-abc123-00ff00", 60, "gate") is False
+
+
+def test_a_timer_whose_run_ended_is_swept_by_the_next_one(prefect_server):
+    """A run cancelled while suspended leaves its timer behind; the next timer armed removes it,
+    and keeps the one of a run still waiting."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Suspended
+
+    from agentflow.flows.engine import approval_timer
+
+    @flow(name=f"timed_{uuid.uuid4().hex[:8]}")
+    def timed() -> None:
+        pass
+
+    with get_client(sync_client=True) as client:
+        ended, waiting = (client.create_flow_run(timed) for _ in range(2))
+        client.set_flow_run_state(waiting.id, Suspended(pause_key="approval-x"), force=True)
+        assert approval_timer.arm(ended.id, "approval-gate-abc123-00ff00", 60, "gate")
+        client.set_flow_run_state(ended.id, Cancelled(), force=True)
+        assert approval_timer.arm(waiting.id, "approval-gate-abc123-00ff01", 60, "gate")
+        names = {a.name for a in client.read_automations()}
+        assert f"agentflow: approval timeout of run {ended.id}" not in names
+        assert f"agentflow: approval timeout of run {waiting.id}" in names
+        approval_timer.disarm(client, waiting.id)

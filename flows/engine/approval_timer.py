@@ -54,6 +54,7 @@ def arm(run_id: Any, key: str, timeout_s: float, step: str) -> bool:
         with get_client(sync_client=True) as client:
             client.create_flow_run_input(run_id, key=_DEADLINE + key, value=json.dumps(time.time() + timeout_s))
             client.create_automation(automation)
+            sweep(client)
     except Exception as exc:  # noqa: BLE001 - no timer: the run waits in place, its process keeping the time
         log.logger(component="engine").warning(f"step {step}: the server would not keep the approval's timeout "
                                                f"({exc}); the run waits in place", step=step)
@@ -71,3 +72,25 @@ def disarm(client: Any, run_id: Any) -> None:
     """Remove the run's timer (the run is running again: answered, or woken by it)."""
     for automation in client.read_automations_by_name(f"{_NAME}{run_id}"):
         client.delete_automation(automation.id)
+
+
+def sweep(client: Any) -> int:
+    """Remove the timers of runs that ended while suspended (cancelled, say): they would never
+    fire, nor be removed by their run. How many were removed."""
+    import uuid
+
+    from prefect.exceptions import ObjectNotFound
+
+    removed = 0
+    for automation in client.read_automations():
+        if not automation.name.startswith(_NAME):
+            continue
+        try:
+            state = client.read_flow_run(uuid.UUID(automation.name[len(_NAME):])).state
+        except (ObjectNotFound, ValueError):
+            state = None
+        if state is None or state.is_final():
+            client.delete_automation(automation.id)
+            removed += 1
+    return removed
+
