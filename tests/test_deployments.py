@@ -116,6 +116,7 @@ inputs:
   who: {{type: string, default: Dee}}
 steps:
   - {{id: greeting, deployment: greet, with: {{who: "{{{{ inputs.who }}}}", times: 2}}}}
+  - {{id: many, for_each: [Eve, Fay], deployment: greet, with: {{who: "{{{{ item }}}}"}}}}
   - {{id: broken_child, deployment: broken, criticality: low}}
   - {{id: missing, deployment: nope, criticality: low}}
   - {{id: after, depends_on: [greeting], run: [echo, "child said {{{{ steps.greeting.data.steps.hello.summary }}}}"]}}
@@ -519,7 +520,8 @@ def test_a_suspended_approval_times_out_by_the_servers_clock(deployed):
 
 def test_deployment_steps_run_children_on_workers(deployed):
     """A `deployment:` step starts a run of that deployment, which a worker picks up, linked
-    under the step's task run, and its WorkflowResult is the step's result; a failing child
+    under the step's task run, and its WorkflowResult is the step's result (per item with
+    `for_each`); a failing child
     fails its step, naming the child's step; an unknown deployment is said."""
     from prefect.client.orchestration import get_client
 
@@ -527,6 +529,10 @@ def test_deployment_steps_run_children_on_workers(deployed):
 
     result = run_workflow_deployment("composer", timeout=300)
     assert result["after"].summary == "child said hello Dee x2 token-[secret]"
+    items = result["many"].data["items"]  # fanned out: a child run per item, on whichever worker is free
+    assert [i["data"]["steps"]["hello"]["summary"] for i in items] == ["hello Eve x1 token-[secret]",
+                                                                       "hello Fay x1 token-[secret]"]
+    assert len({i["metrics"]["run_id"] for i in items}) == 2
     greeting = result["greeting"]
     assert greeting.data["workflow"] == "greet" and greeting.summary == "workflow greet: completed (1/1 steps done)"
     broken = result.steps["broken_child"]
