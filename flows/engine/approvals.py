@@ -232,14 +232,13 @@ def _running_again() -> None:
     """A pause that timed out leaves the run Paused (or the server's pause expiration marks it
     Failed); the run goes on with the default decision, so it is set Running again."""
     from prefect.client.orchestration import get_client
-    from prefect.context import FlowRunContext
     from prefect.states import Running
 
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
+    run_id = _flow_run_id()
+    if run_id is None:
         return
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(context.flow_run.id, Running(), force=True)
+        client.set_flow_run_state(run_id, Running(), force=True)
 
 
 # ---- confidence gates ------------------------------------------------------------------------

@@ -18,13 +18,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pydantic import SecretStr
-
 from agentflow.errors import ConfigError, InputError, WorkflowFailed
 from agentflow.flows.durability import crash
 from agentflow.flows.engine import deployment_runs
 from agentflow.flows.engine.result import WorkflowResult
-from agentflow.flows.language.inputs import validate_inputs
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult
 
@@ -41,12 +38,9 @@ def run_local(child: Any, request: AgentRequest) -> AgentResult:
     from prefect.states import Scheduled
 
     try:
-        values = validate_inputs(child.workflow_spec, dict(request.params))
+        values = child.parameters_of(dict(request.params))  # engine/compile.py's WorkflowFlow
     except InputError as exc:  # `with:` values the child's inputs refuse: not retried
         raise ConfigError(f"step `{request.step}`: {exc}") from None
-    for name, spec in child.workflow_spec.inputs.items():
-        if spec.secret and isinstance(values.get(name), str):
-            values[name] = SecretStr(values[name])
     tag = _child_tag(_task_run(), request)
     with get_client(sync_client=True) as client:
         earlier = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), limit=1)
@@ -62,7 +56,7 @@ def run_local(child: Any, request: AgentRequest) -> AgentResult:
             outcome = run_flow(child, flow_run=flow_run, parameters=values, return_type="result")
         else:  # a subflow as Prefect makes one (linked to the step's task run), tagged to be found again
             with tags(tag):
-                outcome = child(**values)
+                outcome = child(**request.params)
     except WorkflowFailed as exc:
         return _failed(exc)
     return _done(outcome)

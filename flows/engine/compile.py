@@ -270,14 +270,20 @@ class WorkflowFlow(Flow):
         super().__init__(*args, **kwargs)
         self.workflow_spec = spec
 
+    def parameters_of(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The flow run's parameters for these inputs: checked (InputError), defaults filled in,
+        secrets wrapped so that Prefect stores and shows them masked."""
+        values = validate_inputs(self.workflow_spec, inputs)
+        for name, input_spec in self.workflow_spec.inputs.items():
+            if input_spec.secret and isinstance(values.get(name), str):
+                values[name] = SecretStr(values[name])
+        return values
+
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any) -> Any:
         if args:
             raise InputError(f"workflow `{self.workflow_spec.name}` takes its inputs by name, "
                              f"e.g. flow({next(iter(self.workflow_spec.inputs), 'name')}=...)")
-        values = validate_inputs(self.workflow_spec, kwargs)
-        for name, input_spec in self.workflow_spec.inputs.items():
-            if input_spec.secret and isinstance(values.get(name), str):
-                values[name] = SecretStr(values[name])  # stored and shown masked by Prefect
+        values = self.parameters_of(kwargs)
         with tags(RUN_TAG), own_heartbeat():  # the flow run's tag; the body takes it off its task runs
             return super().__call__(return_state=return_state, wait_for=wait_for, **values)
 
