@@ -23,9 +23,10 @@ from typing import Literal
 # waiting: a started call waits for another run making the same call (same cache key);
 # fallback: the agent of `label` could not serve, `agent` is tried next;
 # activity: what a long-running agent is doing (its text, each tool it uses), as it happens;
-# approval: an approval step waits for a person (label: the step; summary: how to answer).
+# approval: an approval step waits for a person (label: the step; summary: how to answer);
+# workspace: where the run's steps work (summary), or why they work in place, unprotected (status "warning").
 EventKind = Literal["run_started", "started", "waiting", "retrying", "finished", "step_finished", "fallback",
-                    "activity", "approval"]
+                    "activity", "approval", "workspace"]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ B7  the fixed cost of a flow run: flow call to first step, last step's end to th
     returning, vs a hand-written one-task flow (bench_fixed_cost.py).
 S   start-up (bench_startup.py): a started `prefect server` until healthy, the embedded server's start, the
     CLI's time to its first step (embedded server, and against a started server), `runs` and `status`.
+B8  the workspace (bench_workspace.py): making a run's worktree, capturing a step's patch and
+    applying it (1, 100, 1000 files), vs the same step in place outside git; a cache hit
+    replaying 100 files vs a no-op step.
 M   the metrics exporter (bench_metrics.py): 10 000 step events recorded on a server of its own
     (events persister on) plus 3 real runs; a new exporter's catch-up, a refresh with nothing new
     and with 100 new events, 50 scrapes of `agentflow metrics serve`, its RSS and state file
@@ -48,6 +51,7 @@ from bench_fixed_cost import fixed_cost  # noqa: E402
 from bench_metrics import describe as describe_metrics, metrics_cost  # noqa: E402
 from bench_resume import b4  # noqa: E402
 from bench_startup import startup  # noqa: E402
+from bench_workspace import b8, describe as describe_b8  # noqa: E402
 
 
 def free_port() -> int:
@@ -261,6 +265,8 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="agentflow-bench-"))
     server, url, server_start = start_server(home, QUIET_SERVER)
     os.environ["PREFECT_API_URL"] = url
+    here = os.getcwd()
+    os.chdir(home)  # B1-B3 measure the engine: run outside git, where no step has a workspace (B8 is its cost)
     try:
         r1 = b1(args.rounds, 200)
         r2 = b2(args.rounds, 50)
@@ -271,11 +277,14 @@ def main() -> None:
                   f"B2 steps phase {r2['steps_phase']:.3f}, flow {r2['flow_wall']:.3f}, hand {r2['hand_phase']:.3f}")
             return
         r3 = b3()
+        os.chdir(here)
+        r8 = b8(args.rounds)
         r4 = b4(url)
         r6 = b6(args.rounds)
         r7 = fixed_cost(max(args.rounds, 5))
         rs = startup(url)
     finally:
+        os.chdir(here)
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=10)  # the hand-written flows' log lines, before the server stops
@@ -322,6 +331,7 @@ def main() -> None:
              "(the rest is the CLI's one retry)"),
         )),
         *(() if r5 is None else describe_b5(r5)),
+        *describe_b8(r8),
         ("B7 fixed cost per flow run, ms: flow call to first step / last step's end to return",
          f"{r7['ours_start_ms']:.0f} / {r7['ours_end_ms']:.0f}", "target <= 200 in all; a one-step flow"),
         ("B7 peer: hand-written one-task Prefect flow, ms", f"{r7['hand_start_ms']:.0f} / {r7['hand_end_ms']:.0f}",

@@ -17,7 +17,7 @@ from prefect.states import Completed, Failed, State
 from agentflow import tracing
 from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
-from agentflow.tasks import audit, circuit, limits
+from agentflow.tasks import audit, circuit, limits, workspace
 from agentflow.tasks.backends import Backend
 from agentflow.tasks.backends.claude import ClaudeCodeBackend
 from agentflow.tasks.backends.http import HttpBackend
@@ -98,14 +98,14 @@ def _guarded(request: AgentRequest) -> AgentResult:
     """The backend's call, holding a slot of the agent's concurrency limit if it has one; an
     agent's call is written to the audit log as it ends (tasks/audit.py)."""
     if request.agent is None:
-        return _limited(request)
+        return workspace.captured(request.label, request.workspace, lambda: _limited(request), request.writes)
     started = time.time()
     with tracing.span(f"agent {request.agent}", {
             "agentflow.workflow": request.workflow, "agentflow.step": request.step, "agentflow.call": request.label,
             "agentflow.agent": request.agent, "agentflow.kind": request.kind, "agentflow.variant": request.variant,
             "agentflow.in_place_of": request.in_place_of}) as span:
         try:
-            result = _limited(request)
+            result = workspace.captured(request.label, request.workspace, lambda: _limited(request), request.writes)
         except BaseException as exc:
             audit.record(request, started, None, exc)
             raise

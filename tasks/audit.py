@@ -66,6 +66,11 @@ def decision(request: AgentRequest) -> None:
 def _line(request: AgentRequest, started: float, result: AgentResult | None, error: BaseException | None) -> dict:
     config: dict[str, Any] = request.agent_config
     metrics = result.metrics if result is not None else {}
+    changes = result.changes if result is not None else None
+    # the tools the call was really refused (a denial, or a tool the agent asked for and does
+    # not have): tasks/backends/claude.py carries them out; other agents' metrics are their own
+    reported = metrics.get("tools_denied")
+    refused = [*(getattr(error, "tools_denied", None) or []), *(reported if isinstance(reported, list) else [])]
     if error is not None:
         outcome = f"failed: {type(error).__name__}"
     else:
@@ -75,11 +80,15 @@ def _line(request: AgentRequest, started: float, result: AgentResult | None, err
         "run_id": _run_id(), "workflow": request.workflow, "step": request.label, "agent": request.agent,
         "kind": request.kind, "variant": request.variant, "in_place_of": request.in_place_of,
         "request": request_digest(request),
-        "tools_allowed": sorted(config.get("allowed_tools") or config.get("tools") or []),
-        "tools_denied": sorted(config.get("disallowed_tools") or []),
+        "tools_allowed": sorted(config.get("allowed_tools") or config.get("tools")
+                                or (config.get("subagent_definition") or {}).get("tools") or []),
+        "tools_denied": sorted({*(config.get("disallowed_tools") or []), *map(str, refused)}),
         "outcome": outcome, "duration_s": round(time.time() - started, 3),
         "tokens": metrics.get("tokens"), "cost_usd": metrics.get("cost_usd"),
         "error": scrub(str(error), request.redact)[:300] if error is not None else None,
+        # the step's work: the sha256 of its patch (tasks/workspace.py), and how many files
+        "patch": changes.patch or None if changes is not None else None,
+        "files_changed": len(changes.files) if changes is not None else None,
     }
 
 

@@ -151,9 +151,12 @@ def run_linter(repo: str = ".") -> AgentResult:
                        data={"findings": findings, "rules": lines[:20]})
 
 
-def write_report(prompt: str, path: str) -> AgentResult:
-    """Write the step's rendered prompt (the report's markdown) to `path`."""
-    target = Path(path)
+def write_report(prompt: str, path: str, base: str = "") -> AgentResult:
+    """Write the step's rendered prompt (the report's markdown) to `path`, relative to `base`
+    if it is relative and `base` is given (`{{ run.origin }}`: the user's tree, not the run's
+    workspace, for a report meant to be read where the run was started)."""
+    target = Path(base) / path if base and not Path(path).is_absolute() else Path(path)
+    path = str(target)
     existed = target.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(prompt, encoding="utf-8")
@@ -179,3 +182,24 @@ def _read_text(path: Path) -> str | None:
 
 def _kib(size: int) -> str:
     return f"{size / 1024:.1f} KiB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MiB"
+
+
+def least_tested(repo: str = ".", tests: str = "tests") -> dict[str, Any]:
+    """Which Python modules the tests refer to: a module counts as covered when a test file
+    names it (an import, a path). A coarse but honest coverage figure that needs no test run:
+    `coverage` (covered / modules), and the least-covered module (named by no test; the
+    largest first), for the next step to write tests for."""
+    files = [n for n in tracked_files(repo) if n.endswith(".py")]
+    test_files = [n for n in files if n.startswith(tests.rstrip("/") + "/") or Path(n).name.startswith("test_")]
+    modules = [n for n in files if n not in test_files and Path(n).name != "__init__.py"]
+    texts = [_read_text(Path(repo) / n) or "" for n in test_files]
+    mentions = {m: sum(1 for t in texts if re.search(rf"\b{re.escape(Path(m).stem)}\b", t)) for m in modules}
+    covered = sum(1 for count in mentions.values() if count)
+    if not modules:
+        return {"summary": "no Python modules to cover", "coverage": 1.0, "module": None, "modules": 0}
+    size = {m: (Path(repo) / m).stat().st_size for m in modules}
+    least = min(modules, key=lambda m: (mentions[m], -size[m], m))
+    coverage = round(covered / len(modules), 4)
+    return {"summary": f"{covered} of {len(modules)} modules named by a test ({coverage:.0%}); least covered: {least}",
+            "coverage": coverage, "module": least, "name": Path(least).stem, "modules": len(modules),
+            "covered": covered}

@@ -7,9 +7,12 @@ input is exactly what the agent sees: the natural thing to key a cache on.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agentflow.tasks.workspace import Workspace
 
 # process: run an argv (a `run` step or a shell agent); python: call module:function;
 # claude-code, llm, http: call that kind of agent (tasks/backends/); assert: report an
@@ -68,6 +71,11 @@ class AgentRequest(BaseModel):
     passed: bool | None = None  # for kind=assert
     message: str = ""  # why a step was skipped, the assert's message, or the preparation error
     key: CallKey | None = None  # set by the flow when the step's result may be cached
+    # Where the call works and whose changes are its result's (tasks/workspace.py): set by the
+    # flow for a call that may write (commands, functions, claude-code) when the run has one.
+    # Not part of an identity: its tree is in the key as the patches that made it (CallKey.repo).
+    workspace: Workspace | None = None
+    writes: list[str] | None = None  # globs the call may change files under (None: anywhere)
     # The run's secret inputs by the environment variable a command receives them in
     # (AGENTFLOW_SECRET_<NAME>: a command's arguments are readable by every user of the
     # machine, its environment only by its owner); their values are removed from the result
@@ -90,4 +98,8 @@ class AgentRequest(BaseModel):
 
     def key_view(self) -> dict[str, Any]:
         """What the agent sees, for the call's identity: not the run's labels, not the key."""
-        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets", "agent_config", "circuit", "limited", "in_place_of"})
+        return self.model_dump(mode="json", exclude={"label", "timeout", "key", "workflow", "step", "secrets", "agent_config", "circuit", "limited", "in_place_of", "workspace"})
+
+    def workdir(self) -> str:
+        """Where the call's command or agent works: its workspace, else this process's directory."""
+        return self.workspace.workdir if self.workspace is not None else os.getcwd()

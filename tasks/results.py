@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentflow.tasks.changes import Changes
+
 Status = Literal["success", "failed", "completed_with_errors", "skipped"]
 
 _SECTION = re.compile(r"^#{1,6}\s*(.+?)\s*$")
@@ -24,7 +26,7 @@ MAX_OUTPUT = 1_000_000  # characters of output kept in a result
 class Artifact(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str
-    action: Literal["created", "modified"]
+    action: Literal["created", "modified", "deleted", "renamed"]
 
 
 class AgentResult(BaseModel):
@@ -38,6 +40,8 @@ class AgentResult(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     confidence: float | None = None
     error: str | None = None
+    # the step's work: what it changed in its workspace (tasks/changes.py), None if it ran in none
+    changes: Changes | None = None
     # degraded mode (set by fallback handling)
     degraded: bool = False
     fallback_used: str | None = None

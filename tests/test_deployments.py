@@ -282,9 +282,12 @@ def test_a_deployed_workflow_runs_on_a_worker_and_returns_its_result(deployed):
     project_dir = deployed.project_dir
     result = run_workflow_deployment("greet", {"who": "Ada", "times": 2}, timeout=240)
     assert result.status == "completed" and result.workflow == "greet"
-    # In the project (the pull step), with the secret from the worker's environment, which
-    # the result does not repeat.
-    assert (project_dir / "greeted.txt").read_text() == "hello Ada x2 token-s3cr3t-from-the-worker\n"
+    # In a worktree of the project (the pull step's), delivered as a branch there, with the
+    # secret from the worker's environment, which the result does not repeat.
+    branch = result.work["branch"]
+    shown = subprocess.run(["git", "show", f"{branch}:greeted.txt"], cwd=project_dir, capture_output=True, text=True)
+    assert shown.stdout == "hello Ada x2 token-s3cr3t-from-the-worker\n", shown.stderr
+    assert not (project_dir / "greeted.txt").exists()
     assert result["hello"].summary == "hello Ada x2 token-[secret]"
     again = run_workflow_deployment("greet", {"who": "Bob"}, wait=False, idempotency_key="greet-bob")
     assert run_workflow_deployment("greet", {"who": "Bob"}, wait=False, idempotency_key="greet-bob") == again

@@ -35,7 +35,7 @@ def _step(name: str, hold: bool = False, at_start: bool = False) -> str:
 def _five(hold_at_start: bool = False) -> str:
     steps = "\n".join(f"  - {{id: s{n}, run: {_step(f's{n}', hold=n == 3, at_start=hold_at_start)}}}"
                       for n in range(1, 6))
-    return f"name: five\nsteps:\n{steps}\n"
+    return f"name: five\nworkspace: in-place   # its steps' files are the test's probes, in the test's directory\nsteps:\n{steps}\n"
 
 
 FAN_OUT = f"""

@@ -67,6 +67,9 @@ class ProgressView:
                 self.labels_by_key[event.cache_key] = event.label
             if not event.label.endswith("(skipped)"):
                 self.console.print(f"[cyan]  start[/]  {label}")
+        elif event.kind == "workspace":
+            style, word = ("yellow", "warning") if event.status == "warning" else ("dim", "   work")
+            self.console.print(f"[{style}]{word}[/]  [dim]{escape(event.summary)}[/]")
         elif event.kind == "approval":
             self.console.print(f"[yellow]    ask[/]  {label}  [dim]{escape(event.summary)}[/]")
             self.console.file.flush()
@@ -102,19 +105,51 @@ def table(result: WorkflowResult) -> Table:
     table.add_column("status")
     table.add_column("time", justify="right")
     table.add_column("tries", justify="right")
+    changed = any(o.result is not None and o.result.changes is not None for o in result.steps.values())
+    if changed:  # the run worked in a workspace: what each step changed in it
+        table.add_column("files", justify="right")
     table.add_column("summary", overflow="fold", max_width=80)
     for step, outcome in result.steps.items():
         degraded = outcome.result is not None and outcome.result.degraded
         status = _display(outcome.status, outcome.cached, outcome.reused, degraded)
         style = _STYLE.get(status, "white")
         took = f"{outcome.duration_s:.1f}s" if outcome.duration_s is not None else "-"
-        table.add_row(step, f"[{style}]{_WORD.get(status, status)}[/]", took, str(outcome.attempts),
+        files = [_files(outcome.result)] if changed else []
+        table.add_row(step, f"[{style}]{_WORD.get(status, status)}[/]", took, str(outcome.attempts), *files,
                       escape(_one_line(outcome.summary)))
     for step, outcome in result.compensations.items():  # the saga, newest step first
         status = _display(outcome.status, False, False, False)
         table.add_row(f"undo {step}", f"[{_STYLE.get(status, 'white')}]{_WORD.get(status, status)}[/]", "-", "1",
-                      escape(_one_line(outcome.summary)))
+                      *([""] if changed else []), escape(_one_line(outcome.summary)))
     return table
+
+
+def _files(result: Any) -> str:
+    changes = result.changes if result is not None else None
+    return changes.brief() if changes is not None else ""
+
+
+def work_text(result: WorkflowResult) -> str:
+    """What became of the run's work: the branch it was delivered to, and whether it was
+    applied to the user's tree; or nothing if it worked in no workspace."""
+    work = result.work
+    if not work or work.get("workspace") is None:
+        return ""
+    commits = len(work.get("commits") or [])
+    if not commits:
+        return "work: no step changed a file"
+    said = f"work: {commits} step{'s' if commits != 1 else ''} changed files"
+    if work.get("branch"):
+        said += f"; branch {work['branch']}"
+    if work.get("applied") is not None:
+        said += f"; applied to your tree ({len(work['applied'])} files)"
+    elif work.get("refused"):
+        said += f"; [yellow]not applied[/]: {escape(work['refused'])}"
+    elif work.get("workspace") == "in-place":
+        said += " in place"
+    elif not work.get("branch"):
+        said += f"; see it with agentflow diff {result.run_id}"
+    return said
 
 
 def degraded_text(result: WorkflowResult) -> str:
@@ -142,7 +177,7 @@ def spend_text(spend: dict[str, Any]) -> str:
 def as_json(result: WorkflowResult, state: str) -> dict[str, Any]:
     """The `--json` document: the run, and each step's outcome with its result."""
     return {"workflow": result.workflow, "version": result.version, "run_id": result.run_id, "state": state,
-            "spend": result.spend,
+            "spend": result.spend, "work": result.work,
             "compensations": {step: {"status": o.status, "summary": o.summary} for step, o in result.compensations.items()},
             "steps": {step: {"status": o.status, "summary": o.summary, "duration_s": o.duration_s,
                              "attempts": o.attempts, "cached": o.cached, "reused": o.reused,

@@ -97,6 +97,9 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
     verdict = "[green]completed[/]" if ok else f"[red]{state.name.lower()}[/]"
     spent = progress.degraded_text(result) + progress.spend_text(result.spend) if result is not None else ""
     console.print(f"run {run_id} {verdict} in {elapsed:.1f}s{spent}")
+    worked = progress.work_text(result) if result is not None else ""
+    if worked:
+        console.print(worked)
     if not ok:
         failed = ", ".join(result.failed_steps) if result is not None else ""
         console.print(f"[red]failed steps: {failed or escape(state.message or state.name)}[/]")

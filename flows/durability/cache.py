@@ -101,7 +101,10 @@ class AgentConfig(KeyPart):
 
 @dataclass
 class Commit(KeyPart):
-    """The git commit, and a hash of uncommitted changes when the tree is dirty."""
+    """The tree the step sees: the commit the run pinned, the patch of uncommitted changes it
+    started from, and the patches of the steps before it, in order (engine/run_workspace.py),
+    all content-addressed; not the live working tree, so a file nothing declares and nothing
+    wrote changes no key. Outside git: the commit is None, and why."""
 
     name: ClassVar[str] = "commit"
 
@@ -114,7 +117,12 @@ class Commit(KeyPart):
         old, new = old or {}, new or {}
         if old.get("commit") != new.get("commit"):
             return f"commit {_short(old.get('commit'))} -> {_short(new.get('commit'))}"
-        return "uncommitted changes differ" if new.get("dirty") else "the tree is clean now"
+        if old.get("start") != new.get("start"):
+            return ("the uncommitted changes the run started from differ" if new.get("start")
+                    else "the run started from a clean tree now")
+        if "patches" not in old:
+            return "the tree is now keyed by the patches of the steps before it"
+        return _patches_differ(old, new)
 
 
 @dataclass
@@ -183,6 +191,24 @@ def explain_miss(policy: CachePolicy, before: dict[str, Any], now: dict[str, Any
 
 
 _EXPLAIN_ORDER = ["commit", "files", "inputs", "agent", "step"]  # the likeliest cause first
+
+
+def _patches_differ(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Which earlier step's patch the step saw differently: `saw a different patch from `write``."""
+    before, now = list(old.get("patches") or []), list(new.get("patches") or [])
+    names_before, names_now = list(old.get("from") or []), list(new.get("from") or [])
+    for position in range(max(len(before), len(now))):
+        was = before[position] if position < len(before) else None
+        is_ = now[position] if position < len(now) else None
+        if was != is_:
+            step = (names_now[position] if position < len(names_now) and is_ else
+                    names_before[position] if position < len(names_before) else "?")
+            if was is None:
+                return f"saw a patch from `{step}` that it did not see before"
+            if is_ is None:
+                return f"no longer sees the patch from `{step}`"
+            return f"saw a different patch from `{step}`"
+    return "the tree it sees differs"
 
 
 def _short(commit: Any) -> str:

@@ -32,9 +32,10 @@ from agentflow.flows.engine.scheduler import execute
 from agentflow.flows.engine.secrets import with_secrets_from_env
 from agentflow.flows.engine.stored_result import WorkflowResultSerializer
 from agentflow.flows.engine.variants import Variant
-from agentflow.flows.language import canonical, expressions
+from agentflow.flows.language import canonical, expressions, graph
 from agentflow.flows.language.inputs import validate_inputs
 from agentflow.flows.language.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
+from agentflow.tasks import workspace
 from agentflow.tasks.agent_call import agent_call
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult
@@ -51,7 +52,8 @@ def compile_workflow(workflow: ResolvedWorkflow, cache: str = "use", refresh: fr
     deps = workflow.dependencies
     modes = {s.id: "refresh" if s.id in refresh and cache == "use" else cache for s in spec.steps}
     locks = StepLocks()  # one lock manager per workflow: its steps' keys never collide
-    plans = {step.id: _plan(workflow, step, deps[step.id], modes[step.id], locks)
+    concurrent = graph.concurrent(spec.steps, deps, spec.max_parallel)
+    plans = {step.id: _plan(workflow, step, deps[step.id], modes[step.id], locks, step.id in concurrent)
              for step in spec.steps}
     return CompiledWorkflow(workflow=workflow, plans=plans, cache_mode=cache, credentials=credentials or {})
 
@@ -81,7 +83,7 @@ def _cache_settings(spec: Workflow, step: Step, agent: AgentSpec | None) -> tupl
 
 
 def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cache_mode: str,
-          locks: StepLocks) -> StepPlan:
+          locks: StepLocks, concurrent: bool = False) -> StepPlan:
     spec, agents = workflow.spec, workflow.agents
     agent = agents.get(step.agent) if step.agent else None
     defaults = spec.defaults
@@ -137,6 +139,7 @@ def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cac
                                                   else None)),
         fallback_subagents={r.agent: workflow.subagents[r.spec.subagent] for r in fallbacks
                             if r.spec.subagent and r.spec.subagent in workflow.subagents},
+        concurrent=concurrent,
     )
 
 
@@ -202,9 +205,15 @@ def _child_task(step_task: Task, child: ResolvedWorkflow | None, deployment: str
     child_flow = build_flow(child, cache=cache_mode) if child is not None else None
 
     def run_child(request: AgentRequest) -> AgentResult:
-        if child_flow is not None:
-            return children.run_local(child_flow, request)
-        return children.run_deployed(str(deployment), request)
+        if child_flow is None:
+            return children.run_deployed(str(deployment), request)
+        # The child works in this step's tree; what it changed is this step's work.
+        attached = workspace.ATTACHED.set(request.workspace)
+        try:
+            return workspace.captured(request.label, request.workspace, lambda: children.run_local(child_flow, request),
+                                      request.writes)
+        finally:
+            workspace.ATTACHED.reset(attached)
 
     return Task(
         fn=run_child, name=step_task.name, task_run_name="{request.label}", retries=step_task.retries,

@@ -40,6 +40,9 @@ class StepPlan:
     variants: tuple[Variant, ...] = ()  # its agent's A/B configurations (engine/variants.py)
     approve_if: Expression | None = None  # confidence gates (engine/approvals.py): the step's or defaults'
     review_if: Expression | None = None
+    # May run at the same time as another step (or its items beside each other): its calls
+    # then work in worktrees of their own (engine/run_workspace.py), so each captures only its work.
+    concurrent: bool = False
 
     @property
     def cache(self) -> bool:

@@ -9,17 +9,21 @@ before that run, and says so.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from agentflow.errors import ExpressionError, TemplateError
-from agentflow.flows.durability import cache_index
+from agentflow.flows.durability import cache_index, worktrees
 from agentflow.flows.durability.cache import components, explain_miss, key_of
 from agentflow.flows.durability.repo import read_repo_state
 from agentflow.flows.durability.results import TrustedStorage
 from agentflow.flows.engine import agent_blocks, requests
 from agentflow.flows.engine.compile import compile_workflow
 from agentflow.flows.engine.compiled import StepPlan
+from agentflow.flows.engine.run_workspace import tree_key
+from agentflow.git import git
 from agentflow.flows.language import graph
 from agentflow.flows.language.spec import ResolvedWorkflow
 from agentflow.tasks.results import AgentResult
@@ -38,7 +42,8 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
     workflow, credentials = agent_blocks.resolve(workflow)
     compiled = compile_workflow(workflow, "use", credentials=credentials)
     store = get_result_store().model_copy(update={"result_storage": TrustedStorage()})
-    repo = read_repo_state(".")
+    repo = _tree(".")
+    origin = os.getcwd()
     name = workflow.spec.name
     views: dict[str, dict[str, Any]] = {}
     pending: set[str] = set()  # steps whose result is only known after they run
@@ -46,7 +51,7 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
     order = [s for level in graph.levels(workflow.dependencies) for s in level]
     for step_id in order:
         plan = compiled.plans[step_id]
-        context = {"inputs": inputs, "steps": views}
+        context = {"inputs": inputs, "steps": views, "run": {"origin": origin, "workspace": origin}}
         waiting = [up for up in plan.upstream if up in pending]
         if waiting:
             verdicts[step_id] = Verdict(step_id, "unknown", f"keyed once {', '.join(waiting)} ran")
@@ -89,10 +94,36 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
             value = store.read(key).result
             views[step_id] = value.context() if isinstance(value, AgentResult) else AgentResult(data=value).context()
             verdicts[step_id] = Verdict(step_id, "hit", f"cached {key[:12]}")
+            if isinstance(repo, _Lineage) and isinstance(value, AgentResult) and value.changes and value.changes.patch:
+                repo.patches.append(value.changes.patch)  # a hit brings its work: later steps see it
+                repo.by_step.setdefault(value.changes.patch, step_id)
         else:
             verdicts[step_id] = Verdict(step_id, "miss", explain(name, plan, key, components(plan.cache_policy, keyed)))
             pending.add(step_id)
     return [verdicts[s.id] for s in workflow.spec.steps]
+
+
+@dataclass
+class _Lineage:
+    """The tree a step would see, named as a run names it (engine/run_workspace.py)."""
+
+    commit: str
+    start: str
+    patches: list[str]
+    by_step: dict[str, str]
+
+    def key_part(self) -> dict[str, Any]:
+        return tree_key(self.commit, self.start, self.patches, self.by_step)
+
+
+def _tree(directory: str) -> Any:
+    """The tree a run started here would work from; outside git, the repository state (no commit, and why)."""
+    state = read_repo_state(directory)
+    if state.commit is None:
+        return state
+    top = git(directory, "rev-parse", "--show-toplevel").stdout.decode().strip()
+    start = worktrees.starting_patch(top)
+    return _Lineage(state.commit, hashlib.sha256(start).hexdigest() if start else "", [], {})
 
 
 def explain(workflow: str, plan: StepPlan, key: str, now: dict[str, Any]) -> str:

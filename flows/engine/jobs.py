@@ -8,6 +8,7 @@ from typing import Any
 from agentflow.flows.engine.compiled import StepPlan
 from agentflow.tasks.request import AgentRequest, CallKey
 from agentflow.tasks.results import AgentResult
+from agentflow.tasks.workspace import Workspace
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Job:
     rung: int = 0  # 0: the step's agent; n: its n-th fallback (engine/ladder.py)
     tried: tuple[tuple[str, str], ...] = ()  # agents that failed before this one, and why
     outcome: AgentResult | None = None  # decided before its task run, which only records it
+    tree: str = ""  # the run's tree when it was queued: the tree it sees (engine/run_workspace.py)
+    workspace: Workspace | None = None  # where it works, once started
 
 
 @dataclass

@@ -53,9 +53,12 @@ def falls_back(error: BaseException | None) -> bool:
     return isinstance(error, StepFailed)
 
 
-def degraded(result: AgentResult, primary: str, used: str) -> AgentResult:
-    """A fallback's answer, marked as the step's degraded result."""
-    return result.model_copy(update={"degraded": True, "fallback_used": used, "primary_agent": primary})
+def degraded(result: AgentResult, primary: str, used: str, tried: list[tuple[str, str]] = ()) -> AgentResult:
+    """A fallback's answer, marked as the step's degraded result; its `error` says why the
+    agents before it failed (the answer is good, but the caller should know what it replaced)."""
+    why = "; ".join(f"`{agent}`: {reason}" for agent, reason in tried) or None
+    return result.model_copy(update={"degraded": True, "fallback_used": used, "primary_agent": primary,
+                                     "error": result.error or why})
 
 
 def exhausted(primary: str, spec: AgentSpec, tried: list[tuple[str, str]], mode: DegradedMode) -> AgentResult:
@@ -88,7 +91,7 @@ def decide(primary: str, spec: AgentSpec | None, rungs: tuple[Rung, ...], mode: 
     """The ladder's decision for the answer of the agent `used` on `rung` (0: the primary),
     `tried` naming every agent that failed so far, this one included."""
     if result.status != "failed":
-        return Move("keep", degraded(result, primary, used) if rung else result)
+        return Move("keep", degraded(result, primary, used, tried) if rung else result)
     if not falls_back(error) or spec is None:
         return Move("keep", result)
     if rung < len(rungs):

@@ -27,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from agentflow import log
+from agentflow.errors import StepFailed
+from agentflow.flows.durability import worktrees
 from agentflow.flows.engine import announce
 from agentflow.flows.engine.result import WorkflowResult
+from agentflow.tasks import workspace
 from agentflow.tasks.results import AgentResult
 
 _log = logging.getLogger("agentflow")
@@ -59,7 +62,8 @@ def outcome_of(result: AgentResult, cached: bool, reused: bool) -> str:
 
 
 def step_markdown(workflow: str, step: str, result: AgentResult, outcome: str, duration: float | None,
-                  attempts: int) -> str:
+                  attempts: int, diff: str = "") -> str:
+    """The step's page in the UI; `diff`: its patch as text, if it changed files."""
     took = f"{duration:.1f}s" if duration is not None else "-"
     lines = [f"# {workflow} · {step}: {outcome}", "", result.summary or "(no summary)", "",
              f"- status: **{result.status}**, {took}, {attempts} {'try' if attempts == 1 else 'tries'}"]
@@ -71,10 +75,33 @@ def step_markdown(workflow: str, step: str, result: AgentResult, outcome: str, d
         lines += ["", "## Why it failed", "", "```", result.error[:4000], "```"]
     if result.artifacts:
         lines += ["", "## Files", ""] + [f"- {a.action}: `{a.path}`" for a in result.artifacts[:100]]
+    if result.changes is not None and result.changes.unbacked_claims:
+        lines += ["", "**Claimed but not changed** (the answer names them; the patch does not): "
+                  + ", ".join(f"`{p}`" for p in result.changes.unbacked_claims[:20])]
+    if diff:
+        cut = len(diff) > _DIFF_CHARS
+        lines += ["", f"## Changes ({result.changes.brief() if result.changes else ''})", "", "```diff",
+                  diff[:_DIFF_CHARS].replace("```", "` ``"), "```"]
+        if cut:
+            lines.append(f"(the first {_DIFF_CHARS} characters; `agentflow diff RUN {step}` prints it whole)")
     if result.metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {value} |" for name, value in list(result.metrics.items())[:50]]
     return "\n".join(lines) + "\n"
+
+
+_DIFF_CHARS = 20_000  # of a step's patch on its page in the UI
+
+
+def _diff_of(result: AgentResult) -> str:
+    """The step's patch as text (binary parts as git writes them), or "" if it changed nothing."""
+    if result.changes is None or result.changes.empty:
+        return ""
+    try:
+        return workspace.read_patch(worktrees.patch_store(), result.changes.patch)[:_DIFF_CHARS + 1].decode(
+            errors="replace")
+    except (StepFailed, OSError, ValueError):
+        return ""
 
 
 def run_table(outcome: WorkflowResult) -> list[dict[str, Any]]:
@@ -131,27 +158,29 @@ class Publisher:
             "cache_hits": cache_calls[0], "cache_misses": cache_calls[1],
             "tokens": spent.get("tokens") or 0, "cost_usd": spent.get("usd") or 0.0, "variant": variant})
         if agent is not None or outcome in ("failed", "degraded") or result.skipped_agent or result.artifacts:
+            diff = _diff_of(result)
             # A page of its own for an agent's answer, a failure, or files written; a quick
             # command or function that went well is a row of the run's table (an artifact is an
             # API call: noise next to an agent call, not next to a 2 ms step: benchmarks/ B1).
             self._queue.put(("markdown", (artifact_key(self.workflow, step), f"{step}: {outcome}",
-                                          step_markdown(self.workflow, step, result, outcome, duration, attempts),
+                                          step_markdown(self.workflow, step, result, outcome, duration, attempts,
+                                                        diff),
                                           task_run_id)))
         with self._lock:
             self.done += 1
             self._progress = min(100.0, 100.0 * self.done / max(self.steps, 1))
         self._queue.put(("progress", None))
 
-    def close(self, outcome: WorkflowResult) -> None:
-        """The run's table, its reports and its outcome event; then wait (bounded) for the
-        thread to send what is queued."""
+    def close(self, outcome: WorkflowResult, workdir: str | None = None) -> None:
+        """The run's table, its reports (read in `workdir`, the run's workspace, else here)
+        and its outcome event; then wait (bounded) for the thread to send what is queued."""
         failed = outcome.status == "failed"
         self._logger.log(logging.WARNING if failed else logging.INFO,
                          f"run {self.run_id}: {outcome.status} ({len(outcome.steps)} steps)", outcome=outcome.status)
         announce.run_outcome(self.workflow, self.run_id, outcome)
         self._queue.put(("table", (artifact_key(self.workflow, "steps"), f"{self.workflow}: every step",
                                    run_table(outcome))))
-        for step, path in _reports(outcome):
+        for step, path in _reports(outcome, workdir):
             self._queue.put(("markdown", (artifact_key(self.workflow, "report", path.stem),
                                           f"report written by step {step}: {path}",
                                           path.read_text(encoding="utf-8", errors="replace"), None)))
@@ -228,9 +257,9 @@ class Publisher:
         return progress_id, sent
 
 
-def _reports(outcome: WorkflowResult) -> list[tuple[str, Path]]:
-    """Markdown files the run's steps say they wrote, inside the directory it runs in."""
-    here = Path.cwd().resolve()
+def _reports(outcome: WorkflowResult, workdir: str | None = None) -> list[tuple[str, Path]]:
+    """Markdown files the run's steps say they wrote, inside the directory it works in."""
+    here = Path(workdir or Path.cwd()).resolve()
     found: list[tuple[str, Path]] = []
     for step, o in outcome.steps.items():
         for artifact in (o.result.artifacts if o.result is not None else []):

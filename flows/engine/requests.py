@@ -92,7 +92,9 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
         circuit = (breaker.failures, breaker.cooldown) if breaker is not None else None
         limited = agent is not None and step.agent is not None and agent.concurrency is not None
         common = dict(prompt=prompt, files=files, params=params, timeout=timeout, circuit=circuit,
-                      limited=limited, in_place_of=step.agent if rung else None, **base)
+                      limited=limited, in_place_of=step.agent if rung else None,
+                      writes=[templates.render(w, local) for w in step.writes] if step.writes is not None else None,
+                      **base)
         if step.run is not None:
             return AgentRequest(kind="process", argv=[templates.render(a, local) for a in step.run], **common)
         if step.call is not None:
@@ -100,7 +102,7 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
         if step.workflow is not None or step.deployment is not None:  # `with:`: the child's inputs (engine/children.py)
             return AgentRequest(kind="workflow", **common)
         if agent is not None and agent.kind in AGENT_SPEC_KINDS:
-            return agent_request(agent, subagent, local, common)
+            return agent_request(agent, subagent, local, common, step)
         kind = agent.kind if agent else step.kind
         raise TemplateError(f"steps of kind `{kind}` cannot run in this version")
     except TemplateError as exc:
@@ -110,13 +112,17 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
 AGENT_SPEC_KINDS = ("claude-code", "llm", "http", "shell", "python")
 
 
-def agent_request(agent: AgentSpec, subagent: Any, local: dict[str, Any], common: dict[str, Any]) -> AgentRequest:
+def agent_request(agent: AgentSpec, subagent: Any, local: dict[str, Any], common: dict[str, Any],
+                  step: Any = None) -> AgentRequest:
     """A call of `agent` with the request's fields in `common` (prompt, params, files, labels):
-    its configuration for a remote agent, its command rendered for a shell agent, its callable."""
+    its configuration for a remote agent, its command rendered for a shell agent, its callable.
+    `step`: the step whose `allowed_tools`/`disallowed_tools` narrow the agent's."""
     if agent.kind in ("claude-code", "llm", "http"):
         config = agent.model_dump(mode="json", exclude_defaults=False)
         if subagent is not None:
             config["subagent_definition"] = subagent.model_dump(mode="json")
+        if step is not None:
+            config.update(narrowed_tools(config, subagent, step.allowed_tools, step.disallowed_tools))
         return AgentRequest(kind=agent.kind, agent_config=config, **common)
     if agent.kind == "shell":
         agent_context = {**local, "prompt": common["prompt"], "with": common["params"], "files": common["files"],
@@ -124,6 +130,19 @@ def agent_request(agent: AgentSpec, subagent: Any, local: dict[str, Any], common
         return AgentRequest(kind="process", argv=[templates.render(arg, agent_context) for arg in agent.command or []],
                             **common)
     return AgentRequest(kind="python", callable=agent.callable, **common)
+
+
+def narrowed_tools(config: dict[str, Any], subagent: Any, allowed: list[str] | None,
+                   disallowed: list[str] | None) -> dict[str, list[str]]:
+    """A step narrows its agent's tools, never widens them: the tools it allows that the agent
+    (or its subagent file) allows too, and the agent's refusals plus its own."""
+    narrowed: dict[str, list[str]] = {}
+    if allowed is not None:
+        own = list(config.get("allowed_tools") or (subagent.tools if subagent is not None else None) or [])
+        narrowed["allowed_tools"] = [t for t in allowed if not own or t in own]
+    if disallowed:
+        narrowed["disallowed_tools"] = list(dict.fromkeys([*(config.get("disallowed_tools") or []), *disallowed]))
+    return narrowed
 
 
 def _inside(pattern: str) -> str:

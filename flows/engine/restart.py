@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from agentflow.flows.durability import crash
+from agentflow.flows.durability import crash, worktrees
 from agentflow.flows.durability.journal import Journal
 from agentflow.flows.durability.resume import Prepared
 from agentflow.flows.engine.compile import build_flow, own_heartbeat
@@ -53,5 +53,8 @@ def rerun(prepared: Prepared, again: set[str], secrets: dict[str, str] | None = 
     new = Journal(str(flow_run.id))
     new.seed(kept)
     new.close()
+    base = worktrees.read_base(prepared.run_id)
+    if base is not None:  # the same tree to start from, so that the kept steps' patches apply
+        worktrees.save_base(str(flow_run.id), base)
     with own_heartbeat():
         return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")

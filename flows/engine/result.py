@@ -6,7 +6,7 @@ The same object for every caller: the Python API (`flow(...)`, `run_workflow`), 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +35,9 @@ class WorkflowResult(BaseModel):
     spend: dict[str, float | int] = Field(default_factory=dict)  # what its agents reported: usd, tokens
     # A failed run's compensations (engine/saga.py), by step, in the order they ran (newest step first).
     compensations: dict[str, StepOutcome] = Field(default_factory=dict)
+    # The run's work (engine/deliver.py): where it worked, the branch it was delivered to, the
+    # commits (one per step that changed files), whether it was applied to the user's tree.
+    work: dict[str, Any] | None = None
 
     def __getitem__(self, step: str) -> AgentResult:
         """A step's result: `result["review"].summary`. KeyError if it did not run."""

@@ -7,6 +7,7 @@ is no record, journal or publisher, and steps still run.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager, nullcontext
@@ -23,10 +24,13 @@ from agentflow.flows.durability.journal import Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
 from agentflow.flows.engine.compiled import CompiledWorkflow
 from agentflow.flows.engine.publish import Publisher
+from agentflow.flows.engine.run_workspace import RunWorkspace, open_for_run
 from agentflow.flows.language import canonical
 from agentflow.tasks import limits
 from agentflow.tasks.agent_call import ATTEMPTS
-from agentflow.tasks.backends.process import allow_commands, kill_on_sigterm, kill_running
+from agentflow.tasks.backends.process import allow_commands, hand_back, kill_on_sigterm, kill_running
+
+_log = logging.getLogger("agentflow")
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Run:
     journal: Journal | None = None
     repo: RepoState | None = None  # read once per run: every step sees the same commit
     publisher: Publisher | None = None
+    workspace: RunWorkspace | None = None  # where its steps work (engine/run_workspace.py)
 
 
 @contextmanager
@@ -57,7 +62,7 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
         guard = RunGuard(run.journal.directory / "procs") if run.journal is not None else None
         if guard is not None:
             guard.start()
-        allow_commands(guard)
+        parents = allow_commands(guard)
         restore = kill_on_sigterm()
         counting = ATTEMPTS.set(attempts)
         logging = (log.run_context(run.run_id, compiled.spec.name, run.publisher.ui_line, secrets)
@@ -78,6 +83,7 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
                 run.journal.close()
             if guard is not None:
                 guard.stop()
+            hand_back(parents)  # a child run's parent goes on tracking its own commands
             if heartbeat is not None:
                 heartbeat.stop()
 
@@ -128,4 +134,15 @@ def _open(compiled: CompiledWorkflow, masked_inputs: dict[str, Any]) -> Run:
     publisher = Publisher(spec.name, run_id, len(spec.steps))
     record = records.begin_attempt(run_id, new_record)
     emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
-    return Run(run_id=run_id, journal=Journal(run_id), repo=repo, publisher=publisher)
+    workspace, why = open_for_run(run_id, spec.workspace, os.getcwd())
+    if workspace is None:
+        said = (f"{why}: the steps work in place; their changes are neither isolated from other runs nor "
+                "captured as their work")
+        _log.warning("agentflow: %s", said)
+        emit(StepEvent(kind="workspace", step="", label=run_id, status="warning", summary=said))
+    elif not workspace.attached:
+        where = ("in your tree (workspace: in-place)" if workspace.base.mode == "in-place" else
+                 f"in {workspace.ws.workdir}, a worktree at {workspace.base.commit[:10]}"
+                 + (" with your uncommitted changes" if workspace.base.start else ""))
+        emit(StepEvent(kind="workspace", step="", label=run_id, summary=f"steps work {where}"))
+    return Run(run_id=run_id, journal=Journal(run_id), repo=repo, publisher=publisher, workspace=workspace)

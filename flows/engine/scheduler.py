@@ -11,6 +11,7 @@ and is critical or high stops the run from starting anything new; running steps 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -24,16 +25,18 @@ from agentflow.flows.durability import cache_index
 from agentflow.flows.durability.cache import components, key_of
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
-from agentflow.flows.engine import approvals, ladder, outcomes, requests, saga
+from agentflow.flows.engine import approvals, deliver, ladder, outcomes, requests, saga
 from agentflow.flows.engine.budget import Budgets
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.jobs import Job, StepRun
 from agentflow.flows.engine.publish import Publisher
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.run_scope import run_scope
+from agentflow.flows.engine.run_workspace import WRITING_KINDS, RunWorkspace, entered
 from agentflow.flows.language.inputs import secret_env, secret_marker
 from agentflow.tasks.request import AGENT_KINDS, AgentRequest
 from agentflow.tasks.results import AgentResult
+from agentflow.tasks.workspace import PatchConflict
 
 _log = logging.getLogger("agentflow")
 _STOPPING_CRITICALITIES = ("critical", "high")
@@ -80,15 +83,23 @@ class _Scheduler:
         self.gated: dict[str, tuple[AgentResult, str, str]] = {}  # results a confidence gate holds back
         self.completed: list[str] = []  # steps in the order they completed (a saga undoes them backwards)
         self.to_undo: list[saga.Undo] | None = None  # set when a resumed run was compensating
+        self.workspace: RunWorkspace | None = None  # the run's tree (engine/run_workspace.py)
+        self.work: dict[str, Any] | None = None  # what became of its work (engine/deliver.py)
+        # `run` in templates: where the run was started (`origin`, the user's tree) and where
+        # its steps work (`workspace`): a report meant for the user is written under `origin`.
+        self.run_view: dict[str, str] = {"origin": os.getcwd(), "workspace": os.getcwd()}
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self) -> WorkflowResult:
         with run_scope(self.compiled, self.masked_inputs, self.attempts, tuple(self.secrets.values())) as run:
             self.run_id, self.journal, self.publisher = run.run_id, run.journal, run.publisher
-            self._repo = run.repo
+            self._repo, self.workspace = run.repo, run.workspace
+            if self.workspace is not None and not self.workspace.attached:
+                self.run_view = {**self.run_view, "workspace": self.workspace.ws.workdir}
             begun = saga.begun(self.journal)
             if begun is None:
-                self._loop()
+                with entered(self.workspace):
+                    self._loop()
             else:  # a run that crashed while it compensated: its compensation goes on, not its steps
                 self.failed, self.to_undo, results = begun
                 self.results.update(results)
@@ -100,6 +111,7 @@ class _Scheduler:
             self._activate_ready()
             if self.reused:
                 job, result = self.reused.popleft()
+                result = self._take_work(job, result, fresh=False)  # its work, brought back
                 self.budgets.add(job.step, result)  # spent by the run before it was resumed
                 self._settle(job, result, duration=None, cached=False, reused=True)
                 continue
@@ -138,14 +150,25 @@ class _Scheduler:
             undo = self.to_undo if self.to_undo is not None else saga.to_undo(self.compiled, self.completed,
                                                                               self.results)
             undone = saga.compensate(self.compiled, undo, self.failed, self.results, self.journal, self._context())
+        if self.workspace is not None:
+            try:
+                self.work = deliver.finish(self.workspace, self.spec.name, self.spec.deliver, not self.failed)
+            except BaseException:
+                deliver.remove(self.workspace)
+                raise
         steps = outcomes.step_outcomes(self.spec_order(), self.results, self.durations, self.step_attempts,
                                        self.cached, self.reused_steps, self.failed)
         outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
                                  run_id=self.run_id, status="failed" if self.failed else "completed",
                                  steps=steps, failed_steps=list(self.failed), spend=self.budgets.spent.view(),
-                                 compensations={step: outcomes.compensation(r) for step, r in undone.items()})
-        if self.publisher is not None:
-            self.publisher.close(outcome)
+                                 compensations={step: outcomes.compensation(r) for step, r in undone.items()},
+                                 work=self.work)
+        try:
+            if self.publisher is not None:
+                self.publisher.close(outcome, self.workspace.ws.workdir if self.workspace is not None else None)
+        finally:
+            if self.workspace is not None:
+                deliver.remove(self.workspace)
         if self.failed:
             names = ", ".join(self.failed)
             why = self.budgets.why_stopped()
@@ -188,6 +211,12 @@ class _Scheduler:
             job.request = self._special(plan, "error", refusal, job.request.label)
         else:
             job.request = self.budgets.passed_down(job.step, plan.budget, job.request)
+        if self.workspace is not None and job.request.kind in WRITING_KINDS and plan.step.deployment is None:
+            # Where it works: the run's tree, or a worktree of its own if it may run beside
+            # others (a function runs in this process, in the run's tree, whatever it is).
+            if not (plan.concurrent and job.request.kind == "python"):  # not isolated, so not captured
+                job.workspace = self.workspace.for_call(plan.concurrent, job.tree)
+                job.request = job.request.model_copy(update={"workspace": job.workspace})
         job.started = time.monotonic()
         emit(StepEvent(kind="started", step=job.step, label=job.request.label, cache_key=job.cache_key))
         if self.publisher is not None and job.request.kind != "skip":
@@ -198,7 +227,7 @@ class _Scheduler:
     def _context(self, **extra: Any) -> dict[str, Any]:
         # `steps` is built once per completed step, not per read: templates and expressions
         # only read it, and rebuilding it for every step made a long run quadratic.
-        return {"inputs": self.inputs, "steps": self.step_views, **extra}
+        return {"inputs": self.inputs, "steps": self.step_views, "run": self.run_view, **extra}
 
     def _start_step(self, step_id: str) -> None:
         plan = self.compiled.plans[step_id]
@@ -266,7 +295,8 @@ class _Scheduler:
                  masked: AgentRequest | None = None, rung: int = 0, tried: tuple[tuple[str, str], ...] = (),
                  outcome: AgentResult | None = None) -> None:
         plan = self.compiled.plans[step_id]
-        job = Job(step=step_id, request=request, index=index, rung=rung, tried=tried, outcome=outcome)
+        job = Job(step=step_id, request=request, index=index, rung=rung, tried=tried, outcome=outcome,
+                  tree=self.workspace.tree if self.workspace is not None else "")
         callable_ = request.kind in AGENT_KINDS or request.kind in ("approval", "workflow")
         if callable_ and (self.journal is not None or plan.cache):
             job.key = requests.call_key(self.spec.name, plan, masked or request, rung)
@@ -278,7 +308,9 @@ class _Scheduler:
         if plan.cache_policy is not None and job.key is not None:
             if self._repo is None:
                 self._repo = read_repo_state(".")  # outside a flow run (no journal): read here, once
-            job.request = requests.with_cache_context(plan, request, job.key, self._repo)
+            # The tree the call will see: the run's, made of its commit and patches so far.
+            tree = self.workspace if self.workspace is not None else self._repo
+            job.request = requests.with_cache_context(plan, request, job.key, tree)
             job.cache_key = key_of(plan.cache_policy, job.request)
             if job.cache_key:
                 shown = masked.model_copy(update={"key": job.request.key}) if masked is not None else job.request
@@ -315,6 +347,7 @@ class _Scheduler:
             self.task_runs[job.step] = state.state_details.task_run_id
         duration = time.monotonic() - job.started
         cached = state.name == "Cached"
+        result = self._take_work(job, result, fresh=not cached)
         tries = self.attempts.get(job.request.label, 1)
         self.step_attempts[job.step] = max(self.step_attempts.get(job.step, 1), tries)
         if not cached:  # a cache hit spends nothing
@@ -330,6 +363,21 @@ class _Scheduler:
             if job.cache_key:
                 self._index(job, cached)
         self._settle(job, result, duration, cached, reused=False)
+
+    def _take_work(self, job: Job, result: AgentResult, fresh: bool) -> AgentResult:
+        """The call's work joins the run's tree (engine/run_workspace.py): computed there, or
+        brought from its own worktree, the cache or the journal. A failed call's is dropped;
+        work that does not apply fails the call, naming the files."""
+        if self.workspace is None:
+            return result
+        if result.status in ("failed", "skipped"):
+            self.workspace.discard(job.workspace)
+            return result
+        try:
+            self.workspace.took(job.request.label, result.summary, result.changes, job.workspace, fresh)
+        except PatchConflict as exc:
+            return outcomes.failed(f"step `{job.step}`: {exc}")
+        return result
 
     def _on_the_ladder(self, job: Job, state: Any, result: AgentResult, duration: float) -> AgentResult | None:
         """The step's result after this agent's answer (engine/ladder.py decides); None when

@@ -214,7 +214,7 @@ class _Checker:
         except TemplateError as exc:
             self.add(path, where, str(exc), "close every {{ and {% and check the expression inside")
             return
-        allowed = {"inputs", "steps"} | ({"item"} if has_items else set()) | ({"iteration"} if has_iteration else set())
+        allowed = {"inputs", "steps", "run"} | ({"item"} if has_items else set()) | ({"iteration"} if has_iteration else set())
         for name in sorted(info.names - allowed):
             if name == "item":
                 self.add(path, where, "`item` is used but the step has no `for_each`",

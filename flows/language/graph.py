@@ -8,6 +8,7 @@ pattern on the step before it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 def dependencies(
@@ -108,3 +109,30 @@ def render_mermaid(deps: Mapping[str, Sequence[str]], labels: Mapping[str, str])
         for up in ups:
             lines.append(f"    {up} --> {node}")
     return "\n".join(lines)
+
+
+def concurrent(steps: Sequence[Any], deps: Mapping[str, Sequence[str]], max_parallel: int) -> set[str]:
+    """Steps that may run at the same time as another: neither depends on the other, however
+    indirectly; and `for_each` steps whose items may run side by side."""
+    if max_parallel == 1:
+        return set()
+    found = {s.id for s in steps if s.for_each is not None and (s.max_parallel or 2) > 1}
+    ordered = levels(deps)
+    if all(len(level) == 1 for level in ordered):
+        return found  # a chain (every `sequential` workflow): each step waits for the one before
+    ancestors: dict[str, set[str]] = {}
+    for level in ordered:  # upstream steps first
+        for step_id in level:
+            mine: set[str] = set()
+            for up in deps.get(step_id, ()):
+                mine |= {up} | ancestors.get(up, set())
+            ancestors[step_id] = mine
+    for level in ordered:
+        if len(level) > 1:  # steps of one level never depend on each other
+            found.update(level)
+    ids = [s.id for s in steps]
+    for a in ids:
+        if a not in found and any(b != a and b not in ancestors.get(a, ()) and a not in ancestors.get(b, ())
+                                  for b in ids):
+            found.add(a)
+    return found

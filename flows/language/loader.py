@@ -17,7 +17,7 @@ from agentflow.flows.language import document as yamldoc
 from agentflow.flows.language.pydantic_problems import problems_from
 from agentflow.flows.language.checks import check_agents_file, check_workflow
 from agentflow.errors import Problem, SpecError, format_got, format_path
-from agentflow.flows.language import children, subagents
+from agentflow.flows.language import children, graph, phases, subagents
 from agentflow.flows.language.spec import (AgentsFile, AgentSpec, DegradedMode, FallbacksFile, ResolvedWorkflow,
                                             Subagent, Workflow)
 
@@ -81,6 +81,11 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None,
     problems += subagent_problems
     reference_problems, dependencies = check_workflow(document, source, agents, agents_source, agents_doc)
     problems += reference_problems
+    if spec is not None and not problems:
+        spec, dependencies, phase_problems = phases.expand(spec, dependencies, document, source)
+        problems += phase_problems
+    if spec is not None and not problems and spec.workspace == "in-place":
+        problems += _in_place_side_by_side(spec, dependencies, document, source)
     found_children, child_problems = children.load(document, source, (base_dir or Path(".")).resolve(), _chain,
                                                    lambda path, chain: load_workflow(path, chain))
     problems += child_problems
@@ -270,6 +275,21 @@ def _valid_agents(raw: Any) -> dict[str, AgentSpec]:
         except ValidationError:
             pass  # reported by validating the whole file
     return agents
+
+
+def _in_place_side_by_side(spec: Workflow, dependencies: dict, document: yamldoc.Document,
+                           source: str) -> list[Problem]:
+    """`workspace: in-place` with steps that may write at the same time: their changes could
+    not be told apart (each step's work is captured from the one tree they share)."""
+    writing = [s.id for s in spec.steps if s.kind not in ("approval", "assert", "deployment")]
+    together = [s for s in writing if s in graph.concurrent(spec.steps, dependencies, spec.max_parallel)]
+    if not together:
+        return []
+    return [Problem(source, document.line_of(("workspace",)), "workspace",
+                    f"steps {', '.join(f'`{s}`' for s in together[:5])} may run at the same time, and in place "
+                    "their changes to your tree could not be told apart",
+                    "drop `workspace: in-place` (each runs in a worktree of its own), or run them one after "
+                    "another (pattern: sequential, depends_on, or max_parallel: 1)")]
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:

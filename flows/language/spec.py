@@ -18,7 +18,8 @@ from agentflow.flows.language.spec_types import (  # noqa: F401
     BLOCK_PREFIX, INPUT_TYPES, RESERVED_INPUTS, AgentName, AgentRef, Callable_, Criticality, InputSpec, StepId,
     _Model)
 from agentflow.flows.language.step_parts import (  # noqa: F401
-    APPROVAL_FORM_FIELDS, Approval, Budget, CacheSpec, Compensate, FieldName, Repeat, RetryBackoff)
+    APPROVAL_FORM_FIELDS, Approval, Budget, CacheSpec, Compensate, FieldName, GateFile, Phase, PhaseGate, Repeat,
+    RetryBackoff)
 
 STEP_KINDS = ("agent", "run", "call", "workflow", "deployment", "approval", "assert")
 AGENT_KINDS = ("claude-code", "llm", "shell", "python", "http")
@@ -28,7 +29,7 @@ RUNNABLE_STEP_KINDS = STEP_KINDS
 
 
 # What a step's result shows to later steps as `steps.ID.<field>` (tasks.results.AgentResult).
-RESULT_FIELDS = ("status", "summary", "output", "data", "artifacts", "metrics", "confidence", "error",
+RESULT_FIELDS = ("status", "summary", "output", "data", "artifacts", "metrics", "confidence", "error", "changes",
                  "degraded", "fallback_used", "primary_agent", "skipped_agent")
 
 
@@ -78,6 +79,13 @@ class Step(_Model):
     approve_if: str | None = None
     review_if: str | None = None
     budget: Budget | None = None
+    # Where the step may change files (globs, `*` crossing directories: `tests/*`): a change
+    # elsewhere fails it, checked on its captured patch, so for every kind of step.
+    writes: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = None
+    # Narrow its claude-code agent's tools for this step (never widen): the agent's list
+    # intersected with `allowed_tools`; `disallowed_tools` added to the agent's.
+    allowed_tools: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
+    disallowed_tools: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> "Step":
@@ -92,6 +100,11 @@ class Step(_Model):
             raise ValueError("review_if is the band below approve_if: give approve_if too")
         if (self.approve_if or self.review_if) and self.approval is not None:
             raise ValueError("approve_if and review_if gate a step's result; an approval step has none to gate")
+        if (self.allowed_tools is not None or self.disallowed_tools is not None) and self.agent is None:
+            raise ValueError("allowed_tools and disallowed_tools narrow an agent's tools: the step has no `agent:`")
+        if self.writes is not None and self.kind in ("approval", "assert", "deployment"):
+            raise ValueError(f"writes bounds where a step changes files; a{'n' if self.kind[0] in 'aeiou' else ''} "
+                             f"{self.kind} step changes none here")
         return self
 
     @property
@@ -292,6 +305,15 @@ class Workflow(_Model):
     budget: Budget | None = None  # the whole run's
     fallbacks: str | None = None  # the earlier engine's agent-fallbacks.json, over the agents
     max_parallel: int = Field(default=8, ge=1, le=1000)
+    # Where its steps work: a git worktree of the run's own (made from the commit it pins and
+    # the uncommitted changes it started from), or the user's tree itself; and what becomes of
+    # its work at the end: a branch `agentflow/<workflow>/<run>`, that branch also applied to
+    # the user's tree, or nothing (`agentflow apply RUN` later).
+    workspace: Literal["worktree", "in-place"] = "worktree"
+    deliver: Literal["branch", "apply", "none"] = "branch"
+    # Steps grouped in phases, each with its agents' tools and writable paths and a gate the
+    # next phase waits for (language/phases.py: each gate becomes a step `gate_<phase>`).
+    phases: list[Phase] = Field(default_factory=list)
     # how it is deployed (language/deployment.py): `agentflow deploy` writes them to prefect.yaml
     schedules: list[Schedule] = Field(default_factory=list)
     triggers: list[Trigger] = Field(default_factory=list)

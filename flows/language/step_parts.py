@@ -1,9 +1,10 @@
 """What a step may add to its action: retry backoff, cache settings, a repeat, an approval's
-form, a compensation, a budget. Pure data models (spec.py's `Step` holds them)."""
+form, a compensation, a budget; and a workflow's phases with their gates. Pure data models
+(spec.py's `Step` and `Workflow` hold them)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -80,3 +81,36 @@ class Budget(_Model):
 
     usd: float | None = Field(default=None, gt=0, le=1_000_000)
     tokens: int | None = Field(default=None, ge=1)
+
+
+class GateFile(_Model):
+    """A file a phase's gate requires, optionally holding JSON that fits a JSON Schema."""
+
+    path: str = Field(min_length=1, max_length=500)
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class PhaseGate(_Model):
+    """What must hold before the next phase starts: files in the run's tree (globs; each must
+    match at least one file), and a command that must pass (an argv list)."""
+
+    files: list[Union[str, GateFile]] = Field(default_factory=list)
+    run: list[str] | None = Field(default=None, min_length=1)
+    timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "PhaseGate":
+        if not self.files and self.run is None:
+            raise ValueError("a gate checks `files:`, runs `run:`, or both: give at least one")
+        return self
+
+
+class Phase(_Model):
+    """A group of steps (analyse, implement, verify...) with the tools and paths its agents may
+    use, and a gate the next phase waits for (language/phases.py turns it into a step)."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=50)]
+    steps: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]] = Field(min_length=1)
+    allowed_tools: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
+    writes: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = None
+    gate: PhaseGate | None = None

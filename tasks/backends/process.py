@@ -59,12 +59,22 @@ def kill_running() -> int:
     return len(processes)
 
 
-def allow_commands(tracker: Tracker | None = None) -> None:
+def allow_commands(tracker: Tracker | None = None) -> Tracker | None:
     """Start of a run: commands may run again after an earlier kill_running in this process;
-    tell `tracker` of each command started from now on."""
+    tell `tracker` of each command started from now on. Returns the tracker it replaces, for
+    a child run (a sub-workflow) to hand back to its parent's when it ends."""
     global _stopping, _tracker
     with _live_lock:
         _stopping = False
+        previous, _tracker = _tracker, tracker
+    return previous
+
+
+def hand_back(tracker: Tracker | None) -> None:
+    """End of a run: the tracker it replaced (a parent run's, or none) tracks commands again;
+    a command started after a kill stays refused (`kill_running`)."""
+    global _tracker
+    with _live_lock:
         _tracker = tracker
 
 
@@ -142,6 +152,7 @@ class ProcessBackend:
                 errors="replace",
                 preexec_fn=tracker.in_child if tracker is not None else None,
                 env={**os.environ, **request.secrets} if request.secrets else None,
+                cwd=request.workspace.workdir if request.workspace is not None else None,
             )
         except FileNotFoundError:
             # For a shell agent, a missing program means the agent is unavailable here (its

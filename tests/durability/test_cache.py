@@ -23,7 +23,7 @@ steps:
     agent: counter
     prompt: "Review {{ inputs.topic }}"
     files: ["src/*.py"]
-    with: {log: "calls.log"}
+    with: {log: "{{ run.origin }}/calls.log"}   # the user's tree: steps work in a worktree of the run's
 """
 
 
@@ -78,14 +78,28 @@ def test_miss_after_commit(repo):
 
 
 def test_miss_after_dirty_edit_and_back(repo):
-    """An uncommitted edit is never answered from the clean tree's entry; undoing it hits again."""
+    """An uncommitted edit to a tracked file is never answered from the clean tree's entry;
+    undoing it hits again."""
+    run(repo)
+    (repo / "README").write_text("tracked\n")
+    git(repo, "add", "README")
+    git(repo, "commit", "-qm", "readme")
+    run(repo)
+    assert calls(repo) == 2
+    (repo / "README").write_text("edited, not committed\n")
+    run(repo)
+    assert calls(repo) == 3
+    (repo / "README").write_text("tracked\n")
+    run(repo)
+    assert calls(repo) == 3
+
+
+def test_an_untracked_file_nothing_declares_changes_no_key(repo):
+    """A file nobody declared and no step wrote is not part of any step's tree: still a hit."""
     run(repo)
     (repo / "notes.txt").write_text("untracked\n")
     run(repo)
-    assert calls(repo) == 2
-    (repo / "notes.txt").unlink()
-    run(repo)
-    assert calls(repo) == 2
+    assert calls(repo) == 1
 
 
 def test_miss_after_declared_file_edit_outside_git(tmp_path, monkeypatch):
@@ -141,7 +155,7 @@ def test_run_and_call_steps_are_not_cached_by_default(repo):
     text = """
 name: plain
 steps:
-  - {id: a, call: "probe:counted", with: {log: "calls.log"}}
+  - {id: a, call: "probe:counted", with: {log: "{{ run.origin }}/calls.log"}}
 """
     run(repo, text=text)
     run(repo, text=text)
@@ -183,7 +197,7 @@ def test_plan_agrees_with_run_and_says_why(repo, cli, tmp_path_factory):
     (repo / "src" / "vat.py").write_text("RATE = 5\n")
     edited = plan()
     assert edited["outcome"] == "miss"
-    assert edited["reason"] == "uncommitted changes differ; files changed: src/vat.py"
+    assert edited["reason"] == "the uncommitted changes the run started from differ; files changed: src/vat.py"
     changed_input = cli("plan", "wf.yaml", "-i", "topic=SD", "--json", cwd=repo, env=env)
     assert "rendered prompt changed" in json.loads(changed_input.stdout)[0]["reason"]
     assert cli("run", "wf.yaml", cwd=repo, env=env).returncode == 0

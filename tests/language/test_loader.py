@@ -36,11 +36,11 @@ SHIPPED = sorted(p for p in (REPO / "workflows").glob("*.yaml") if p.name != "ag
 
 
 def test_shipped_agents_file_is_valid():
-    """workflows/agents.yaml loads on its own: the earlier engine's five agents as Claude Code
-    subagents, each falling back to its offline stand-in."""
+    """workflows/agents.yaml loads on its own: the earlier engine's five agents and the
+    test-writer as Claude Code subagents, each falling back to its offline stand-in."""
     agents = load_agents_file(REPO / "workflows" / "agents.yaml")
     five = {"business-logic-validator", "context-gathering", "code-reviewer", "api-integration-tester",
-            "performance-profiler"}
+            "performance-profiler", "test-writer"}
     assert set(agents) == five | {f"{name}-local" for name in five}
     assert all(agents[name].kind == "claude-code" and agents[name].fallback == f"{name}-local" for name in five)
 

@@ -1,0 +1,155 @@
+"""A run's workspace on disk: the git worktree it works in, and what it was made from.
+
+A run pins a `Base` when it starts: the commit (HEAD) and the user's uncommitted changes to
+tracked files as a patch (in the patch store). Its worktree is made from them, outside the
+user's tree (`<PREFECT_HOME>/agentflow-worktrees/<run id>`), so runs never share a tree and
+the user's own files are never written. A resumed run makes its tree again from the same
+base (a cut-short step's partial changes are discarded) and the journaled patches are
+applied on top by the scheduler (engine/run_workspace.py). A step that may run beside others
+works in a worktree of its own, made from the run's tree at its start.
+
+`in-place` (the workflow's `workspace: in-place`) works in the user's tree itself; a private
+index under the run's directory tracks it, so the user's staging area is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from agentflow.errors import ConfigError
+from agentflow.git import git
+from agentflow.flows.durability import storage
+from agentflow.flows.durability.records import run_dir
+from agentflow.tasks import workspace
+from agentflow.tasks.workspace import Workspace
+
+AUTHOR = {"GIT_AUTHOR_NAME": "agentflow", "GIT_AUTHOR_EMAIL": "agentflow@localhost",
+          "GIT_COMMITTER_NAME": "agentflow", "GIT_COMMITTER_EMAIL": "agentflow@localhost"}
+
+
+class Base(BaseModel):
+    """What a run works from: kept in `<run dir>/workspace.json`, so a resume (or a rerun)
+    makes the same tree again."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    mode: Literal["worktree", "in-place"]
+    top: str  # the user's repository (its top directory)
+    sub: str = ""  # where in it the run was started
+    commit: str
+    start: str = ""  # the patch of uncommitted changes it started from ("" if none)
+
+
+def patch_store() -> str:
+    return str(storage.root() / "agentflow-patches")
+
+
+def worktrees_root() -> Path:
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().home).expanduser() / "agentflow-worktrees"
+
+
+def pin(directory: str, mode: str) -> tuple[Base | None, str]:
+    """The base a run started in `directory` works from, or None and why not (not a git
+    repository, no commit yet, git missing): the run then works in place, uncaptured."""
+    try:
+        top = git(directory, "rev-parse", "--show-toplevel")
+    except ConfigError as exc:
+        return None, str(exc)
+    if top.returncode != 0:
+        return None, f"{os.path.abspath(directory)} is not in a git repository"
+    top_dir = top.stdout.decode().strip()
+    head = git(top_dir, "rev-parse", "--verify", "--quiet", "HEAD")
+    if head.returncode != 0:
+        return None, f"{top_dir} has no commit yet"
+    sub = os.path.relpath(os.path.realpath(directory), os.path.realpath(top_dir))
+    start = starting_patch(top_dir)
+    digest = workspace.store_patch(patch_store(), start) if start else ""
+    base = Base(mode="in-place" if mode == "in-place" else "worktree", top=top_dir, sub="" if sub == "." else sub,
+                commit=head.stdout.decode().strip(), start=digest)
+    return base, ""
+
+
+def starting_patch(top: str) -> bytes:
+    """The user's uncommitted changes to tracked files, staged or not: what a run starts from
+    on top of HEAD (untracked files are not part of it)."""
+    return git(top, "diff", "HEAD", "--binary", "--full-index").stdout
+
+
+def save_base(run_id: str, base: Base) -> None:
+    storage.atomic_write(run_dir(run_id) / "workspace.json", base.model_dump_json())
+
+
+def read_base(run_id: str) -> Base | None:
+    try:
+        return Base.model_validate_json((run_dir(run_id) / "workspace.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def open_tree(run_id: str, base: Base) -> tuple[Workspace, str]:
+    """The run's workspace, made (or made again, on a resume) from its base; and its tree."""
+    store = patch_store()
+    if base.mode == "in-place":
+        index = run_dir(run_id) / "index"
+        ws = Workspace(dir=base.top, sub=base.sub, mode="in-place", index=str(index), store=store)
+        if not index.exists():
+            index.parent.mkdir(parents=True, exist_ok=True)
+            _must(git(base.top, "read-tree", base.commit, env=ws.env()), "read the commit into agentflow's index")
+        return ws, workspace.tree_of(ws)
+    directory = worktrees_root() / run_id
+    ws = Workspace(dir=str(directory), sub=base.sub, mode="worktree", store=store)
+    if directory.is_dir() and git(directory, "rev-parse", "--git-dir").returncode == 0:
+        workspace.reset(ws, base.commit)  # a resume: what a cut-short step left is discarded
+    else:
+        if directory.exists():
+            shutil.rmtree(directory)
+        git(base.top, "worktree", "prune")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        _must(git(base.top, "worktree", "add", "--detach", "-q", str(directory), base.commit),
+              f"make the run's worktree at {directory}")
+    if base.start:
+        _must(git(directory, "apply", "--index", "--binary", "--whitespace=nowarn",
+                  input=workspace.read_patch(store, base.start)), "apply the uncommitted changes the run started from")
+    return ws, workspace.tree_of(ws)
+
+
+def isolated(run_id: str, run_ws: Workspace, tree: str, number: int) -> Workspace:
+    """A worktree of its own for a step call that may run beside others, holding `tree`."""
+    commit = _must(git(run_ws.dir, "commit-tree", tree, "-m", "agentflow: a step's starting tree", env=AUTHOR),
+                   "record the step's starting tree").decode().strip()
+    directory = worktrees_root() / f"{run_id}.{number}"
+    if directory.exists():
+        remove(run_ws.dir, str(directory))
+    _must(git(run_ws.dir, "worktree", "add", "--detach", "-q", str(directory), commit),
+          f"make a step's worktree at {directory}")
+    return Workspace(dir=str(directory), sub=run_ws.sub, mode="worktree", base=tree, store=run_ws.store,
+                     isolated=True)
+
+
+def remove(repo: str, directory: str) -> None:
+    """Remove a worktree (and what git keeps of it)."""
+    if git(repo, "worktree", "remove", "--force", directory).returncode != 0 and os.path.isdir(directory):
+        shutil.rmtree(directory, ignore_errors=True)
+        git(repo, "worktree", "prune")
+
+
+def remove_run(run_id: str, base: Base) -> None:
+    """Remove the run's worktree and its steps' (a finished run's, or one nothing needs)."""
+    root = worktrees_root()
+    for directory in [root / run_id, *root.glob(f"{run_id}.*")]:
+        if directory.is_dir():
+            remove(base.top, str(directory))
+
+
+def _must(done: object, what: str) -> bytes:
+    if done.returncode != 0:  # type: ignore[attr-defined]
+        error = done.stderr.decode(errors="replace").strip()[:300]  # type: ignore[attr-defined]
+        raise ConfigError(f"agentflow could not {what}: git said: {error}")
+    return done.stdout  # type: ignore[attr-defined]
