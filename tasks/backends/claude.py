@@ -13,6 +13,22 @@ shapes this module:
   is_error, an `error_*` subtype, a terminal_reason other than `completed`, and a missing
   structured_output when a schema was asked all fail the call, each saying whether a retry
   can help (429/5xx/529 yes; a denial or a turn limit no: the ladder goes to the fallback).
+- A tool the agent asked for but does not have (not among a subagent's `tools:`, or in
+  `disallowed_tools`) ends `success` too, with no permission_denials: only its tool result
+  says so (`No such tool available`). The stream's tool results are watched, and such a
+  call fails (not retried) naming the tools. The tools a call could not use are carried out
+  (`metrics["tools_denied"]`, or the StepFailed's `tools_denied`) for the audit log.
+- Each tool use is a line of agentflow's log (`agentflow logs RUN`): the tool, its target,
+  and how its result came back (ok, error, denied, unavailable).
+- A step's `writes:` is enforced when the agent uses a file tool, not only on the patch
+  afterwards (tasks/workspace.py): a PreToolUse hook denies a Write, Edit, MultiEdit or
+  NotebookEdit aimed outside the globs or outside the worktree, so the file is never touched
+  (a path outside the worktree is in no patch: only this catches it). A hook, not the
+  `can_use_tool` callback: the CLI never consults that callback for a tool that
+  `allowed_tools` names (the SDK warns so), and a hook that answers nothing leaves the
+  permission mode's decision as it was. The CLI reports the denial in permission_denials,
+  so the call fails like any denied tool, naming the path. Bash is not bounded here: what it
+  wrote is caught on the patch.
 - A subagent runs as the session's main agent (the CLI's `--agent`), so its prompt is the
   system prompt and its tools the tools; otherwise Claude Code's own system prompt is used,
   with the agent's `system` appended.
@@ -23,15 +39,19 @@ shapes this module:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from agentflow import log
 from agentflow.errors import AgentNotSetUp, AgentUnavailable, StepFailed, StepTimeout
 from agentflow.events import StepEvent, emit
 from agentflow.tasks.backends.process import children_running, track
 from agentflow.tasks.backends import run_coroutine
+from agentflow.tasks.backends.claude_tools import (DENIED, UNAVAILABLE, Activity, bounded, bounds, globs_text,
+                                                   missing_tools, outside_writes)
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, confidence_of, parse_text, scrub
 
@@ -94,14 +114,14 @@ class ClaudeCodeBackend:
         return run_coroutine(lambda: _call(request))
 
 
-def _options(request: AgentRequest, stderr: list[str]) -> Any:
+def _options(request: AgentRequest, stderr: list[str], activity: Activity) -> Any:
     from claude_agent_sdk import AgentDefinition, ClaudeAgentOptions
 
     config = request.agent_config
     env = {name: value for name, value in _CLI_DEFAULTS.items() if name not in os.environ}
     env.update(request.secrets)  # like a command: secrets in the environment, not the prompt's argv
     options: dict[str, Any] = dict(
-        cwd=os.getcwd(),
+        cwd=request.workdir(),
         permission_mode=config.get("permission_mode", "dontAsk"),
         allowed_tools=list(config.get("allowed_tools") or []),
         disallowed_tools=list(config.get("disallowed_tools") or []),
@@ -109,6 +129,8 @@ def _options(request: AgentRequest, stderr: list[str]) -> Any:
         env=env,
         stderr=lambda line: stderr.append(line) if len(stderr) < 200 else None,
     )
+    if request.writes is not None or request.workspace is not None:
+        options["hooks"] = bounded(request, activity)
     for name in ("model", "max_turns", "max_budget_usd"):
         if config.get(name) is not None:
             options[name] = config[name]
@@ -129,16 +151,25 @@ def _options(request: AgentRequest, stderr: list[str]) -> Any:
 
 
 async def _call(request: AgentRequest) -> AgentResult:
+    timeout = request.timeout or _DEFAULT_TIMEOUT_S
+    started = time.monotonic()
+    activity = Activity()
+    try:
+        return _answer(request, await _finished(request, activity, timeout), activity, time.monotonic() - started)
+    except StepFailed as exc:
+        if activity.refused():
+            exc.tools_denied = activity.refused()  # read by the audit (tasks/audit.py)
+        raise
+
+
+async def _finished(request: AgentRequest, activity: Activity, timeout: float) -> Any:
+    """The call's last ResultMessage, once the stream has ended; StepFailed if there is none."""
     from claude_agent_sdk import CLIConnectionError, ClaudeSDKError, ResultError
 
     stderr: list[str] = []
-    options = _options(request, stderr)
-    timeout = request.timeout or _DEFAULT_TIMEOUT_S
-    started = time.monotonic()
     final: list[Any] = []
-    activity: dict[str, int] = {"tool_calls": 0}
     try:
-        await asyncio.wait_for(_consume(request, options, final, activity), timeout)
+        await asyncio.wait_for(_consume(request, _options(request, stderr, activity), final, activity), timeout)
     except (asyncio.TimeoutError, TimeoutError):
         raise StepTimeout(f"step `{request.step}`: agent `{request.agent}` (claude-code) did not finish within "
                           f"{timeout:g}s; it was stopped") from None
@@ -154,9 +185,16 @@ async def _call(request: AgentRequest) -> AgentResult:
         raise StepFailed(f"step `{request.step}`: agent `{request.agent}` (claude-code) failed: {exc} {tail}".strip()) from None
     if not final:
         raise StepFailed(f"step `{request.step}`: agent `{request.agent}` (claude-code) ended without a result")
-    message = final[-1]
-    metrics = _metrics(message, activity, time.monotonic() - started)
-    problem = verdict(message, bool(request.agent_config.get("output_schema")))
+    return final[-1]
+
+
+def _answer(request: AgentRequest, message: Any, activity: Activity, elapsed_s: float) -> AgentResult:
+    """The call's result from its last ResultMessage, or StepFailed saying why it is none."""
+    activity.denied |= {d.get("tool_name", "?") for d in message.permission_denials or []}
+    metrics = _metrics(message, activity, elapsed_s)
+    problem = (outside_writes(message, activity, bounds(request))
+               or verdict(message, bool(request.agent_config.get("output_schema")))
+               or missing_tools(activity.unavailable, request.agent_config))
     if problem is not None:
         reason, retryable = problem
         raise StepFailed(f"step `{request.step}`: agent `{request.agent}` (claude-code): {reason}",
@@ -168,8 +206,8 @@ async def _call(request: AgentRequest) -> AgentResult:
                                      "confidence": result.confidence if confidence is None else confidence})
 
 
-async def _consume(request: AgentRequest, options: Any, final: list[Any], activity: dict[str, int]) -> None:
-    """Read every message to the end; tell the run's log (and the CLI) what the agent does."""
+async def _consume(request: AgentRequest, options: Any, final: list[Any], activity: Activity) -> None:
+    """Read every message to the end; tell the run's logs (and the CLI) what the agent does."""
     from claude_agent_sdk import query
 
     logger = _run_logger()
@@ -187,10 +225,13 @@ async def _consume(request: AgentRequest, options: Any, final: list[Any], activi
     finally:
         for ended in tracked:
             ended()
+        for tool, target in activity.pending.values():  # stopped (a timeout) before these came back
+            _log_use(request, tool, target, "no result")
+        activity.pending.clear()
 
 
-def _read(request: AgentRequest, logger: Any, message: Any, final: list[Any], activity: dict[str, int]) -> None:
-    from claude_agent_sdk import AssistantMessage, ResultMessage, TextBlock, ToolUseBlock
+def _read(request: AgentRequest, logger: Any, message: Any, final: list[Any], activity: Activity) -> None:
+    from claude_agent_sdk import AssistantMessage, ResultMessage, TextBlock, ToolResultBlock, ToolUseBlock, UserMessage
 
     if isinstance(message, ResultMessage):
         final.append(message)
@@ -199,8 +240,57 @@ def _read(request: AgentRequest, logger: Any, message: Any, final: list[Any], ac
             if isinstance(block, TextBlock) and block.text.strip():
                 _tell(request, logger, block.text.strip())
             elif isinstance(block, ToolUseBlock):
-                activity["tool_calls"] += 1
+                activity.tool_calls += 1
+                activity.pending[block.id] = (block.name, _brief(block.input))
                 _tell(request, logger, f"uses {block.name} {_brief(block.input)}")
+    elif isinstance(message, UserMessage) and isinstance(message.content, list):
+        for block in message.content:
+            if isinstance(block, ToolResultBlock):
+                _returned(request, logger, block, activity)
+
+
+def _returned(request: AgentRequest, logger: Any, block: Any, activity: Activity) -> None:
+    """A tool's result came back: note whether the tool could be used at all."""
+    tool, target = activity.pending.pop(block.tool_use_id, ("?", ""))
+    text = _text(block.content) if block.is_error else ""
+    unavailable, denied = UNAVAILABLE.search(text), DENIED.search(text)
+    why = ""
+    if block.tool_use_id in activity.outside:  # refused by the `writes:` hook (bounded)
+        tool, target = activity.outside[block.tool_use_id]
+        why = f"outside writes: {globs_text(bounds(request))}"
+        outcome = "denied"
+    elif unavailable:
+        tool = tool if tool != "?" else unavailable.group(1)
+        activity.unavailable.setdefault(tool, unavailable.group(2).strip())
+        outcome = "unavailable"
+    elif denied:
+        tool = tool if tool != "?" else denied.group(1)
+        activity.denied.add(tool)
+        outcome = "denied"
+    else:
+        outcome = "error" if block.is_error else "ok"
+    _log_use(request, tool, target, outcome, why)
+    if outcome in ("unavailable", "denied"):
+        _tell(request, logger, f"could not use {tool} {target} ({why})" if why else f"could not use {tool} ({outcome})")
+
+
+def _text(content: Any) -> str:
+    """A tool result's text: a string, or a list of content blocks."""
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+def _log_use(request: AgentRequest, tool: str, target: str, outcome: str, why: str = "") -> None:
+    """One line of agentflow's log per tool use, bound to the run (agentflow/log.py). Not sent
+    to the run's UI log again: `_tell` put the use there, in the task run's log."""
+    refused = outcome in ("unavailable", "denied")
+    target = scrub(target, request.redact)
+    use = f"{tool} {target}" if target else tool
+    said = f"{outcome} ({why})" if why else outcome
+    log.logger(component="claude-code", step=request.label, agent=request.agent).log(
+        logging.WARNING if refused else logging.INFO, f"agent {request.agent}: {use}: {said}",
+        tool=tool, target=target or None, outcome=outcome, refused=refused, ui=False)
 
 
 def _tell(request: AgentRequest, logger: Any, text: str) -> None:
@@ -227,7 +317,7 @@ def _run_logger() -> Any:
         return None
 
 
-def _metrics(message: Any, activity: dict[str, int], elapsed_s: float) -> dict[str, Any]:
+def _metrics(message: Any, activity: Activity, elapsed_s: float) -> dict[str, Any]:
     usage = message.usage or {}
     metrics: dict[str, Any] = {
         "cost_usd": message.total_cost_usd or 0.0,
@@ -235,9 +325,11 @@ def _metrics(message: Any, activity: dict[str, int], elapsed_s: float) -> dict[s
         + int(usage.get("cache_creation_input_tokens") or 0),
         "output_tokens": int(usage.get("output_tokens") or 0),
         "num_turns": message.num_turns,
-        "tool_calls": activity["tool_calls"],
+        "tool_calls": activity.tool_calls,
         "duration_ms": message.duration_ms or round(elapsed_s * 1000),
         "session_id": message.session_id,
     }
     metrics["tokens"] = metrics["input_tokens"] + metrics["output_tokens"]
+    if activity.refused():
+        metrics["tools_denied"] = activity.refused()  # the audit's (tasks/audit.py)
     return metrics
