@@ -258,10 +258,14 @@ def cli_env(prefect_server):
     return {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(FIXTURES)}
 
 
-def test_resume_after_a_kill_brings_back_completed_work_and_drops_the_partial(repo, cli, cli_env, tmp_path):
+@pytest.mark.parametrize("collected", [False, True], ids=["worktree-kept", "worktree-collected"])
+def test_resume_after_a_kill_brings_back_completed_work_and_drops_the_partial(repo, cli, cli_env, tmp_path,
+                                                                              collected):
     """SIGKILL while the second step has written half its work: the resumed run does not call the
     first step again, brings its file back, and the branch has no trace of the cut step's
-    partial write."""
+    partial write; also when `agentflow gc` removed the crashed run's worktree before."""
+    home = tmp_path / "home"  # the worktrees of this test's runs only: `gc` looks at no other test's
+    cli_env = {**cli_env, "PREFECT_HOME": str(home)}
     calls, hold, announce = tmp_path / "calls.log", tmp_path / "hold", tmp_path / "announce"
     os.mkfifo(announce)
     hold.touch()
@@ -284,8 +288,14 @@ steps:
     finally:
         process.stdout.close()
     hold.unlink()
+    left = home / "agentflow-worktrees" / run_id
+    assert (left / "partial.txt").exists()  # the cut step's half-done work, in the crashed run's tree
+    if collected:
+        swept = cli("gc", cwd=repo, env={"PREFECT_HOME": str(home)})
+        assert swept.returncode == 0 and f"removed {left}" in swept.stdout, swept.stdout + swept.stderr
+        assert not left.exists() and str(left) not in git(repo, "worktree", "list")
     try:
-        done = cli("resume", run_id, "--json", cwd=repo)
+        done = cli("resume", run_id, "--json", cwd=repo, env={"PREFECT_HOME": str(home)})
     finally:
         if Path(f"/proc/{held}").exists():  # the run's watchdog normally killed it already
             os.kill(held, 9)

@@ -78,3 +78,18 @@ def apply_work(run_id: str = typer.Argument(..., help="The run (its id, or a uni
               markup=False)
     for name in files:
         out.print(f"  {name}", markup=False, highlight=False)
+
+
+@app.command()
+def gc(dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed.")) -> None:
+    """Remove the worktrees no running process works in (a crashed run's: its resume makes its
+    tree again from its pinned commit and its journal)."""
+    from agentflow.flows.durability import worktrees
+
+    stale = worktrees.left_behind()
+    for directory in stale:
+        if not dry_run:
+            worktrees.remove_left_behind(directory)
+        out.print(f"{'would remove' if dry_run else 'removed'} {directory}", markup=False)
+    out.print(f"{len(stale)} worktree{'s' if len(stale) != 1 else ''} {'to remove' if dry_run else 'removed'} "
+              f"({worktrees.worktrees_root()})", markup=False)

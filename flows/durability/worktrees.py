@@ -153,3 +153,34 @@ def _must(done: object, what: str) -> bytes:
         error = done.stderr.decode(errors="replace").strip()[:300]  # type: ignore[attr-defined]
         raise ConfigError(f"agentflow could not {what}: git said: {error}")
     return done.stdout  # type: ignore[attr-defined]
+
+
+def left_behind() -> list[Path]:
+    """Worktrees no running process works in: a crashed run's (its resume makes its tree again
+    from the base and the journal, so nothing needs them). A worktree whose run has no record
+    here (another storage root's) is left alone: nothing says its process is gone."""
+    from agentflow.errors import StateDamaged
+    from agentflow.flows.durability.records import read_record
+
+    found = []
+    root = worktrees_root()
+    for directory in sorted(root.iterdir()) if root.is_dir() else []:
+        run_id = directory.name.split(".", 1)[0]
+        try:
+            record = read_record(run_id)
+        except StateDamaged:
+            record = None
+        if record is not None and not (record.attempts and record.attempts[-1].alive()):
+            found.append(directory)
+    return found
+
+
+def remove_left_behind(directory: Path) -> None:
+    """Remove a worktree `left_behind` found, and what its repository keeps of it."""
+    common = git(directory, "rev-parse", "--git-common-dir")
+    repo = common.stdout.decode().strip() if common.returncode == 0 else ""
+    if repo:
+        remove(str(Path(directory, repo).resolve().parent) if not os.path.isabs(repo) else str(Path(repo).parent),
+               str(directory))
+    if directory.exists():
+        shutil.rmtree(directory, ignore_errors=True)
