@@ -158,3 +158,41 @@ def test_ladder_demo(tmp_path, monkeypatch):
     assert result["report"].summary == "answer degraded=True (local-answer), lint skipped (remote-linter)"
     assert "- answer: status success, degraded True: `flaky-service` failed" in result["report"].output
     assert result["ladder_acted"].status == "success"
+
+
+@pytest.fixture
+def python_repo(tmp_path, monkeypatch):
+    """A git repository with two modules, one of them named by a test, as the current directory."""
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "cart.py").write_text("def total(items):\n    return sum(items)\n")
+    (tmp_path / "shop" / "prices.py").write_text("def vat(amount):\n    return amount * 15 // 100\n\n\n"
+                                                 "class Rate:\n    pass\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_cart.py").write_text("from shop.cart import total\n")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", f"init {tmp_path.name}"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _branch_tree(repo, branch: str) -> str:
+    return subprocess.run(["git", "rev-parse", f"{branch}^{{tree}}"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_increase_test_coverage_delivers_a_branch_and_is_not_paid_twice(python_repo):
+    """The coverage workflow (offline: the test-writer's stand-in) writes a passing test for the
+    least-covered module under tests/, coverage rises, a branch holds it; run again, the writer
+    is answered from the cache and the branch holds the same tree. The user's tree is untouched."""
+    flow = build_flow(load_workflow(WORKFLOWS / "increase-test-coverage.yaml"))
+    first, second = flow(), flow()
+    assert first.status == "completed", first.failed_steps
+    assert first["measure"].data["module"] == "shop/prices.py"
+    assert first["write"].degraded and first["write"].fallback_used == "test-writer-local"
+    assert [(f.path, f.action) for f in first["write"].changes.files] == [("tests/test_prices_agentflow.py",
+                                                                          "created")]
+    assert first["after"].data["coverage"] == 1.0 > first["measure"].data["coverage"]
+    assert first.steps["coverage_rose"].status == "success"
+    assert second.steps["write"].cached  # the writer was not called again
+    assert _branch_tree(python_repo, first.work["branch"]) == _branch_tree(python_repo, second.work["branch"])
+    assert not (python_repo / "tests" / "test_prices_agentflow.py").exists()
