@@ -67,8 +67,9 @@ def audited(run_id: str | None, audit: Path) -> list[dict]:
     return [line for line in map(json.loads, audit.read_text().splitlines()) if line["run_id"] == run_id]
 
 
-def test_a_written_file_is_the_steps_work_on_the_runs_branch(claude_repo):
-    """The CLI's Write lands in the run's worktree: `created`, the artifact, on the branch, not in the user's tree."""
+def test_a_written_file_is_the_steps_work_on_the_runs_branch(claude_repo, tmp_path):
+    """The CLI's Write lands in the run's worktree: `created`, the artifact, on the branch, not in
+    the user's tree; the audit line holds the patch's digest, the step's page in the UI its diff."""
     repo, start = claude_repo
     note = "# Notes\nR-17 holds.\n"
     stub = start([{"tool": "Write", "input": {"file_path": "notes/a.md", "content": note}},
@@ -82,6 +83,15 @@ def test_a_written_file_is_the_steps_work_on_the_runs_branch(claude_repo):
     assert "File created successfully" in last_user_text(stub.model_requests[1]["body"])
     assert not (repo / "notes").exists()  # the run worked in a worktree, not in the user's tree
     assert git(repo, "show", f"{result.work['branch']}:notes/a.md") == note
+    (line,) = audited(result.run_id, tmp_path / "audit.jsonl")
+    assert (line["patch"], line["files_changed"]) == (write.changes.patch, 1)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        pages = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["work-write"])))
+    page = next(p.data for p in pages if str(p.flow_run_id) == result.run_id)
+    assert "## Changes (1 file +2 -0)" in page and "+R-17 holds." in page and "`other.md`" in page
 
 
 def test_an_edit_of_a_tracked_file_is_captured_as_modified_with_line_counts(claude_repo):
