@@ -380,3 +380,23 @@ steps:
     assert (repo / "edit.txt").read_text() == "one\ntwo\n2\n"
     unknown = cli("diff", "ffffffff-0000", cwd=repo)
     assert unknown.returncode == 2 and "no run" in unknown.stderr
+
+
+def test_a_cached_patch_that_no_longer_applies_is_a_miss_and_the_step_runs_again(repo, tmp_path):
+    """In place, the first run's file is already in the tree the second run starts from: the
+    cached patch (which creates it) does not apply, so the step runs again and its entry is
+    refreshed; the run completes."""
+    calls = tmp_path / "calls.log"
+    text = f"""
+name: moved-on
+workspace: in-place
+steps:
+  - {{id: write, cache: true, run: [sh, -c, 'echo called >> {calls}; echo made > made.txt']}}
+"""
+    first = run(repo, text)
+    assert first.status == "completed" and (repo / "made.txt").read_text() == "made\n"
+    second = run(repo, text)
+    assert second.status == "completed", second.failed_steps
+    assert calls.read_text() == "called\ncalled\n"
+    assert not second.steps["write"].cached
+    assert second["write"].changes.empty  # the same file, made again: nothing new

@@ -24,6 +24,7 @@ class Job:
     outcome: AgentResult | None = None  # decided before its task run, which only records it
     tree: str = ""  # the run's tree when it was queued: the tree it sees (engine/run_workspace.py)
     workspace: Workspace | None = None  # where it works, once started
+    refresh: bool = False  # its cached work did not apply: computed again, its entry overwritten
 
 
 @dataclass

@@ -112,7 +112,10 @@ class _Scheduler(StepLogic):
             self._activate_ready()
             if self.reused:
                 job, result = self.reused.popleft()
-                result = self._take_work(job, result, fresh=False)  # its work, brought back
+                try:
+                    result = self._take_work(job, result, fresh=False)  # its work, brought back
+                except PatchConflict as exc:  # the run's tree cannot be made again as it was
+                    result = outcomes.failed(f"step `{job.step}`: {exc}")
                 self.budgets.add(job.step, result)  # spent by the run before it was resumed
                 self._settle(job, result, duration=None, cached=False, reused=True)
                 continue
@@ -129,7 +132,7 @@ class _Scheduler(StepLogic):
                 # killed (seen under load, a test in tests/test_cli.py).
                 job = self.queue.popleft()
                 self._mark_started(job)
-                state = self.compiled.plans[job.step].task(quote(job.request), return_state=True)
+                state = self._task(job)(quote(job.request), return_state=True)
                 self._finish(job, state)
                 continue
             self._launch()
@@ -188,7 +191,7 @@ class _Scheduler(StepLogic):
             self.queue.remove(job)
             self._mark_started(job)
             step_run.running += 1
-            future = self.compiled.plans[job.step].task.submit(quote(job.request))
+            future = self._task(job).submit(quote(job.request))
             self.running[future.wrapped_future] = (job, future)
 
     def _mark_started(self, job: Job) -> None:
@@ -212,13 +215,24 @@ class _Scheduler(StepLogic):
             self.publisher.started(job.request.label, job.request.agent or None,
                                    self.step_attempts.get(job.step, 1))
 
+    def _task(self, job: Job) -> Any:
+        task = self.compiled.plans[job.step].task
+        return task.with_options(refresh_cache=True) if job.refresh else task
+
     def _finish(self, job: Job, state: Any) -> None:
         result = job.outcome or outcomes.of_state(state)
         if job.index is None and state.state_details is not None:
             self.task_runs[job.step] = state.state_details.task_run_id
         duration = time.monotonic() - job.started
         cached = state.name == "Cached"
-        result = self._take_work(job, result, fresh=not cached)
+        try:
+            result = self._take_work(job, result, fresh=not cached)
+        except PatchConflict as exc:
+            if not cached or job.refresh:
+                result = outcomes.failed(f"step `{job.step}`: {exc}")
+            else:  # the cached work no longer applies here: a miss, and the step runs again
+                self._again(job, exc)
+                return
         tries = self.attempts.get(job.request.label, 1)
         self.step_attempts[job.step] = max(self.step_attempts.get(job.step, 1), tries)
         if not cached:  # a cache hit spends nothing
@@ -238,17 +252,24 @@ class _Scheduler(StepLogic):
     def _take_work(self, job: Job, result: AgentResult, fresh: bool) -> AgentResult:
         """The call's work joins the run's tree (engine/run_workspace.py): computed there, or
         brought from its own worktree, the cache or the journal. A failed call's is dropped;
-        work that does not apply fails the call, naming the files."""
+        PatchConflict, naming the files, if the work does not apply."""
         if self.workspace is None:
             return result
         if result.status in ("failed", "skipped"):
             self.workspace.discard(job.workspace)
             return result
-        try:
-            self.workspace.took(job.request.label, result.summary, result.changes, job.workspace, fresh)
-        except PatchConflict as exc:
-            return outcomes.failed(f"step `{job.step}`: {exc}")
+        self.workspace.took(job.request.label, result.summary, result.changes, job.workspace, fresh)
         return result
+
+    def _again(self, job: Job, why: PatchConflict) -> None:
+        """A cache hit whose patch does not apply to the run's tree: the call runs again, its
+        entry refreshed, from the tree as it is now."""
+        _log.warning("agentflow: step %s: its cached work does not apply here (%s); it runs again", job.step, why)
+        emit(StepEvent(kind="activity", step=job.step, label=job.request.label,
+                       summary=f"cache hit not used: {why}; running it again"))
+        job.refresh, job.workspace = True, None
+        job.tree = self.workspace.tree if self.workspace is not None else job.tree
+        self.queue.appendleft(job)
 
     def _on_the_ladder(self, job: Job, state: Any, result: AgentResult, duration: float) -> AgentResult | None:
         """The step's result after this agent's answer (engine/ladder.py decides); None when
