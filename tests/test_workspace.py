@@ -97,6 +97,7 @@ steps:
     assert git(repo, "log", "--format=%an %s", branch, "-1").strip() == "agentflow change"
     assert in_branch(repo, branch, "edit.txt") == "one\ntwo\nthree\n"
     patch = workspace.read_patch(worktrees.patch_store(), result["change"].changes.patch)
+    assert Path(result.work["patch_store"], result["change"].changes.patch + ".patch").read_bytes() == patch
     assert b"GIT binary patch" in patch and b"new mode 100755" in patch and b"rename from move.txt" in patch
     assert not list(worktrees.worktrees_root().glob(f"{result.run_id}*"))  # its worktree was removed
     assert str(worktrees.worktrees_root()) not in git(repo, "worktree", "list")

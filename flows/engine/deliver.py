@@ -84,7 +84,9 @@ def finish(rws: RunWorkspace, workflow: str, how: str, completed: bool) -> dict[
     `WorkflowResult.work` says of it. Its worktrees stay until `remove` (after the run's
     reports were read from them)."""
     work: dict[str, Any] = {"workspace": rws.base.mode, "commit": rws.base.commit,
-                            "commits": [{"step": c.label, "tree": c.tree} for c in rws.commits]}
+                            "commits": [{"step": c.label, "tree": c.tree} for c in rws.commits],
+                            # where each step's `changes.patch` is: `<patch_store>/<digest>.patch`
+                            "patch_store": rws.ws.store}
     if rws.attached:
         return work  # a child run's work is its parent step's
     if completed and rws.commits and rws.base.mode == "worktree" and how != "none":
