@@ -56,7 +56,11 @@ class KeyPart(CachePolicy):
         request = _request(inputs)
         if request is None or request.key is None:
             return None
-        return hash_objects(self.name, self.component(request.key, request), raise_on_failure=True)
+        return hash_objects(self.name, self.hashed(self.component(request.key, request)), raise_on_failure=True)
+
+    def hashed(self, component: Any) -> Any:
+        """What of the component goes into the key (all of it, unless a part says otherwise)."""
+        return component
 
     def explain(self, old: Any, new: Any) -> str:
         return f"{self.name} changed"
@@ -112,6 +116,11 @@ class Commit(KeyPart):
         if key.repo is None:
             raise MissingKeyPart(f"step `{request.step}`: the repository state was not read for its cache key")
         return key.repo
+
+    def hashed(self, component: Any) -> Any:
+        # `from` names the steps whose patches these are: for `plan` to explain a miss; the
+        # tree is the same whatever the steps are called.
+        return {k: v for k, v in component.items() if k != "from"} if isinstance(component, dict) else component
 
     def explain(self, old: Any, new: Any) -> str:
         old, new = old or {}, new or {}

@@ -40,7 +40,6 @@ def expand(spec: Workflow, deps: dict[str, list[str]], document: Document,
     deps = {step: list(ups) for step, ups in deps.items()}
     steps: list[Step] = []
     previous: list[str] = []  # what the next phase waits for
-    by_id = {s.id: s for s in spec.steps}
     gates: dict[str, Step] = {}
     for phase in spec.phases:
         for step_id in phase.steps:
@@ -61,7 +60,6 @@ def expand(spec: Workflow, deps: dict[str, list[str]], document: Document,
         return spec, deps, [Problem(source, document.line_of(("phases",)), "phases",
                                     f"the phases' order contradicts the steps' own dependencies: "
                                     f"{' -> '.join(cycle)}", "move the step to a later phase, or drop its depends_on")]
-    del by_id
     return spec.model_copy(update={"steps": steps}), deps, []
 
 
