@@ -369,9 +369,14 @@ def test_an_event_starts_a_run_with_inputs_from_it(deployed):
                              env={**env, "PREFECT_API_AUTH_STRING": AUTH}, capture_output=True, text=True,
                              timeout=120)
     assert emitted.returncode == 0, emitted.stdout + emitted.stderr
-    until(lambda: (project_dir / "built.txt").exists() and (project_dir / "built.txt").read_text(), 180,
-          "the triggered run to build")
-    assert (project_dir / "built.txt").read_text() == "built feature/vat\n"
+    # Its work is delivered as a branch of the worker's project (its steps work in a worktree).
+    def branches() -> list[str]:
+        return subprocess.run(["git", "branch", "--list", "agentflow/triggered/*", "--format=%(refname:short)"],
+                              cwd=project_dir, capture_output=True, text=True).stdout.split()
+
+    (branch,) = until(branches, 180, "the triggered run to build")
+    built = subprocess.run(["git", "show", f"{branch}:built.txt"], cwd=project_dir, capture_output=True, text=True)
+    assert built.stdout == "built feature/vat\n", built.stderr
     runs = _runs_of("triggered")
     assert [r.parameters for r in runs] == [{"branch": "feature/vat"}]
 
