@@ -80,6 +80,10 @@ def parts(rounds: int) -> dict:
                 figures.setdefault(f"patch_kb_{files}", []).append(changes.bytes / 1024)
                 workspace.reset(ws, start)
             timed("remove", lambda: worktrees.remove_run(run_id, base))
+            # the peer: git itself making and removing a worktree of the same commit
+            bare = scratch / f"bare-{r}"
+            timed("git_add", lambda: _git(repo, "worktree", "add", "--detach", "-q", str(bare), "HEAD"))
+            _git(repo, "worktree", "remove", "--force", str(bare))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {name: statistics.median(values) for name, values in figures.items()}
@@ -136,14 +140,14 @@ def b8(rounds: int = 5) -> dict:
 
 
 def describe(f: dict) -> list[tuple[str, str, str]]:
-    step_s = 1000.0  # what the 5 % target is held against: a short agent step of 1 s
+    step_s = 10_000.0  # what the 5 % target is held against: a short coding-agent step, 10 s
     rows = [("B8 make the run's worktree / remove it, ms (2000 tracked files)", f"{f['make']:.0f} / {f['remove']:.0f}",
-             "once per run")]
+             f"once per run; `git worktree add` alone: {f['git_add']:.0f} ms (the disk writes 2000 files)")]
     for files in SIZES:
         rows.append((f"B8 capture / apply a step changing {files} file{'s' if files > 1 else ''}, ms",
                      f"{f[f'capture_{files}']:.0f} / {f[f'apply_{files}']:.0f}",
-                     f"patch {f[f'patch_kb_{files}']:.0f} KiB; capture = "
-                     f"{100 * f[f'capture_{files}'] / step_s:.1f} % of a 1 s agent step"))
+                     f"patch {f[f'patch_kb_{files}']:.0f} KiB; capture + apply = "
+                     f"{100 * (f[f'capture_{files}'] + f[f'apply_{files}']) / step_s:.1f} % of a 10 s agent step"))
     rows += [
         ("B8 capture of a step that changed nothing, ms", f"{f['capture_0']:.0f}", "every writing step pays it"),
         ("B8 one-step workflow, whole flow call: git worktree / in place outside git, ms",

@@ -114,27 +114,31 @@ def diff(ws: Workspace, base: str, tree: str, label: str = "") -> Changes:
 
 
 def _files(ws: Workspace, base: str, tree: str) -> list[FileChange]:
-    counts: dict[str, tuple[int | None, int | None]] = {}
-    tokens = _run(ws, "diff", "--numstat", "-z", "-M", base, tree).split(b"\0")
+    """Each changed file's action and line counts, from one `git diff --raw --numstat -z`: the
+    raw entries (`:modes shas STATUS\0path\0[new path\0]`) come first, then the counts
+    (`added\tdeleted\tpath\0`, or for a rename `added\tdeleted\t\0old\0new\0`)."""
+    tokens = [t.decode(errors="replace") for t in _run(ws, "diff", "--raw", "--numstat", "-z", "-M", base, tree)
+              .split(b"\0")]
+    raw: list[tuple[str, str | None, str]] = []  # (status, old path, path)
     position = 0
+    while position < len(tokens) and tokens[position].startswith(":"):
+        status = tokens[position].split()[-1]
+        if status.startswith(("R", "C")):
+            raw.append((status, tokens[position + 1], tokens[position + 2]))
+            position += 3
+        else:
+            raw.append((status, None, tokens[position + 1]))
+            position += 2
+    counts: dict[str, tuple[int | None, int | None]] = {}
     while position < len(tokens) and tokens[position]:
-        added, deleted, path = tokens[position].decode(errors="replace").split("\t", 2)
+        added, deleted, path = tokens[position].split("\t", 2)
         if not path:  # a rename: the old and new paths follow
-            path = tokens[position + 2].decode(errors="replace")
+            path = tokens[position + 2]
             position += 2
         counts[path] = (None if added == "-" else int(added), None if deleted == "-" else int(deleted))
         position += 1
     files = []
-    tokens = _run(ws, "diff", "--name-status", "-z", "-M", base, tree).split(b"\0")
-    position = 0
-    while position < len(tokens) and tokens[position]:
-        status = tokens[position].decode()
-        if status.startswith(("R", "C")):
-            old, path = tokens[position + 1].decode(errors="replace"), tokens[position + 2].decode(errors="replace")
-            position += 3
-        else:
-            old, path = None, tokens[position + 1].decode(errors="replace")
-            position += 2
+    for status, old, path in raw:
         action = {"A": "created", "D": "deleted", "R": "renamed", "C": "created"}.get(status[0], "modified")
         added, deleted = counts.get(path, (None, None))
         files.append(FileChange(path=path, action=action, added=added, deleted=deleted,
@@ -177,16 +181,17 @@ def apply(ws: Workspace, changes: Changes, label: str = "") -> str:
         return tree_of(ws)
     patch = read_patch(ws.store, changes.patch)
     index = ["--index"] if ws.mode == "worktree" else []
-    check = git(ws.dir, "apply", "--check", "--binary", "--whitespace=nowarn", *index, env=ws.env(), input=patch)
-    if check.returncode != 0:
-        stderr = check.stderr.decode(errors="replace")
+    # git apply is all or nothing: a patch that does not apply changes no file.
+    done = git(ws.dir, "apply", "--binary", "--whitespace=nowarn", *index, env=ws.env(), input=patch)
+    if done.returncode != 0:
+        stderr = done.stderr.decode(errors="replace")
         files = sorted(set(re.findall(r"(?:patch failed|already exists in (?:working directory|index)|"
                                       r"does not exist in index|does not match index): ?([^\s:]+)", stderr)))
         files = files or [f.path for f in changes.files]
         raise PatchConflict(f"the changes of `{label}` do not apply to the run's tree: {', '.join(files[:10])} "
                             "changed there since", files)
-    _run(ws, "apply", "--binary", "--whitespace=nowarn", *index, input=patch)
-    return tree_of(ws)
+    # Applied through the index (a worktree), the index is the tree; in place, staged first.
+    return _run(ws, "write-tree").decode().strip() if index else tree_of(ws)
 
 
 def captured(request_label: str, ws: Workspace | None, call: Callable[[], AgentResult],

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agentflow.errors import AgentflowError
-from agentflow.flows.durability import crash, records
+from agentflow.flows.durability import crash, records, worktrees
 from agentflow.flows.durability.history import RunRow, find_run
 from agentflow.flows.durability.repo import read_repo_state
 from agentflow.flows.language import canonical, graph
@@ -127,8 +127,10 @@ def _load(run_id: str, record: records.RunRecord, state: str) -> Prepared:
     if record.repo.get("commit") and repo != record.repo:
         before, now = record.repo.get("commit", "")[:10], (repo.get("commit") or "none")[:10]
         what = f"the commit moved ({before} -> {now})" if before != now else "uncommitted changes differ"
-        prepared.notes.append(f"{what} since the run started: completed steps are kept, the rest run on "
-                              "the tree as it is now")
+        pinned = worktrees.read_base(run_id)
+        rest = ("the rest run on the tree it pinned (its worktree, made again), not on yours as it is now"
+                if pinned is not None and pinned.mode == "worktree" else "the rest run on the tree as it is now")
+        prepared.notes.append(f"{what} since the run started: completed steps are kept, {rest}")
     return prepared
 
 

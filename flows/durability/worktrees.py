@@ -108,16 +108,17 @@ def open_tree(run_id: str, base: Base) -> tuple[Workspace, str]:
     if directory.is_dir() and git(directory, "rev-parse", "--git-dir").returncode == 0:
         workspace.reset(ws, base.commit)  # a resume: what a cut-short step left is discarded
     else:
-        if directory.exists():
+        if directory.exists():  # a worktree git no longer knows: made again
             shutil.rmtree(directory)
-        git(base.top, "worktree", "prune")
+            git(base.top, "worktree", "prune")
         directory.parent.mkdir(parents=True, exist_ok=True)
         _must(git(base.top, "worktree", "add", "--detach", "-q", str(directory), base.commit),
               f"make the run's worktree at {directory}")
     if base.start:
         _must(git(directory, "apply", "--index", "--binary", "--whitespace=nowarn",
                   input=workspace.read_patch(store, base.start)), "apply the uncommitted changes the run started from")
-    return ws, workspace.tree_of(ws)
+    # Just checked out (and patched through the index): the index is the tree, no file to stage.
+    return ws, _must(git(directory, "write-tree"), "write the run's starting tree").decode().strip()
 
 
 def isolated(run_id: str, run_ws: Workspace, tree: str, number: int) -> Workspace:
