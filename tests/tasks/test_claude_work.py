@@ -5,66 +5,23 @@ what it changed, which tools it could not use, and its tool uses in agentflow's 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-import pytest
-from model_stubs import AnthropicStub, last_user_text
+from claude_repo import RULES, audited, claude_repo, git  # noqa: F401 (claude_repo: a fixture)
+from model_stubs import last_user_text
 
 from agentflow import run_workflow
 
-RULES = "R-16: invoices carry a date\nR-17: VAT is 15%\nR-18: totals are rounded\n"
 # No circuit breaker: a circuit kept on the session's server would carry one test's failures
 # into the next. Write and Edit allowed: in `dontAsk` mode (the default) they are refused.
 WRITER = ("  writer: {kind: claude-code, allowed_tools: [Read, Write, Edit], circuit_breaker: false}\n"
           "  stand-in: {kind: python, callable: 'probe:echo'}\n")
 
 
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
-                          capture_output=True, text=True)
-    return done.stdout
-
-
-@pytest.fixture
-def claude_repo(monkeypatch, tmp_path):
-    """Claude Code pointed at a stub, in a repository with a first commit (a run's worktree
-    starts from one) holding a tracked file, with no personal settings and an audit log of
-    its own."""
-    repo = tmp_path / "repo"
-    (repo / "invoices").mkdir(parents=True)
-    (repo / "invoices" / "rules.txt").write_text(RULES)
-    git(repo, "init", "-q")
-    git(repo, "add", "invoices/rules.txt")
-    git(repo, "commit", "-qm", "init")
-    monkeypatch.chdir(repo)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.claude of the machine's user
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "dummy-key-for-the-stub")
-    monkeypatch.setenv("AGENTFLOW_AUDIT_FILE", str(tmp_path / "audit.jsonl"))
-    for name in ("ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CONFIG_DIR"):
-        monkeypatch.delenv(name, raising=False)
-
-    def start(script):
-        stub = AnthropicStub(script)
-        stub.start()
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
-        started.append(stub)
-        return stub
-
-    started: list = []
-    yield repo, start
-    for stub in started:
-        stub.stop()
-
-
 def workflow(repo: Path, agents: str, steps: str) -> str:
     path = repo / "wf.yaml"
     path.write_text(f"name: work\nagents:\n{agents}steps:\n{steps}")
     return str(path)
-
-
-def audited(run_id: str | None, audit: Path) -> list[dict]:
-    return [line for line in map(json.loads, audit.read_text().splitlines()) if line["run_id"] == run_id]
 
 
 def test_a_written_file_is_the_steps_work_on_the_runs_branch(claude_repo, tmp_path):
