@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from agentflow.git import git
 from agentflow.tasks.changes import Changes, FileChange
 from agentflow.tasks.results import AgentResult, Artifact
 
+_log = logging.getLogger("agentflow")
 Mode = Literal["worktree", "in-place"]
 _MB = 1 << 20
 DEFAULT_MAX_PATCH_MB = 50  # AGENTFLOW_MAX_PATCH_MB: a step's patch larger than this fails it
@@ -211,7 +213,12 @@ def captured(request_label: str, ws: Workspace | None, call: Callable[[], AgentR
     if result.status == "failed":
         reset(ws, ws.base)
         return result
-    return with_changes(result, changes, ws.dir)
+    result = with_changes(result, changes, ws.dir)
+    claimed = result.changes.unbacked_claims if result.changes is not None else []
+    if claimed:  # the answer says it wrote files it did not: a warning on the step (its log, the UI)
+        _log.warning("agentflow: step call %s says it created or modified %s, which it did not change", request_label,
+                     ", ".join(claimed[:10]))
+    return result
 
 
 def _within(label: str, changes: Changes, writes: list[str] | None) -> None:

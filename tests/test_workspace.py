@@ -401,3 +401,19 @@ steps:
     assert calls.read_text() == "called\ncalled\n"
     assert not second.steps["write"].cached
     assert second["write"].changes.empty  # the same file, made again: nothing new
+
+
+def test_workspace_in_place_from_the_command_line(repo, cli):
+    """`--workspace in-place` keeps the old behaviour for one run (the step writes your tree, its
+    changes still captured); refused, naming the steps, when steps may run at the same time."""
+    (repo / "wf.yaml").write_text("name: here\nsteps:\n  - {id: w, run: [sh, -c, 'echo x > here.txt']}\n")
+    done = cli("run", "wf.yaml", "--workspace", "in-place", "--json", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert (repo / "here.txt").read_text() == "x\n"
+    assert document["work"]["workspace"] == "in-place" and "branch" not in document["work"]
+    assert [f["path"] for f in document["steps"]["w"]["result"]["changes"]["files"]] == ["here.txt"]
+    (repo / "wf.yaml").write_text("name: both\npattern: parallel\nsteps:\n  - {id: a, run: [echo, a]}\n"
+                                  "  - {id: b, run: [echo, b]}\n")
+    refused = cli("run", "wf.yaml", "--workspace", "in-place", cwd=repo)
+    assert refused.returncode == 2 and "steps a, b may run at the same time" in refused.stderr

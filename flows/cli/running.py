@@ -30,6 +30,9 @@ def run(
     deployment: Optional[str] = typer.Option(None, "--deployment", help="Run this deployed workflow on a worker "
                                              "instead (its name, or flow/deployment), and wait for it."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="With --deployment: seconds to wait."),
+    workspace: Optional[str] = typer.Option(None, "--workspace", help="Where the steps work, whatever the "
+                                            "workflow says: `worktree` (a git worktree of the run's own) or "
+                                            "`in-place` (your tree; sequential steps only)."),
 ) -> None:
     """Run a workflow now, showing each step as it starts and ends."""
     from agentflow.flows.engine.compile import build_flow
@@ -45,11 +48,31 @@ def run(
         err.print("give the workflow file to run (or --deployment NAME)", markup=False)
         raise typer.Exit(EXIT_INVALID)
     resolved, values = _prepare(workflow, inputs, inputs_file)
+    if workspace is not None:
+        resolved = _with_workspace(resolved, workspace)
     if no_cache and refresh:
         err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
         raise typer.Exit(EXIT_INVALID)
     flow = build_flow(resolved, cache="off" if no_cache else "refresh" if refresh else "use")
     raise typer.Exit(_run(resolved, as_json, lambda: flow(**values, return_state=True)))
+
+
+def _with_workspace(resolved: Any, mode: str) -> Any:
+    """The workflow with its `workspace:` set from the command line (its version unchanged: a
+    resume goes on in the workspace the run pinned); exit 2, saying why, if it cannot be."""
+    from agentflow.flows.language import graph
+
+    if mode not in ("worktree", "in-place"):
+        err.print(f"--workspace {mode!r}: use worktree or in-place", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    spec = resolved.spec
+    together = graph.writers_side_by_side(spec.steps, resolved.dependencies, spec.max_parallel)
+    if mode == "in-place" and together:
+        err.print(f"--workspace in-place: steps {', '.join(together[:5])} may run at the same time, and in place "
+                  "their changes to your tree could not be told apart; leave the worktree, or run them one after "
+                  "another (pattern: sequential, depends_on, or max_parallel: 1)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    return resolved.model_copy(update={"spec": spec.model_copy(update={"workspace": mode})})
 
 
 def _interrupt(signum: int, frame: Any) -> None:

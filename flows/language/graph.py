@@ -136,3 +136,10 @@ def concurrent(steps: Sequence[Any], deps: Mapping[str, Sequence[str]], max_para
                                   for b in ids):
             found.add(a)
     return found
+
+
+def writers_side_by_side(steps: Sequence[Any], deps: Mapping[str, Sequence[str]], max_parallel: int) -> list[str]:
+    """Steps that may change files and may run at the same time as another: in one shared tree
+    (`workspace: in-place`) their changes could not be told apart."""
+    together = concurrent(steps, deps, max_parallel)
+    return [s.id for s in steps if s.id in together and s.kind not in ("approval", "assert", "deployment")]

@@ -281,8 +281,7 @@ def _in_place_side_by_side(spec: Workflow, dependencies: dict, document: yamldoc
                            source: str) -> list[Problem]:
     """`workspace: in-place` with steps that may write at the same time: their changes could
     not be told apart (each step's work is captured from the one tree they share)."""
-    writing = [s.id for s in spec.steps if s.kind not in ("approval", "assert", "deployment")]
-    together = [s for s in writing if s in graph.concurrent(spec.steps, dependencies, spec.max_parallel)]
+    together = graph.writers_side_by_side(spec.steps, dependencies, spec.max_parallel)
     if not together:
         return []
     return [Problem(source, document.line_of(("workspace",)), "workspace",
