@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from model_stubs import AnthropicStub, last_user_text
+from claude_repo import stub_session
+from model_stubs import last_user_text
 from procs import gone
 from waiting import until
 
@@ -25,22 +26,8 @@ def claude_env(monkeypatch, tmp_path):
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     monkeypatch.chdir(repo)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.claude of the machine's user
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "dummy-key-for-the-stub")
-    for name in ("ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CONFIG_DIR"):
-        monkeypatch.delenv(name, raising=False)
-
-    def start(script):
-        stub = AnthropicStub(script)
-        stub.start()
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
-        started.append(stub)
-        return stub
-
-    started: list = []
-    yield repo, start
-    for stub in started:
-        stub.stop()
+    with stub_session(monkeypatch, tmp_path) as start:
+        yield repo, start
 
 
 def write(repo: Path, agents: str, steps: str) -> str:
