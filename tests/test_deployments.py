@@ -245,8 +245,8 @@ def deployed(postgres_server, tmp_path_factory):
     assert shared.returncode == 0, shared.stdout + shared.stderr
     shown = subprocess.run([sys.executable, "-m", "agentflow", "storage", "show", "--json"], env=env,
                            capture_output=True, text=True, timeout=120)
-    assert json.loads(shown.stdout) == {"directory": str(root / "shared-results"),
-                                        "source": "the server's default result storage"}
+    where = json.loads(shown.stdout)
+    assert (where["directory"], where["source"]) == (str(root / "shared-results"), "the server's default result storage")
     workers = {}
     for name in ("w1", "w2"):
         directory = root / name

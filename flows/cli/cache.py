@@ -20,15 +20,16 @@ def cache_stats() -> None:
 
     from agentflow.flows.durability import cache_index
 
+    from agentflow.flows.durability import storage
+
     now = time.time()
-    storage = cache_index.index_dir().parent
+    sizes = storage.shared().list("", deep=False)  # the result records, beside agentflow's folders
     rows: dict[str, dict[str, float]] = {}
     for entry in cache_index.entries():
         row = rows.setdefault(entry.agent or f"({entry.step})", {"entries": 0, "live": 0, "bytes": 0})
         row["entries"] += 1
         row["live"] += entry.expires > now
-        record = storage / entry.key
-        row["bytes"] += record.stat().st_size if record.exists() else 0
+        row["bytes"] += sizes.get(entry.key, 0)
     counts = cache_index.outcomes()
     table = Table()
     for column in ("agent", "entries", "live", "size", "hits", "misses", "hit rate"):
@@ -40,7 +41,7 @@ def cache_stats() -> None:
         table.add_row(agent, str(int(row["entries"])), str(int(row["live"])), f"{row['bytes'] / 1024:.1f} KiB",
                       str(hits), str(misses), rate)
     out.print(table)
-    out.print(f"index: {cache_index.index_dir()}", markup=False)
+    out.print(f"index: {cache_index.where()}", markup=False)
 
 
 @cache_app.command("clear")
@@ -57,15 +58,17 @@ def cache_clear(
     except ValueError as exc:
         err.print(f"--older-than: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
+    from agentflow.flows.durability import storage
+
     now = time.time()
-    storage = cache_index.index_dir().parent
+    store = storage.shared()
     removed = 0
     for entry in cache_index.entries():
         if agent is not None and entry.agent != agent:
             continue
         if now - entry.created < min_age:
             continue
-        (storage / entry.key).unlink(missing_ok=True)
+        store.delete(entry.key)
         cache_index.forget(entry)
         removed += 1
-    out.print(f"removed {removed} cached step result(s)", markup=False)
+    out.print(f"removed {removed} cached step result(s) from {store.where}", markup=False)

@@ -10,7 +10,13 @@ is made of, without the repository state). The cache answers "has anyone compute
 this commit?"; the journal answers "has this run already done this?", and is never expired,
 cleared or keyed on the commit.
 
-Lines are JSON (a result is an `AgentResult` as JSON): nothing read back runs code.
+Entries are JSON (a result is an `AgentResult` as JSON): nothing read back runs code.
+
+Where the shared store is a directory, the journal is one append-only file,
+`agentflow-runs/<run>/steps.jsonl`, written through a memory map (`_MappedLog`). An object
+store cannot append: there each entry is an object of its own, `steps/<time>-<pid>-<n>.json`,
+written once before the call counts as done, and read back in name order (a later entry for
+the same label wins, as a later line does).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agentflow.flows.durability.records import damaged, run_dir
+from agentflow.flows.durability import storage
+from agentflow.flows.durability.records import damaged, run_key, where
 from agentflow.tasks.results import AgentResult
 
 _log = logging.getLogger("agentflow")
@@ -44,21 +51,34 @@ class Journal:
 
     def __init__(self, run_id: str):
         self.run_id = run_id
-        self.directory = run_dir(run_id)
-        self.path = self.directory / "steps.jsonl"
+        self.store = storage.shared()
+        self.where = where(run_key(run_id, "steps.jsonl" if self.store.local is not None else "steps/"))
         self.done: dict[str, Done] = {}  # by label: `review`, `gateways[bKash]`, `profile#2`
         self._lock = threading.Lock()
         self._log: _MappedLog | None = None
+        self._written = 0  # entries this process wrote (an object store's: numbers their objects)
         self._load()
 
+    @property
+    def path(self) -> Path:
+        """The journal's file, where the store is a directory."""
+        assert self.store.local is not None
+        return self.store.local / run_key(self.run_id, "steps.jsonl")
+
     def _load(self) -> None:
-        try:
-            content = self.path.read_bytes()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise damaged(self.path, exc, "a resume then runs every step of the run again") from None
-        for line in content[:_data_length(content)].splitlines():
+        if self.store.local is None:
+            folder = run_key(self.run_id, "steps")
+            found = self.store.read_many(sorted(self.store.list(folder)))
+            lines = [found[key] for key in sorted(found)]
+        else:
+            try:
+                content = self.path.read_bytes()
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise damaged(self.path, exc, "a resume then runs every step of the run again") from None
+            lines = content[:_data_length(content)].splitlines()
+        for line in lines:
             try:
                 entry = json.loads(line)
                 result = AgentResult.model_validate(entry["result"])
@@ -78,11 +98,18 @@ class Journal:
             _log.warning("agentflow: step call %s is not kept for resume: its result is not JSON (%s)",
                          label, exc)
             return
-        self.done[label] = done
         with self._lock:
-            if self._log is None:
-                self._log = _MappedLog(self.path)
-            self._log.append(line.encode())
+            if self.store.local is None:
+                # Written before the call counts as done: if the store cannot be reached, the
+                # call fails (StoreUnavailable) and a resume runs it again.
+                self._written += 1
+                name = f"{time.time_ns():020d}-{os.getpid()}-{self._written:06d}.json"
+                self.store.write(run_key(self.run_id, f"steps/{name}"), line.encode())
+            else:
+                if self._log is None:
+                    self._log = _MappedLog(self.path)
+                self._log.append(line.encode())
+        self.done[label] = done
 
     def seed(self, entries: dict[str, Done]) -> None:
         """Start a new run with calls another run did (`agentflow rerun`)."""

@@ -10,6 +10,10 @@ per key: the kernel releases a lock when the process that holds it dies, whateve
 it, so a dead holder frees its lock by construction, and no process id is ever compared
 (there is nothing to reuse). A lock file is never deleted: a waiter may hold it open, and
 a deleted file would let two processes each lock a different inode.
+
+A flock holds on one machine only. Where machines share the results (and so the cache),
+`agentflow storage set --locks redis://...` names a Redis every one of them reaches, and
+the locks are leases there (durability/leases.py): chosen when the locks are first used.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agentflow.events import StepEvent, emit
+from agentflow.flows.durability.leases import RedisLeases
 
 _POLL_S = 0.05  # how often a waiter tries again
 
@@ -35,6 +40,18 @@ class StepLocks:
         self._directory = directory
         self._held: dict[str, tuple[str, int]] = {}  # key -> (holder, open file descriptor)
         self._guard = threading.Lock()
+        self._leases: RedisLeases | None = None
+        self._chosen = directory is not None  # a directory given: flock there
+
+    def _shared(self) -> "RedisLeases | None":
+        """The Redis leases every machine sharing the storage uses, if it names a Redis."""
+        if not self._chosen:
+            from agentflow.flows.durability import storage
+
+            url = storage.config().get("locks")
+            self._leases = RedisLeases(url) if url else None
+            self._chosen = True
+        return self._leases
 
     def __deepcopy__(self, memo: dict) -> "StepLocks":
         return self  # shared state: Prefect copies cache policies, and a copy would forget its locks
@@ -88,6 +105,9 @@ class StepLocks:
         if hold_timeout is not None:
             raise ValueError("StepLocks holds a lock until it is released or its process ends; "
                              "hold_timeout is not supported")
+        leases = self._shared()
+        if leases is not None:
+            return self._until(lambda: leases.try_acquire(key, holder), key, acquire_timeout)
         with self._guard:
             held = self._held.get(key)
             if held is not None and held[0] == holder:
@@ -113,6 +133,10 @@ class StepLocks:
         return await anyio.to_thread.run_sync(self.acquire_lock, key, holder, acquire_timeout, hold_timeout)
 
     def release_lock(self, key: str, holder: str) -> None:
+        leases = self._shared()
+        if leases is not None:
+            leases.release(key, holder)
+            return
         with self._guard:
             held = self._held.get(key)
             if held is None or held[0] != holder:
@@ -121,6 +145,9 @@ class StepLocks:
         os.close(held[1])  # closing the descriptor releases the flock
 
     def is_locked(self, key: str) -> bool:
+        leases = self._shared()
+        if leases is not None:
+            return leases.is_locked(key)
         with self._guard:
             if key in self._held:
                 return True
@@ -133,6 +160,9 @@ class StepLocks:
         return False
 
     def is_lock_holder(self, key: str, holder: str) -> bool:
+        leases = self._shared()
+        if leases is not None:
+            return leases.is_holder(key, holder)
         with self._guard:
             held = self._held.get(key)
         return held is not None and held[0] == holder

@@ -1,20 +1,27 @@
 """A run's record: what it was started from, pinned so that `resume` finishes that same run.
 
-Each run has a directory, `<storage root>/agentflow-runs/<flow run id>/`, holding this
-record (`run.json`), its journal of completed calls (`steps.jsonl`, flows/durability/journal.py)
-and a note per command running now (`procs/PID`). The storage root is the directory of
-Prefect's default result storage (durability/storage.py): shared by workers that share it.
+Each run has a folder, `agentflow-runs/<flow run id>/`, in the shared store (durability/
+storage.py: beside the step results, seen by every machine that shares them) holding this
+record (`run.json`), its journal of completed calls (durability/journal.py) and its pinned
+workspace (`workspace.json`). What only the machine running it can use, the notes of the
+commands it started (`procs/PID`), is in the same folder of this machine's directory
+(`run_dir`), which is the same place when the storage is a directory.
+
+The record names its workflow file and working directory both as they were (absolute) and
+relative to the repository's top, so that another machine, in its own checkout, finds them.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentflow.errors import StateDamaged
+from agentflow.errors import ConfigError, StateDamaged
+from agentflow.git import git
 
 from agentflow.flows.durability import storage
 from agentflow.flows.durability.processes import ProcessId
@@ -22,12 +29,14 @@ from agentflow.flows.durability.processes import ProcessId
 Attempt = ProcessId  # one process that ran (part of) the run
 
 
-def _runs_dir() -> Path:
-    return storage.root() / "agentflow-runs"
-
-
 def run_dir(run_id: str) -> Path:
-    return _runs_dir() / run_id
+    """This machine's folder for the run (its processes' notes, an in-place run's index)."""
+    return storage.root() / "agentflow-runs" / run_id
+
+
+def run_key(run_id: str, name: str) -> str:
+    """The key of one of the run's records in the shared store."""
+    return f"agentflow-runs/{run_id}/{name}"
 
 
 class RunRecord(BaseModel):
@@ -37,6 +46,9 @@ class RunRecord(BaseModel):
     workflow: str
     source: str  # the workflow file, absolute (or `<text>`)
     cwd: str  # steps run here (relative paths, the repository)
+    top: str = ""  # the git repository's top directory, where it started ("" outside one)
+    source_rel: str = ""  # `source` relative to `top`: how another checkout finds it
+    cwd_rel: str = ""  # `cwd` relative to `top`
     spec_hash: str
     definition: dict[str, Any]  # the workflow's definition (language.canonical), to say what changed
     inputs: dict[str, Any]
@@ -46,18 +58,44 @@ class RunRecord(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
 
 
-def read_record(run_id: str) -> RunRecord | None:
-    """The run's record; None if this machine has none; StateDamaged if it cannot be read."""
-    path = run_dir(run_id) / "run.json"
+def project_relative(source: str, cwd: str) -> dict[str, str]:
+    """`top`, `source_rel` and `cwd_rel` of a new record: where the repository `cwd` is in
+    has its top, and the workflow file and `cwd` relative to it (nothing outside one)."""
     try:
-        return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
+        found = git(cwd, "rev-parse", "--show-toplevel")
+    except ConfigError:  # git is not installed: nothing to be relative to
+        return {}
+    if found.returncode != 0:
+        return {}
+    top = os.path.realpath(found.stdout.decode().strip())
+    relative = {"top": top, "cwd_rel": os.path.relpath(os.path.realpath(cwd), top)}
+    if not source.startswith("<"):
+        inside = os.path.relpath(os.path.realpath(source), top)
+        if not inside.startswith(".."):
+            relative["source_rel"] = inside
+    return relative
+
+
+def read_record(run_id: str) -> RunRecord | None:
+    """The run's record; None if the store has none; StateDamaged if it cannot be read
+    (StoreUnavailable if the store cannot be reached)."""
+    store = storage.shared()
+    key = run_key(run_id, "run.json")
+    try:
+        return RunRecord.model_validate_json(store.read(key))
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, ValidationError) as exc:
-        raise damaged(path, exc) from None
+        raise damaged(where(key), exc) from None
 
 
-def damaged(path: Path, exc: BaseException,
+def where(key: str) -> str:
+    """How to name a key of the shared store to a user: a path they can look at."""
+    store = storage.shared()
+    return str(store.local / key) if store.local is not None else f"{key} in {store.where}"
+
+
+def damaged(path: Path | str, exc: BaseException,
             after: str = "the run it belongs to can then no longer be resumed here") -> StateDamaged:
     """The error for a file of agentflow's own that cannot be read as it should."""
     if isinstance(exc, IsADirectoryError):
@@ -75,7 +113,7 @@ def damaged(path: Path, exc: BaseException,
 
 
 def _write_record(record: RunRecord) -> None:
-    storage.atomic_write(run_dir(record.run_id) / "run.json", record.model_dump_json(indent=1))
+    storage.shared().write(run_key(record.run_id, "run.json"), record.model_dump_json(indent=1).encode())
 
 
 def begin_attempt(run_id: str, new_record: Callable[[], RunRecord]) -> RunRecord:

@@ -9,11 +9,13 @@ step asked for and everything downstream of it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentflow.errors import AgentflowError
+from agentflow.errors import AgentflowError, ConfigError
+from agentflow.git import git
 from agentflow.flows.durability import crash, records, worktrees
 from agentflow.flows.durability.history import RunRow, find_run
 from agentflow.flows.durability.repo import read_repo_state
@@ -103,35 +105,66 @@ def prepare_rerun(run_id: str, from_step: str) -> tuple[Prepared, set[str]]:
 def _record(run_id: str) -> records.RunRecord:
     record = records.read_record(run_id)
     if record is None:
-        raise ResumeRefused(f"run {run_id} has no agentflow journal here ({records.run_dir(run_id)}): it was not "
-                            "started by agentflow, or with another result storage; resume it where that storage "
-                            "is reachable (the same PREFECT_HOME, PREFECT_RESULTS_LOCAL_STORAGE_PATH or "
-                            "default storage block)")
+        looked = records.where(records.run_key(run_id, "run.json"))
+        raise ResumeRefused(f"run {run_id} has no agentflow record in the storage this machine uses ({looked}): it "
+                            "was not started by agentflow, or with another result storage, so its completed steps "
+                            "cannot be reused from here; resume it where that storage is reachable (`agentflow "
+                            "storage show` says which one this machine uses; `agentflow storage set` shares one "
+                            "between machines)")
     if record.source.startswith("<"):
         raise ResumeRefused(f"run {run_id} was defined from {record.source}, not a file: resume it from Python "
                             "with agentflow.flows.engine.restart.resume(...) after loading the same definition")
     return record
 
 
-def _load(run_id: str, record: records.RunRecord, state: str) -> Prepared:
-    if not Path(record.source).is_file():
+def _here(run_id: str, record: records.RunRecord) -> records.RunRecord:
+    """The record with its workflow file and working directory as found on this machine: where
+    they were, or (another machine, another checkout) the same files in the repository the
+    command runs in."""
+    if Path(record.source).is_file() and Path(record.cwd).is_dir():
+        return record
+    commit = (record.repo.get("commit") or "")[:12]
+    at = f" at commit {commit}" if commit else ""
+    if not record.source_rel:
         raise ResumeRefused(f"run {run_id} was defined in {record.source}, which no longer exists; "
                             "restore the file to resume the run")
+    found = git(os.getcwd(), "rev-parse", "--show-toplevel")
+    top = found.stdout.decode().strip() if found.returncode == 0 else ""
+    candidate = Path(top, record.source_rel) if top else None
+    if candidate is None or not candidate.is_file():
+        here = f"{candidate} does not exist" if candidate else f"{os.getcwd()} is not in a git repository"
+        raise ResumeRefused(f"run {run_id} was defined in {record.source_rel} of its repository (started in "
+                            f"{record.top or record.cwd}{at}); here {here}: run `agentflow resume` from a "
+                            f"checkout of that repository{at}")
+    return record.model_copy(update={"source": str(candidate), "cwd": str(Path(top, record.cwd_rel or "."))})
+
+
+def _load(run_id: str, record: records.RunRecord, state: str) -> Prepared:
+    record = _here(run_id, record)
     workflow = load_workflow(record.source)  # a SpecError says what is wrong with it now
     prepared = Prepared(run_id=run_id, record=record, workflow=workflow, state=state)
     if workflow.spec_hash != record.spec_hash:
         prepared.changes = _describe_changes(record.definition, canonical.workflow_definition(workflow.spec, workflow.agents))
         if not prepared.changes:  # same content, other hash: say so rather than nothing
             prepared.changes = [f"version {record.spec_hash} -> {workflow.spec_hash}"]
+    _pinned(run_id, record.cwd)  # refused now if this checkout lacks the commit the run works from
     repo = read_repo_state(record.cwd).key_part()
     if record.repo.get("commit") and repo != record.repo:
         before, now = record.repo.get("commit", "")[:10], (repo.get("commit") or "none")[:10]
         what = f"the commit moved ({before} -> {now})" if before != now else "uncommitted changes differ"
-        pinned = worktrees.read_base(run_id)
+        pinned = _pinned(run_id, record.cwd)
         rest = ("the rest run on the tree it pinned (its worktree, made again), not on yours as it is now"
                 if pinned is not None and pinned.mode == "worktree" else "the rest run on the tree as it is now")
         prepared.notes.append(f"{what} since the run started: completed steps are kept, {rest}")
     return prepared
+
+
+def _pinned(run_id: str, cwd: str) -> worktrees.Base | None:
+    base = worktrees.read_base(run_id)
+    try:
+        return worktrees.here(base, cwd) if base is not None else None
+    except ConfigError as exc:
+        raise ResumeRefused(f"run {run_id} cannot be resumed here: {exc}") from None
 
 
 def _describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict
 
 from agentflow.errors import ConfigError
 from agentflow.git import git
-from agentflow.flows.durability import storage
-from agentflow.flows.durability.records import run_dir
+from agentflow.flows.durability import patches, storage
+from agentflow.flows.durability.records import run_dir, run_key
 from agentflow.tasks import workspace
 from agentflow.tasks.workspace import Workspace
 
@@ -46,7 +46,8 @@ class Base(BaseModel):
 
 
 def patch_store() -> str:
-    return str(storage.root() / "agentflow-patches")
+    """This machine's patch directory (durability/patches.py copies them to and from the shared store)."""
+    return str(patches.local_dir())
 
 
 def worktrees_root() -> Path:
@@ -71,6 +72,7 @@ def pin(directory: str, mode: str) -> tuple[Base | None, str]:
     sub = os.path.relpath(os.path.realpath(directory), os.path.realpath(top_dir))
     start = starting_patch(top_dir)
     digest = workspace.store_patch(patch_store(), start) if start else ""
+    patches.share(digest)
     base = Base(mode="in-place" if mode == "in-place" else "worktree", top=top_dir, sub="" if sub == "." else sub,
                 commit=head.stdout.decode().strip(), start=digest)
     return base, ""
@@ -83,14 +85,28 @@ def starting_patch(top: str) -> bytes:
 
 
 def save_base(run_id: str, base: Base) -> None:
-    storage.atomic_write(run_dir(run_id) / "workspace.json", base.model_dump_json())
+    storage.shared().write(run_key(run_id, "workspace.json"), base.model_dump_json().encode())
 
 
 def read_base(run_id: str) -> Base | None:
     try:
-        return Base.model_validate_json((run_dir(run_id) / "workspace.json").read_text(encoding="utf-8"))
+        return Base.model_validate_json(storage.shared().read(run_key(run_id, "workspace.json")))
     except (OSError, ValueError):
         return None
+
+
+def here(base: Base, directory: str) -> Base:
+    """The base as this machine works from it: in the repository `directory` is in (a resume
+    on another machine, in its own checkout), when that is not where the run started.
+    ConfigError if that checkout lacks the run's commit."""
+    found = git(directory, "rev-parse", "--show-toplevel")
+    top = found.stdout.decode().strip() if found.returncode == 0 else ""
+    if not top or os.path.realpath(top) == os.path.realpath(base.top):
+        return base
+    if git(top, "cat-file", "-e", f"{base.commit}^{{commit}}").returncode != 0:
+        raise ConfigError(f"the run started at commit {base.commit[:12]}, which the repository {top} does not have; "
+                          "fetch it (git fetch) and resume again")
+    return base.model_copy(update={"top": top})
 
 
 def open_tree(run_id: str, base: Base) -> tuple[Workspace, str]:
@@ -115,6 +131,7 @@ def open_tree(run_id: str, base: Base) -> tuple[Workspace, str]:
         _must(git(base.top, "worktree", "add", "--detach", "-q", str(directory), base.commit),
               f"make the run's worktree at {directory}")
     if base.start:
+        patches.bring(base.start)
         _must(git(directory, "apply", "--index", "--binary", "--whitespace=nowarn",
                   input=workspace.read_patch(store, base.start)), "apply the uncommitted changes the run started from")
     # Just checked out (and patched through the index): the index is the tree, no file to stage.

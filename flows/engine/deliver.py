@@ -18,7 +18,7 @@ from typing import Any
 
 from agentflow.errors import AgentflowError
 from agentflow.git import git
-from agentflow.flows.durability import worktrees
+from agentflow.flows.durability import patches, worktrees
 from agentflow.flows.durability.journal import Journal
 from agentflow.flows.durability.worktrees import AUTHOR, Base
 from agentflow.flows.engine.run_workspace import Commit, RunWorkspace
@@ -111,6 +111,8 @@ def recorded(run_id: str) -> tuple[Base | None, list[tuple[str, str, Changes]]]:
     """A run's base and its steps' changes as its journal holds them, in the order they
     joined the run's tree: (call label, step, changes)."""
     base = worktrees.read_base(run_id)
+    if base is not None:
+        base = worktrees.here(base, ".")  # a run of another machine: this checkout
     journal = Journal(run_id)
     try:
         entries = [(label, done.step, done.result.changes) for label, done in journal.done.items()
@@ -127,8 +129,9 @@ def rebuild(base: Base, changes: list[Changes]) -> tuple[str, str]:
     with tempfile.TemporaryDirectory(prefix="agentflow-index-") as scratch:
         env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
         _must(git(base.top, "read-tree", base.commit, env=env), "read the run's commit")
-        patches = ([workspace.read_patch(store, base.start)] if base.start else [])
-        start = _apply_cached(base.top, env, patches)
+        for digest in [base.start, *(c.patch for c in changes)]:
+            patches.bring(digest)  # made on another machine: copied from the shared store
+        start = _apply_cached(base.top, env, [workspace.read_patch(store, base.start)] if base.start else [])
         final = _apply_cached(base.top, env, [workspace.read_patch(store, c.patch) for c in changes])
     return start, final
 

@@ -59,7 +59,7 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
     with TagsContext(current_tags=inherited):
         run = _open(compiled, masked_inputs)
         heartbeat = _heartbeat()
-        guard = RunGuard(run.journal.directory / "procs") if run.journal is not None else None
+        guard = RunGuard(records.run_dir(run.run_id) / "procs") if run.run_id is not None else None
         if guard is not None:
             guard.start()
         parents = allow_commands(guard)
@@ -128,7 +128,8 @@ def _open(compiled: CompiledWorkflow, masked_inputs: dict[str, Any]) -> Run:
         return records.RunRecord(
             run_id=run_id, workflow=spec.name, source=source, cwd=os.getcwd(), spec_hash=workflow.spec_hash,
             definition=canonical.workflow_definition(workflow.spec, workflow.agents), inputs=masked_inputs,
-            repo=repo.key_part(), cache=compiled.cache_mode, created=time.time())
+            repo=repo.key_part(), cache=compiled.cache_mode, created=time.time(),
+            **records.project_relative(source, os.getcwd()))
 
     limits.ensure(compiled.agent_limits())
     publisher = Publisher(spec.name, run_id, len(spec.steps))

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from agentflow.flows.durability import worktrees
+from agentflow.flows.durability import patches, worktrees
 from agentflow.flows.durability.worktrees import Base
 from agentflow.tasks import workspace
 from agentflow.tasks.changes import Changes
@@ -80,6 +80,8 @@ class RunWorkspace:
             if changes is None or changes.empty:
                 return
             in_tree = fresh and ws is not None and not ws.isolated and changes.base == self.tree
+            if not in_tree:
+                patches.bring(changes.patch)  # computed on another machine: its patch is in the shared store
             tree = changes.tree if in_tree else workspace.apply(self.ws, changes, label)
             self.tree = tree
             self.lineage.append(changes.patch)
@@ -120,6 +122,8 @@ def open_for_run(run_id: str, mode: str, directory: str) -> tuple[RunWorkspace |
         return RunWorkspace(run_id=run_id, base=base, ws=parent, tree=parent.base, start_tree=parent.base,
                             attached=True), ""
     base = worktrees.read_base(run_id)
+    if base is not None:
+        base = worktrees.here(base, directory)  # resumed on another machine: its own checkout
     if base is None:
         base, why = worktrees.pin(directory, mode)
         if base is None:

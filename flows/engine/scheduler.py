@@ -25,7 +25,9 @@ from prefect.utilities.annotations import quote
 
 from agentflow.errors import WorkflowFailed
 from agentflow.events import StepEvent, emit
+from agentflow.flows.durability import patches
 from agentflow.flows.durability.journal import Done, Journal
+from agentflow.flows.durability.store import StoreUnavailable
 from agentflow.flows.durability.repo import RepoState
 from agentflow.flows.engine import deliver, ladder, outcomes, requests, saga
 from agentflow.flows.engine.budget import Budgets
@@ -243,11 +245,21 @@ class _Scheduler(StepLogic):
                 return  # the next agent was queued
         given_up = result.status == "skipped" and job.tried  # every agent failed: nothing to keep
         if result.status != "failed" and not given_up:
-            if self.journal is not None and job.key is not None:
-                self.journal.record(job.request.label, Done(job.step, job.key.identity, result))
-            if job.cache_key:
-                self._index(job, cached)
+            try:
+                self._keep(job, result, cached)
+            except StoreUnavailable as exc:  # not durable, so not done: a resume runs it again
+                result = outcomes.failed(f"step `{job.step}`: its result could not be kept: {exc}")
         self._settle(job, result, duration, cached, reused=False)
+
+    def _keep(self, job: Job, result: AgentResult, cached: bool) -> None:
+        """Make a completed call durable: its patch in the shared store (another machine may
+        replay it), then its journal entry, then its cache index entry."""
+        if result.changes is not None and not result.changes.empty:
+            patches.share(result.changes.patch)
+        if self.journal is not None and job.key is not None:
+            self.journal.record(job.request.label, Done(job.step, job.key.identity, result))
+        if job.cache_key:
+            self._index(job, cached)
 
     def _take_work(self, job: Job, result: AgentResult, fresh: bool) -> AgentResult:
         """The call's work joins the run's tree (engine/run_workspace.py): computed there, or
