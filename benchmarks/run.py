@@ -16,6 +16,10 @@ S   start-up (bench_startup.py): a started `prefect server` until healthy, the e
 B8  the workspace (bench_workspace.py): making a run's worktree, capturing a step's patch and
     applying it (1, 100, 1000 files), vs the same step in place outside git; a cache hit
     replaying 100 files vs a no-op step.
+B9  shared storage (bench_shared.py): a run killed at its second of 12 x 1 s steps, resumed on
+    the same machine with local storage vs on another machine (another clone and Prefect home)
+    through an S3 bucket (moto's server, from the test extra); a journal entry's cost on each
+    (--skip-b9 leaves it out).
 M   the metrics exporter (bench_metrics.py): 10 000 step events recorded on a server of its own
     (events persister on) plus 3 real runs; a new exporter's catch-up, a refresh with nothing new
     and with 100 new events, 50 scrapes of `agentflow metrics serve`, its RSS and state file
@@ -50,6 +54,7 @@ from bench_deployments import b5, describe as describe_b5  # noqa: E402
 from bench_fixed_cost import fixed_cost  # noqa: E402
 from bench_metrics import describe as describe_metrics, metrics_cost  # noqa: E402
 from bench_resume import b4  # noqa: E402
+from bench_shared import available as b9_available, b9, describe as describe_b9  # noqa: E402
 from bench_startup import startup  # noqa: E402
 from bench_workspace import b8, describe as describe_b8  # noqa: E402
 
@@ -260,6 +265,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--quick", action="store_true", help="B1 and B2 only; print, do not write the file")
     parser.add_argument("--skip-b5", action="store_true", help="leave out B5 (it needs PostgreSQL)")
+    parser.add_argument("--skip-b9", action="store_true", help="leave out B9 (it needs the test extra: moto, s3fs)")
     parser.add_argument("--skip-metrics", action="store_true", help="leave out M (the metrics exporter, ~2 min)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="agentflow-bench-"))
@@ -280,6 +286,10 @@ def main() -> None:
         os.chdir(here)
         r8 = b8(args.rounds)
         r4 = b4(url)
+        missing = "" if args.skip_b9 else b9_available()
+        if missing:
+            print(f"B9 left out: {missing}", file=sys.stderr)
+        r9 = None if args.skip_b9 or missing else b9(url)
         r6 = b6(args.rounds)
         r7 = fixed_cost(max(args.rounds, 5))
         rs = startup(url)
@@ -332,6 +342,7 @@ def main() -> None:
         )),
         *(() if r5 is None else describe_b5(r5)),
         *describe_b8(r8),
+        *(() if r9 is None else describe_b9(r9)),
         ("B7 fixed cost per flow run, ms: flow call to first step / last step's end to return",
          f"{r7['ours_start_ms']:.0f} / {r7['ours_end_ms']:.0f}", "target <= 200 in all; a one-step flow"),
         ("B7 peer: hand-written one-task Prefect flow, ms", f"{r7['hand_start_ms']:.0f} / {r7['hand_end_ms']:.0f}",

@@ -4,7 +4,9 @@ Real parts: a `prefect server start` on the machine's PostgreSQL (started by `ag
 server start`: the embedded test server runs no scheduler), `agentflow deploy --apply` (which
 runs `prefect deploy --all`), two `prefect worker start` processes in working directories of
 their own sharing one result storage, and `run_workflow_deployment` / `agentflow run
---deployment`.
+--deployment`. The workers share nothing but the server and a bucket on an S3-compatible
+server (moto's server mode): the server's default result storage is a remote-file-system
+block on it, and the cache's locks are Redis leases (`agentflow storage set --block --locks`).
 """
 
 from __future__ import annotations
@@ -207,15 +209,31 @@ def postgres_server(tmp_path_factory):
 class Deployed:
     project_dir: Path
     env: dict[str, str]
-    root: Path  # the workers' directories (w1, w2) and the shared result storage are in it
+    root: Path  # the workers' directories (w1, w2) are in it
     workers: dict[str, subprocess.Popen]
+    s3: str  # the S3 server's endpoint; the results are in BUCKET
+
+
+BUCKET = "agentflow-deployed"
 
 
 @pytest.fixture(scope="module")
-def deployed(postgres_server, tmp_path_factory):
+def s3():
+    from s3 import make_bucket, s3_server
+
+    with s3_server() as endpoint:
+        make_bucket(endpoint, BUCKET)
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def deployed(postgres_server, s3, tmp_path_factory):
     """A project with six workflows, deployed with `agentflow deploy --apply`, and two workers
     in working directories and Prefect homes of their own, sharing one result storage: a
-    local-file-system block set as the server's default (`agentflow storage set`)."""
+    bucket, through a remote-file-system block set as the server's default (`agentflow
+    storage set`)."""
+    from s3 import remote_block
+
     import shutil
 
     root = tmp_path_factory.mktemp("deployed")
@@ -239,14 +257,17 @@ def deployed(postgres_server, tmp_path_factory):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"created work pool {POOL} (process)" in done.stdout
-    # One result storage for both workers, set on the server as its default.
-    shared = subprocess.run([sys.executable, "-m", "agentflow", "storage", "set", "--path", str(root / "shared-results"),
-                             "--name", "agentflow-test-shared"], env=env, capture_output=True, text=True, timeout=120)
+    # One result storage for both workers, set on the server as its default: a bucket.
+    slug = remote_block("agentflow-test-shared", f"s3://{BUCKET}/results", s3)
+    shared = subprocess.run([sys.executable, "-m", "agentflow", "storage", "set", "--block", slug, "--locks",
+                             "redis://127.0.0.1:6379/0"], env=env, capture_output=True, text=True, timeout=120)
     assert shared.returncode == 0, shared.stdout + shared.stderr
     shown = subprocess.run([sys.executable, "-m", "agentflow", "storage", "show", "--json"], env=env,
                            capture_output=True, text=True, timeout=120)
     where = json.loads(shown.stdout)
-    assert (where["directory"], where["source"]) == (str(root / "shared-results"), "the server's default result storage")
+    assert (where["shared"], where["directory"], where["source"]) == (
+        f"s3://{BUCKET}/results ({slug})", None, "the server's default result storage")
+    assert where["locks"].startswith("Redis leases at redis://127.0.0.1:6379/0")
     workers = {}
     for name in ("w1", "w2"):
         directory = root / name
@@ -258,13 +279,25 @@ def deployed(postgres_server, tmp_path_factory):
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--name", f"{name}-{os.getpid()}"],
             cwd=directory, env={**env, "PREFECT_API_AUTH_STRING": AUTH, "PREFECT_HOME": str(directory / "home")},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    yield Deployed(project_dir, env, root, workers)
+    yield Deployed(project_dir, env, root, workers, s3)
     for worker in workers.values():
         try:
             os.killpg(worker.pid, signal.SIGKILL)  # a worker ignores one SIGTERM for ~20 s
         except ProcessLookupError:
             pass
         worker.wait(timeout=30)
+
+
+def _bucket(endpoint: str, prefix: str) -> dict[str, str]:
+    """The bucket's objects directly under `prefix` (the step results), read with boto3."""
+    import boto3
+
+    from s3 import KEY, keys
+
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY["key"],
+                          aws_secret_access_key=KEY["secret"], region_name="us-east-1")
+    return {key: client.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode(errors="replace")
+            for key in keys(endpoint, BUCKET, prefix) if "/" not in key[len(prefix):]}
 
 
 def _runs_of(deployment_name: str) -> list:
@@ -449,8 +482,7 @@ def test_two_workers_share_one_cache(deployed):
     assert [r.steps["costly"].cached for r in results] == [False, True, True]
     assert [r["costly"].summary for r in results] == ["costly-value"] * 3
     assert (marks / "costly.txt").read_text() == "called\n"
-    shared = deployed.root / "shared-results"
-    assert any("costly-value" in p.read_text(errors="replace") for p in shared.iterdir() if p.is_file())
+    assert any("costly-value" in text for text in _bucket(deployed.s3, "results/").values())
     for name in deployed.workers:  # nothing of it in either worker's own home
         home = deployed.root / name / "home"
         assert not any("costly-value" in p.read_text(errors="replace") for p in home.rglob("*")
@@ -637,7 +669,7 @@ def test_a_run_whose_worker_died_is_finished_by_the_other_worker(deployed):
     until(heartbeats, 60, "a heartbeat of the deployed run")
     with get_client(sync_client=True) as client:
         assert client.read_automations_by_name("agentflow: mark runs Crashed when their heartbeats stop")
-    assert storage.root() == deployed.root / "shared-results"  # the server's default, here too
+    assert storage.shared().where.startswith(f"s3://{BUCKET}/results")  # the server's default, here too
     record = records.read_record(run_id)
     assert record is not None and len(record.attempts) == 1, "the run's record is in the shared storage"
     dead = _worker_of(record.attempts[0].pid, deployed.workers)

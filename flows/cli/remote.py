@@ -30,7 +30,7 @@ def run_deployment(name: str, pairs: list[str], inputs_file: Optional[Path], as_
     return _wait(run_id, as_json, timeout, started)
 
 
-def resume_deployed(run_id: str, state: str, as_json: bool, timeout: Optional[float]) -> int:
+def resume_deployed(run_id: str, state: str, as_json: bool, timeout: Optional[float], recorded: bool = True) -> int:
     """`agentflow resume` of a deployed run: back to its work pool, and wait for a worker to
     finish it. The exit code as `run --deployment`'s."""
     from agentflow.deployments import client as deployments
@@ -38,8 +38,10 @@ def resume_deployed(run_id: str, state: str, as_json: bool, timeout: Optional[fl
     started = time.monotonic()
     deployments.hand_back(run_id)
     console = err if as_json else out
-    console.print(f"resuming run {run_id} ({state}) on a worker: its completed steps are not run again",
-                  markup=False)
+    reuse = ("its completed steps are not run again" if recorded else "no record of its completed steps was "
+             "found in this machine's storage: a worker whose storage holds its journal reuses them, any other "
+             "runs them again")
+    console.print(f"resuming run {run_id} ({state}) on a worker: {reuse}", markup=False)
     return _wait(run_id, as_json, timeout, started)
 
 

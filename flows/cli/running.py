@@ -168,8 +168,8 @@ def resume(
             raise typer.Exit(EXIT_INVALID)
         from agentflow.flows.cli.remote import resume_deployed
 
-        state = _resolve_run(lambda: resume_.prepare_worker_resume(row, force))
-        raise typer.Exit(resume_deployed(row.id, state, as_json, timeout))
+        state, recorded = _resolve_run(lambda: resume_.prepare_worker_resume(row, force))
+        raise typer.Exit(resume_deployed(row.id, state, as_json, timeout, recorded))
     prepared = _resolve_run(lambda: resume_.prepare_resume(row, force))
     for change in prepared.changes:
         err.print(f"note: {change}", markup=False)

@@ -66,6 +66,7 @@ def set_default(
 
 def _places(storage) -> dict:
     from agentflow.flows.durability.leases import redacted
+    from agentflow.flows.durability.worktrees import worktrees_root
 
     located = storage.where()
     shared = located.store.where
@@ -81,11 +82,14 @@ def _places(storage) -> dict:
     return {"shared": shared, "source": located.source, "local": str(located.local),
             "directory": str(located.store.local) if located.store.local is not None else None,
             "kept_shared": ["step results", "run records and journals", "the cache index", "steps' patches"],
-            "kept_local": ["worktrees", "notes of the commands a run started"], "locks": lock_place}
+            "kept_local": {"worktrees": str(worktrees_root()),
+                           "notes of the commands a run started": str(located.local / "agentflow-runs")},
+            "locks": lock_place}
 
 
 def _print(places: dict) -> None:
     out.print(f"{places['shared']}  ({places['source']})", markup=False)
     out.print(f"  shared by every machine using it: {', '.join(places['kept_shared'])}", markup=False)
-    out.print(f"  on this machine ({places['local']}): {', '.join(places['kept_local'])}", markup=False)
+    out.print("  on this machine only: " + ", ".join(f"{what} ({where})" for what, where in places["kept_local"].items()),
+              markup=False)
     out.print(f"  locks: {places['locks']}", markup=False)

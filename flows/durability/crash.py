@@ -51,7 +51,7 @@ def check(run_id: str, state: str) -> str:
     left = f"; {len(killed)} command(s) it left running were killed" if killed else ""
     _mark_crashed(run_id, f"the agentflow process running it (pid {attempt.pid} on {attempt.host}) "
                          f"died{left}; `agentflow resume {run_id[:8]}` finishes the run")
-    (records.run_dir(run_id) / "crash-handled").touch()
+    _handled(records.run_dir(run_id) / "crash-handled")
     return "Crashed"
 
 
@@ -67,7 +67,13 @@ def _tidy_crashed(run_id: str) -> None:
         return  # Crashed by the server, yet its process still runs here: leave it be
     kill_orphans(directory / "procs")
     crash_orphaned_tasks(run_id)
-    marker.touch()  # once per crash: `runs` should not ask the server again each time
+    _handled(marker)  # once per crash: `runs` should not ask the server again each time
+
+
+def _handled(marker) -> None:
+    """Note on this machine that a crash was handled (the run may have run on another)."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def _mark_crashed(run_id: str, message: str) -> None:

@@ -42,15 +42,18 @@ class StepLocks:
         self._guard = threading.Lock()
         self._leases: RedisLeases | None = None
         self._chosen = directory is not None  # a directory given: flock there
+        self._choosing = threading.Lock()
 
     def _shared(self) -> "RedisLeases | None":
-        """The Redis leases every machine sharing the storage uses, if it names a Redis."""
-        if not self._chosen:
-            from agentflow.flows.durability import storage
+        """The Redis leases every machine sharing the storage uses, if it names a Redis:
+        chosen once (steps side by side ask at once, and must share one)."""
+        with self._choosing:
+            if not self._chosen:
+                from agentflow.flows.durability import storage
 
-            url = storage.config().get("locks")
-            self._leases = RedisLeases(url) if url else None
-            self._chosen = True
+                url = storage.config().get("locks")
+                self._leases = RedisLeases(url) if url else None
+                self._chosen = True
         return self._leases
 
     def __deepcopy__(self, memo: dict) -> "StepLocks":

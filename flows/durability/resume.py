@@ -58,11 +58,20 @@ def prepare_resume(row: RunRow, force: bool = False) -> Prepared:
     return prepared
 
 
-def prepare_worker_resume(row: RunRow, force: bool = False) -> str:
+def prepare_worker_resume(row: RunRow, force: bool = False) -> tuple[str, bool]:
     """A deployed run that may be handed back to its work pool (a worker finishes it, taking
-    its completed calls from the journal in shared result storage); its state before."""
-    state, _ = _resumable(row, force)
-    return state
+    its completed calls from the journal in shared result storage): its state before, and
+    whether its record was found in the storage this machine uses (the workers' too, when it
+    is the server's default). Refused without a record unless forced: a worker would run
+    every step again."""
+    state, record = _resumable(row, force)
+    if record is None and not force:
+        raise ResumeRefused(f"run {row.id} has no agentflow record in the storage this machine uses "
+                            f"({_looked(row.id)}), the server's default result storage that workers use unless "
+                            "told otherwise: a worker would run every step again. Resume it where the workers' "
+                            "storage is configured (`agentflow storage show`), or `agentflow resume --force` to "
+                            "hand it back anyway")
+    return state, record is not None
 
 
 def _resumable(row: RunRow, force: bool) -> tuple[str, records.RunRecord | None]:
@@ -76,6 +85,11 @@ def _resumable(row: RunRow, force: bool) -> tuple[str, records.RunRecord | None]
     if state == "Suspended":
         raise ResumeRefused(f"run {row.id} is {row.label(state)}, with no process: once answered (the UI's Resume, "
                             f"or `agentflow approve {row.id[:8]}`) a worker runs it on")
+    if state in crash.ACTIVE and record is None and not force:
+        raise ResumeRefused(f"run {row.id} is {row.label(state)} on the server, and the storage this machine uses has "
+                            f"no agentflow record of it ({_looked(row.id)}), so nothing here says whether its process "
+                            "still runs, and its completed steps cannot be reused from here: resume it where its "
+                            "storage is reachable (`agentflow storage show`)")
     if state in crash.ACTIVE:
         where = record.attempts[-1] if record is not None and record.attempts else None
         alive = where.alive() if where is not None else None
@@ -105,8 +119,8 @@ def prepare_rerun(run_id: str, from_step: str) -> tuple[Prepared, set[str]]:
 def _record(run_id: str) -> records.RunRecord:
     record = records.read_record(run_id)
     if record is None:
-        looked = records.where(records.run_key(run_id, "run.json"))
-        raise ResumeRefused(f"run {run_id} has no agentflow record in the storage this machine uses ({looked}): it "
+        raise ResumeRefused(f"run {run_id} has no agentflow record in the storage this machine uses "
+                            f"({_looked(run_id)}): it "
                             "was not started by agentflow, or with another result storage, so its completed steps "
                             "cannot be reused from here; resume it where that storage is reachable (`agentflow "
                             "storage show` says which one this machine uses; `agentflow storage set` shares one "
@@ -117,10 +131,19 @@ def _record(run_id: str) -> records.RunRecord:
     return record
 
 
+def _looked(run_id: str) -> str:
+    return records.where(records.run_key(run_id, "run.json"))
+
+
 def _here(run_id: str, record: records.RunRecord) -> records.RunRecord:
-    """The record with its workflow file and working directory as found on this machine: where
-    they were, or (another machine, another checkout) the same files in the repository the
-    command runs in."""
+    """The record with its workflow file and working directory as found on this machine: the
+    same files in the checkout the command runs in (another machine's, or another clone), else
+    where they were."""
+    found = git(os.getcwd(), "rev-parse", "--show-toplevel")
+    top = os.path.realpath(found.stdout.decode().strip()) if found.returncode == 0 else ""
+    candidate = Path(top, record.source_rel) if top and record.source_rel else None
+    if top and top != record.top and candidate is not None and candidate.is_file():
+        return record.model_copy(update={"source": str(candidate), "cwd": str(Path(top, record.cwd_rel or "."))})
     if Path(record.source).is_file() and Path(record.cwd).is_dir():
         return record
     commit = (record.repo.get("commit") or "")[:12]
@@ -128,15 +151,12 @@ def _here(run_id: str, record: records.RunRecord) -> records.RunRecord:
     if not record.source_rel:
         raise ResumeRefused(f"run {run_id} was defined in {record.source}, which no longer exists; "
                             "restore the file to resume the run")
-    found = git(os.getcwd(), "rev-parse", "--show-toplevel")
-    top = found.stdout.decode().strip() if found.returncode == 0 else ""
-    candidate = Path(top, record.source_rel) if top else None
     if candidate is None or not candidate.is_file():
         here = f"{candidate} does not exist" if candidate else f"{os.getcwd()} is not in a git repository"
         raise ResumeRefused(f"run {run_id} was defined in {record.source_rel} of its repository (started in "
                             f"{record.top or record.cwd}{at}); here {here}: run `agentflow resume` from a "
                             f"checkout of that repository{at}")
-    return record.model_copy(update={"source": str(candidate), "cwd": str(Path(top, record.cwd_rel or "."))})
+    return record
 
 
 def _load(run_id: str, record: records.RunRecord, state: str) -> Prepared:

@@ -133,7 +133,8 @@ class BlockStore:
             got = self._fs.cat(list(paths), on_error="omit")  # fetched side by side by s3fs, gcsfs, adlfs
         except Exception as exc:  # noqa: BLE001
             raise self._fail("read", f"{len(keys)} objects under {keys[0].rsplit('/', 1)[0]}", exc) from None
-        return {paths[_strip(path)]: data for path, data in got.items() if _strip(path) in paths}
+        return {paths[self._norm(path)]: data for path, data in got.items()
+                if self._norm(path) in paths and not isinstance(data, Exception)}
 
     def write(self, key: str, data: bytes) -> None:
         from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
@@ -152,8 +153,9 @@ class BlockStore:
                     found = self._fs.find(self._path(prefix), detail=True)
                 else:
                     found = {item["name"]: item for item in self._fs.ls(self._path(prefix), detail=True)}
-                return {_strip(path)[len(base):].lstrip("/"): int(info.get("size") or 0)
-                        for path, info in found.items() if info.get("type", "file") == "file"}
+                named = {self._norm(path): info for path, info in found.items()}
+                return {path[len(base):].lstrip("/"): int(info.get("size") or 0) for path, info in named.items()
+                        if info.get("type", "file") == "file" and path.startswith(base)}
             objects = self.block.list_objects(folder=prefix, **({} if deep else {"delimiter": "/"}))
             folder = str(getattr(self.block, "bucket_folder", "") or "").strip("/")
             return {_relative(item["Key"], folder): int(item.get("Size", 0)) for item in objects}
@@ -178,8 +180,12 @@ class BlockStore:
             raise self._fail("delete", key, exc) from None
 
     def _path(self, key: str) -> str:
-        """The fsspec path of a key: the block's base path (without its protocol) and the key."""
-        return _strip(self.block.basepath.rstrip("/") + ("/" + key if key else ""))
+        """The fsspec path of a key: the block's base path and the key, as the filesystem names
+        paths (without its protocol: `bucket/prefix/key`, or absolute for local files)."""
+        return self._norm(self.block.basepath.rstrip("/") + ("/" + key if key else ""))
+
+    def _norm(self, path: str) -> str:
+        return self._fs._strip_protocol(path).rstrip("/")
 
 
 def _base_of(block: Any) -> str:
@@ -187,11 +193,6 @@ def _base_of(block: Any) -> str:
         folder = str(getattr(block, "bucket_folder", "") or "").strip("/")
         return f"s3://{block.bucket_name}/{folder}".rstrip("/")
     return str(getattr(block, "basepath", "?"))
-
-
-def _strip(path: str) -> str:
-    """An fsspec path without its protocol (`s3://b/k` -> `b/k`): how `find` and `cat` name them."""
-    return path.split("://", 1)[1] if "://" in path else path
 
 
 def _relative(key: str, folder: str) -> str:

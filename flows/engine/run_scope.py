@@ -133,6 +133,12 @@ def _open(compiled: CompiledWorkflow, masked_inputs: dict[str, Any]) -> Run:
 
     limits.ensure(compiled.agent_limits())
     publisher = Publisher(spec.name, run_id, len(spec.steps))
+    if context.flow_run.run_count > 1 and records.read_record(run_id) is None:
+        said = (f"this run ran before (attempt {context.flow_run.run_count}), yet the storage this process uses has "
+                f"no record of it ({records.where(records.run_key(run_id, 'run.json'))}): its steps run again; "
+                "workers that should share a run's journal share a result storage (`agentflow storage set`)")
+        _log.warning("agentflow: %s", said)
+        emit(StepEvent(kind="workspace", step="", label=run_id, status="warning", summary=said))
     record = records.begin_attempt(run_id, new_record)
     emit(StepEvent(kind="run_started", step="", label=run_id, attempt=len(record.attempts)))
     workspace, why = open_for_run(run_id, spec.workspace, os.getcwd())
