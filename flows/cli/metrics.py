@@ -58,7 +58,7 @@ def serve(
             return figures.refresh_ok, figures.last_error
 
     def checks():
-        return health.check(api_url, local, storage.root, reader)
+        return health.check(api_url, local, storage.shared, reader)
 
     try:
         server = exporter.Exporter(figures, host, port, every, checks, token, settle)

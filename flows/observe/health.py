@@ -2,7 +2,7 @@
 
 - prefect_api: the API answers its health check;
 - database: the server reaches its database (its `/ready`);
-- result_storage: the storage root (journals, records, the cache) can be written;
+- result_storage: the shared storage (results, journals, records, the cache index) can be written;
 - local_server: the server `agentflow server start` keeps, when that is the API in use;
 - events: the exporter's latest read of the events succeeded.
 
@@ -12,13 +12,12 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 from agentflow import _prefect_env
 
 
-def check(api_url: str, local: bool, storage_root: Callable[[], Path],
+def check(api_url: str, local: bool, shared_store: Callable[[], Any],
           reader: Callable[[], tuple[float, str | None]]) -> tuple[int, dict[str, Any]]:
     """`local`: the API in use is the local server's (it ran when the exporter started)."""
     from prefect.client.orchestration import get_client
@@ -33,7 +32,7 @@ def check(api_url: str, local: bool, storage_root: Callable[[], Path],
     except Exception as exc:  # noqa: BLE001 - whatever stops the client, the API is what is down
         components["prefect_api"] = _part(False, f"{type(exc).__name__}: {exc}")
     components.setdefault("database", {"ok": None, "detail": "not known: the Prefect API does not answer"})
-    components["result_storage"] = _storage(storage_root)
+    components["result_storage"] = _storage(shared_store)
     components["local_server"] = _local_server(api_url, local)
     ok, error = reader()
     components["events"] = _part(bool(ok), error or "the latest read of the events succeeded")
@@ -54,16 +53,16 @@ def _database(client: Any) -> dict[str, Any]:
     return _part(True, "the server reaches its database")
 
 
-def _storage(storage_root: Callable[[], Path]) -> dict[str, Any]:
+def _storage(shared_store: Callable[[], Any]) -> dict[str, Any]:
+    """The shared store (durability/store.py) takes a write and a delete."""
     try:
-        root = storage_root()
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".agentflow-health-{uuid.uuid4().hex}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except Exception as exc:  # noqa: BLE001 - any reason the root cannot be written is the answer
-        return _part(False, f"cannot write the storage root: {exc}")
-    return _part(True, str(root))
+        store = shared_store()
+        probe = f".agentflow-health-{uuid.uuid4().hex}"
+        store.write(probe, b"ok")
+        store.delete(probe)
+    except Exception as exc:  # noqa: BLE001 - any reason the storage cannot be written is the answer
+        return _part(False, f"cannot write the shared storage: {exc}")
+    return _part(True, store.where)
 
 
 def _local_server(api_url: str, local: bool) -> dict[str, Any]:
