@@ -677,6 +677,18 @@ def test_a_run_whose_worker_died_is_finished_by_the_other_worker(deployed):
     deployed.workers[dead].wait(timeout=30)
     (marks / "go").touch()
 
+    # From a machine whose storage is not the workers': refused, and nothing claims reuse.
+    from prefect.filesystems import LocalFileSystem
+
+    LocalFileSystem(basepath=str(deployed.root / "elsewhere")).save("agentflow-test-elsewhere", overwrite=True)
+    elsewhere = {**deployed.env, "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": "local-file-system/agentflow-test-elsewhere"}
+    refused = subprocess.run([sys.executable, "-m", "agentflow", "resume", run_id[:8]], cwd=deployed.root,
+                             env=elsewhere, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "no agentflow record" in refused.stderr and "the storage this machine uses" in refused.stderr
+    assert str(deployed.root / "elsewhere") in refused.stderr  # where it looked
+    assert "not run again" not in refused.stdout + refused.stderr
+
     resumed = subprocess.run([sys.executable, "-m", "agentflow", "resume", run_id[:8], "--json", "--timeout", "240"],
                              cwd=deployed.root, env=deployed.env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from background import STEP, Killed
+from postgres import free_port
+from procs import kill_recorded_server
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CANARY = "canary-7f3a9c1e-secret"
@@ -48,7 +50,21 @@ def test_a_secret_is_written_nowhere(tmp_path):
     env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(tmp_path / "results"),
                PYTHONPATH=str(FIXTURES), AGENTFLOW_SECRET_TOKEN=CANARY)
     cli = [sys.executable, "-m", "agentflow"]
+    # One local server for the test's commands (`agentflow server start`), its database and
+    # logs in the same Prefect home, searched with the rest: each command starting the
+    # embedded server would cost ~10 s.
+    started = subprocess.run([*cli, "server", "start", "--port", str(free_port())], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        _run_crash_and_resume(cli, env, project, tmp_path)
+    finally:
+        subprocess.run([*cli, "server", "stop"], env=env, capture_output=True, timeout=120)
+        kill_recorded_server(tmp_path / "home")
+    assert _everywhere(tmp_path) == []
 
+
+def _run_crash_and_resume(cli: list[str], env: dict, project: Path, tmp_path: Path) -> None:
     first = subprocess.run([*cli, "run", "wf.yaml", "--json"], cwd=project, env=env, capture_output=True,
                            text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -77,7 +93,6 @@ def test_a_secret_is_written_nowhere(tmp_path):
 
     log = tmp_path / "home" / "agentflow" / "agentflow.jsonl"  # agentflow's log: it holds the run, not the secret
     assert run_id in log.read_text() and "step use: " in log.read_text()
-    assert _everywhere(tmp_path) == []
 
 
 def test_a_command_gets_a_secret_in_its_environment_not_its_arguments(cli, tmp_path):

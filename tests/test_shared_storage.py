@@ -207,6 +207,10 @@ def test_a_run_killed_on_one_machine_is_resumed_on_the_other(machines, tmp_path)
     assert _git(b.clone, "show", f"{branch}:out.txt").splitlines() == ["s1", "s2", "s3"]
     assert str(Path(b.env["PREFECT_HOME"]) / "agentflow-worktrees") in resumed.stderr  # B's own worktree
     assert str(gone) not in resumed.stderr
+    rerun = b.agentflow("rerun", run_id, "--from", "s3", "--json")  # a new run from A's, on B
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert _lines(log) == ["s1", "s2", "s2", "s3", "s3"]
+    assert _git(b.clone, "show", f"{json.loads(rerun.stdout)['work']['branch']}:out.txt").splitlines() == ["s1", "s2", "s3"]
 
 
 def test_one_call_at_a_time_across_machines_with_redis_leases(machines, tmp_path):

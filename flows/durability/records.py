@@ -108,8 +108,9 @@ def damaged(path: Path | str, exc: BaseException,
         what = "is not text (damaged)"
     else:
         what = f"cannot be read ({exc})"
-    return StateDamaged(f"{path} {what}; restore it from a backup, or move it aside "
-                        f"(mv {path} {path}.damaged): {after}")
+    aside = (f"move it aside (mv {path} {path}.damaged)" if storage.shared().local is not None
+             else "remove it from the storage (or rename it)")
+    return StateDamaged(f"{path} {what}; restore it from a backup, or {aside}: {after}")
 
 
 def _write_record(record: RunRecord) -> None:
