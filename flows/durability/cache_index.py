@@ -5,9 +5,10 @@ and `cache clear` need: which workflow, step and agent a key belongs to, the par
 was made of (so `plan` can say which one changed), and hit/miss counts. It lives in the
 shared store beside the results (durability/storage.py), so every machine sharing the
 results sees every entry and every machine's counts: one object per entry
-(`agentflow-index/entries/<key>.json`), the latest per step, and one object of counts per
-process (`outcomes/<host>-<pid>-<start>.json`, rewritten whole by the process that owns it:
-nothing is appended, which an object store cannot do).
+(`agentflow-index/entries/<key>.json`), the latest per step, and the hits and misses: lines
+appended to `outcomes.jsonl` in a directory, or in an object store (which cannot append)
+one object of counts per process (`outcomes/<host>-<pid>-<start>.json`, rewritten whole by
+the process that owns it).
 """
 
 from __future__ import annotations
@@ -78,7 +79,17 @@ def _latest_key(workflow: str, step: str) -> str:
 
 
 def record_outcome(agent: str | None, step: str, hit: bool) -> None:
-    """Count a hit or a miss in this process's object of counts (rewritten whole)."""
+    """Count a hit or a miss: a line appended to `outcomes.jsonl` where the store is a
+    directory (one short write: appends do not interleave), else this process's object of
+    counts, rewritten whole (an object store cannot append)."""
+    store = storage.shared()
+    if store.local is not None:
+        line = json.dumps({"agent": agent or f"({step})", "hit": hit, "at": time.time()}) + "\n"
+        path = store.local / FOLDER / "outcomes.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+        return
     with _counts_lock:
         _counts.setdefault(agent or f"({step})", Counter())["hits" if hit else "misses"] += 1
         data = json.dumps({name: dict(c) for name, c in _counts.items()}, sort_keys=True).encode()
@@ -111,7 +122,7 @@ def outcomes() -> dict[str, Counter]:
 
 
 def _legacy(counts: dict[str, Counter]) -> None:
-    """Counts an earlier version appended to one file, `outcomes.jsonl`."""
+    """Counts appended to one file, `outcomes.jsonl` (a directory's)."""
     try:
         text = storage.shared().read(f"{FOLDER}/outcomes.jsonl").decode("utf-8", errors="replace")
     except FileNotFoundError:
