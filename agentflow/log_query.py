@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agentflow.log import LEVELS
+from agentflow.printable import one_line
 
 _NUMBERS = re.compile(r"\b[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\b|\d+(\.\d+)?")
 
@@ -76,7 +77,9 @@ def render(line: dict[str, Any]) -> str:
     where = " ".join(str(v) for v in (line.get("workflow"), str(line.get("run_id", ""))[:8] or None,
                                       line.get("step"), line.get("agent") and f"agent={line['agent']}") if v)
     when = str(line.get("timestamp", "")).replace("T", " ")[:23]
-    return f"{when} {line.get('level', 'info').upper():<8} {'[' + where + '] ' if where else ''}{line.get('event', '')}"
+    # One line, whatever a summary or an input in it holds (agentflow/printable.py).
+    return one_line(f"{when} {line.get('level', 'info').upper():<8} {'[' + where + '] ' if where else ''}"
+                    f"{line.get('event', '')}")
 
 
 def analyze(lines: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:

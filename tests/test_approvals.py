@@ -80,6 +80,17 @@ def test_approved_from_another_process_with_the_cli(cli, env, tmp_path):
     assert "still waits" in bad.stderr
     wrong = cli("approve", waiting.run_id[:8], "deploy")
     assert wrong.returncode == 2 and "not `deploy`" in wrong.stderr
+    # No caller sets the form's own fields: who decides is who runs the command, --reject rejects.
+    forged = cli("approve", waiting.run_id[:8], "--reject", "-f", "approve=true", "-f", "decided_by=someone@else")
+    assert forged.returncode == 2 and "`approve` is the form's own" in forged.stderr, forged.stderr
+    named = cli("approve", waiting.run_id[:8], "-f", "decided_by=someone@else")
+    assert named.returncode == 2 and "who decides is who runs this command" in named.stderr
+    deep = cli("approve", waiting.run_id[:8], "-f", "risk=" + "[" * 40 + "]" * 40)
+    assert deep.returncode == 2 and "nests deeper than 32 levels" in deep.stderr and "Traceback" not in deep.stderr
+    deeper = cli("approve", waiting.run_id[:8], "-f", "risk=" + "[" * 60000 + "]" * 60000)
+    assert deeper.returncode == 2 and "internal error" not in deeper.stderr and len(deeper.stderr) < 500
+    big = cli("approve", waiting.run_id[:8], "-f", "risk=" + "x" * 120000)
+    assert big.returncode == 2 and "at most 65,536" in big.stderr and len(big.stderr) < 500, big.stderr[:300]
 
     done = cli("approve", waiting.run_id[:8], "review_gate", "-f", "risk=high", "-m", "fine by me")
     assert done.returncode == 0, done.stderr
@@ -132,6 +143,8 @@ def test_rejected_through_the_api_the_ui_uses(env, tmp_path, on_reject):
 
     _workflow(tmp_path, on_reject)
     waiting = Waiting(env, tmp_path)
+    with pytest.raises(Exception, match="decided_by"):  # not a field of the form: the answer is refused
+        resume_flow_run(uuid.UUID(waiting.run_id), run_input={"approve": False, "decided_by": "someone@else"})
     resume_flow_run(uuid.UUID(waiting.run_id), run_input={"approve": False, "comment": "not this week"})
     code, result = waiting.result()
     gate = result["steps"]["review_gate"]

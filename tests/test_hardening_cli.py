@@ -137,3 +137,73 @@ agents:
     assert done.returncode == 1
     error = json.loads(done.stdout)["steps"]["read"]["result"]["error"]
     assert "files: `../../etc/**/*.py` points outside the working directory" in error
+
+
+FORGED = "1999-01-01 00:00:00.000 ERROR    [inject 00000000 deploy] FORGED"
+PAYLOAD = f"fine\x1b]0;pwned\x07\x1b[2J\rOVERWRITE\n{FORGED}"
+TAG = "t\x1b[31mred"  # short: a for_each item named by its value
+
+
+def _on_a_terminal(argv: list[str], cwd: Path, env: dict) -> bytes:
+    """What `argv` writes to a pseudo-terminal (a person's terminal: colours on, live view)."""
+    import os
+    import pty
+    import subprocess
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(argv, cwd=cwd, env={**env, "TERM": "xterm-256color"}, stdin=follower,
+                               stdout=follower, stderr=follower)
+    os.close(follower)
+    written = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other side closed: the process ended
+            break
+        if not chunk:
+            break
+        written += chunk
+    process.wait(timeout=240)
+    os.close(leader)
+    return written
+
+
+def test_text_from_an_input_or_a_step_cannot_forge_a_line_or_drive_the_terminal(prefect_server, write, tmp_path):
+    """An input, and a step's summary made of it, holding a line break and a forged log line,
+    OSC and CSI escapes and a bare CR: the live view and `status` on a terminal show them as
+    text (`\\x1b`, `\\n`), and `logs RUN` keeps it on the step's own line."""
+    import os
+    import sys
+
+    path = write("""
+name: forging
+inputs:
+  note: {type: string}
+  tag: {type: string}
+steps:
+  - id: say
+    run: [sh, -c, 'printf "## Summary\\n%s\\n" "$1"', sh, "{{ inputs.note }}"]
+  - {id: fan, for_each: ["{{ inputs.tag }}"], run: [echo, ok]}
+""")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    argv = [sys.executable, "-m", "agentflow"]
+    shown = _on_a_terminal([*argv, "run", str(path), "-i", f"note={PAYLOAD}", "-i", f"tag={TAG}"], tmp_path, env)
+    assert b"completed" in shown, shown[-2000:]
+    for raw in (b"\x1b]0;pwned", b"\x1b[2J", b"\rOVERWRITE", b"\n" + FORGED.encode(), b"t\x1b[31mred"):
+        assert raw not in shown, raw
+    text = shown.decode(errors="replace")
+    assert "fine\\x1b]0;pwned\\x07\\x1b[2J" in text and "fan[t\\x1b[31mred]" in text, text
+    run_id = next(line.split()[1] for line in shown.decode(errors="replace").splitlines() if line.startswith("run "))
+    status = _on_a_terminal([*argv, "status", run_id], tmp_path, env)
+    assert b"fan[t\\x1b[31mred]" in status and b"t\x1b[31mred" not in status, status[-2000:]
+    logs = subprocess_run([*argv, "logs", run_id], tmp_path, env)
+    assert logs.returncode == 0, logs.stderr
+    assert not [line for line in logs.stdout.splitlines() if line.startswith("1999-01-01")], logs.stdout
+    assert "\x1b" not in logs.stdout and "\r" not in logs.stdout, repr(logs.stdout)
+    assert "fine\\x1b]0;pwned" in logs.stdout and "fan[t\\x1b[31mred]" in logs.stdout
+
+
+def subprocess_run(argv: list[str], cwd: Path, env: dict):
+    import subprocess
+
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)

@@ -19,7 +19,7 @@ SOURCES = {"agentflow": REPO / "agentflow", "agentflow.flows": REPO / "flows", "
            "agentflow.blocks": REPO / "blocks", "agentflow.deployments": REPO / "deployments"}
 LAYERS = [
     ("root", ["agentflow.errors", "agentflow.events", "agentflow.git", "agentflow._prefect_env", "agentflow.log",
-              "agentflow.log_query", "agentflow.tracing"]),
+              "agentflow.log_query", "agentflow.printable", "agentflow.tracing"]),
     ("language", ["agentflow.flows.language"]),
     ("tasks", ["agentflow.tasks", "agentflow.blocks"]),
     ("durability", ["agentflow.flows.durability"]),

@@ -6,9 +6,16 @@ from dataclasses import replace
 from typing import Any, Optional
 
 import typer
-from rich.markup import escape
+from rich.markup import escape as _markup_escape
 
 from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INVALID, app, err, out
+from agentflow.printable import one_line
+
+
+def escape(text: str) -> str:
+    """A name from the server (a step's label may hold an input) for rich: markup escaped,
+    control characters shown (agentflow/printable.py)."""
+    return _markup_escape(one_line(text))
 
 @app.command()
 def runs(
@@ -45,7 +52,7 @@ def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix 
         raise typer.Exit(EXIT_INVALID) from None
     run = replace(run, state=run.label(_checked(run)))
     took = f" in {run.duration_s:.1f}s" if run.duration_s is not None else ""
-    out.print(f"run {run.id}  {run.workflow} (version {run.version or '-'})  {run.state}{took}", markup=False)
+    out.print(one_line(f"run {run.id}  {run.workflow} (version {run.version or '-'})  {run.state}{took}"), markup=False)
     table = Table()
     steps = run_steps(run.id)
     resumed = any(step.earlier for step in steps)

@@ -7,10 +7,11 @@ import threading
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _markup_escape
 from rich.table import Table
 
 from agentflow.events import StepEvent
+from agentflow.printable import one_line
 from agentflow.flows.engine.result import WorkflowResult
 
 _STYLE = {"cached": "blue", "reused": "blue", "success": "green", "failed": "red", "skipped": "yellow",
@@ -188,3 +189,9 @@ def as_json(result: WorkflowResult, state: str) -> dict[str, Any]:
 def _one_line(text: str) -> str:
     line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
     return line if len(line) <= 100 else line[:97] + "..."
+
+
+def escape(text: str) -> str:
+    """Text from a step, an agent or an input, for rich: its markup escaped, its control
+    characters and line breaks shown rather than acted on (agentflow/printable.py)."""
+    return _markup_escape(one_line(text))

@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from rich.markup import escape
+from agentflow.flows.cli.progress import escape
 
 from agentflow.errors import SpecError, StateDamaged, WorkflowFailed
 from agentflow.flows.cli._app import (EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app,
@@ -125,7 +125,7 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
         console.print(worked)
     if not ok:
         failed = ", ".join(result.failed_steps) if result is not None else ""
-        console.print(f"[red]failed steps: {failed or escape(state.message or state.name)}[/]")
+        console.print(f"[red]failed steps: {escape(failed or state.message or state.name)}[/]")
     if as_json:
         document = (progress.as_json(result, state.name) if result is not None else
                     {"workflow": spec.name, "version": resolved.spec_hash, "run_id": run_id, "state": state.name,

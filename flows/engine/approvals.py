@@ -69,8 +69,13 @@ def form(approval: Approval):
         "Approval", __base__=RunInput,
         approve=(bool, Field(description="Approve (checked) or reject (unchecked)")),
         comment=(str, Field(default="", description="Why: shown to later steps and in the run's result")),
-        decided_by=(str, Field(default="", description="Who decides (the CLI fills in user@host)")),
         **declared)
+
+
+def decided_by_key(key: str) -> str:
+    """The flow-run input where `agentflow approve` says who answered the ask `key` (user@host):
+    not part of the form, so no answer can set it; an answer from the UI has none."""
+    return f"agentflow-decided-by-{key}"
 
 
 def _annotation(spec: InputSpec) -> Any:
@@ -107,7 +112,7 @@ def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | No
     deployed = _deployed()
     answer, expired = _asked_before(step, model, deployed)
     if answer is not None:  # a suspended run, answered and run again by a worker
-        return _decision(approval, answer)
+        return _decision(approval, *answer)
     if expired:  # a suspended run, woken by its timer (engine/approval_timer.py)
         return _timed_out(approval)
     text = description(step, approval, context)
@@ -127,13 +132,26 @@ def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | No
     except FlowPauseTimeout:
         _running_again()
         return _timed_out(approval)
-    return _decision(approval, answer)
+    return _decision(approval, answer, key)
 
 
-def _decision(approval: Approval, answer: Any) -> dict[str, Any]:
+def _decision(approval: Approval, answer: Any, key: str) -> dict[str, Any]:
     fields = {name: getattr(answer, name) for name in approval.fields}
-    return {"approved": bool(answer.approve), "decided_by": answer.decided_by or "the Prefect UI",
-            "decided_at": _now(), "comment": answer.comment, "fields": fields, "timed_out": False}
+    return {"approved": bool(answer.approve), "decided_by": _who(key), "decided_at": _now(),
+            "comment": answer.comment, "fields": fields, "timed_out": False}
+
+
+def _who(key: str) -> str:
+    """Who answered the ask `key`: what `agentflow approve` noted, else the UI (which knows no users)."""
+    from prefect.client.orchestration import get_client
+
+    run_id = _flow_run_id()
+    if run_id is None:
+        return "the Prefect UI"
+    with get_client(sync_client=True) as client:
+        noted = [found for found in client.filter_flow_run_input(run_id, decided_by_key(key), 5, set())
+                 if found.key == decided_by_key(key)]
+    return str(noted[0].value)[:200] if noted and noted[0].value else "the Prefect UI"
 
 
 def _flow_run_id() -> Any:
@@ -172,7 +190,9 @@ def _asked_before(step: str, model: Any, deployed: bool) -> tuple[Any, bool]:
             approval_timer.disarm(client, run_id)
     if not given:
         return None, expired
-    return model.load_from_flow_run_input(max(given, key=lambda found: found.created)), False
+    latest = max(given, key=lambda found: found.created)
+    key = latest.key.split("-", 1)[1].removesuffix("-response")  # `suspended-KEY-response`
+    return (model.load_from_flow_run_input(latest), key), False
 
 
 def _suspend(step: str, shown: Any, key: str, how: str) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 from agentflow.errors import ExpressionError, Problem, TemplateError, format_path
 from agentflow.flows.language import callables, expressions, graph, templates
+from agentflow.flows.language.secret_checks import NOT_SECRET_SINKS, SecretChecks
 from agentflow.flows.language.document import Document
-from agentflow.flows.language.inputs import secret_env
 from agentflow.flows.language.spec import BLOCK_PREFIX, RESULT_FIELDS, RUNNABLE_AGENT_KINDS, AgentSpec
 
 _EXPRESSION_ROOTS = {
@@ -58,7 +58,7 @@ def check_agents_file(agents: dict[str, AgentSpec], source: str, document: Docum
     return checker.problems
 
 
-class _Checker:
+class _Checker(SecretChecks):
     def __init__(self, document: Document, source: str, agents: dict[str, AgentSpec], inputs: set[str]):
         self.document = document
         self.source = source
@@ -158,6 +158,24 @@ class _Checker:
             self._check_template(step_id, value, path, format_path(path), has_items, has_iteration)
             if field in in_argv:
                 self._secret_in_command(value, path, format_path(path))
+            elif field in NOT_SECRET_SINKS:
+                self._secret_in_plain_text(field, self._secrets_in_template(value), path, format_path(path))
+        if isinstance(step.get("for_each"), str):  # an expression: its items name task runs too
+            path = base + ("for_each",)
+            try:
+                used = set(expressions.parse(step["for_each"], roots=("inputs", "steps")).references("inputs"))
+            except ExpressionError:
+                used = set()  # reported with the expression
+            self._secret_in_plain_text("for_each", used & self.secrets, path, format_path(path))
+
+        # What undoes the step is rendered with the step's result as `result`: checked now,
+        # not when the undo runs (a typo there fails the undo, after the run has failed).
+        compensate = step.get("compensate")
+        if isinstance(compensate, dict):
+            for field, text, path in self._compensate_fields(compensate, base + ("compensate",)):
+                self._check_template(step_id, text, path, format_path(path), has_items, has_iteration, {"result"})
+                if field == "run":
+                    self._secret_in_command(text, path, format_path(path))
 
         for field, text, path in self._expression_fields(step, base):
             roots = _EXPRESSION_ROOTS[field]
@@ -185,6 +203,15 @@ class _Checker:
                 for text in templates.strings_in(value):
                     yield "with", text, base + ("with", key)
 
+    @staticmethod
+    def _compensate_fields(compensate: dict, base: tuple):
+        if isinstance(compensate.get("prompt"), str):
+            yield "prompt", compensate["prompt"], base + ("prompt",)
+        if isinstance(compensate.get("run"), list):
+            for position, arg in enumerate(compensate["run"]):
+                if isinstance(arg, str):
+                    yield "run", arg, base + ("run", position)
+
     def _expression_fields(self, step: dict, base: tuple):
         if isinstance(step.get("when"), str):
             yield "when", step["when"], base + ("when",)
@@ -206,7 +233,7 @@ class _Checker:
                 yield "gate", text, path
 
     def _check_template(self, step_id: str, text: str, path: tuple, where: str,
-                        has_items: bool, has_iteration: bool) -> None:
+                        has_items: bool, has_iteration: bool, extra: set[str] = frozenset()) -> None:
         if not templates.is_template(text):
             return
         try:
@@ -214,7 +241,8 @@ class _Checker:
         except TemplateError as exc:
             self.add(path, where, str(exc), "close every {{ and {% and check the expression inside")
             return
-        allowed = {"inputs", "steps", "run"} | ({"item"} if has_items else set()) | ({"iteration"} if has_iteration else set())
+        allowed = ({"inputs", "steps", "run"} | ({"item"} if has_items else set())
+                   | ({"iteration"} if has_iteration else set()) | set(extra))
         for name in sorted(info.names - allowed):
             if name == "item":
                 self.add(path, where, "`item` is used but the step has no `for_each`",
@@ -227,39 +255,6 @@ class _Checker:
                          f"use one of: {', '.join(sorted(allowed))}")
         self._check_keys(step_id, info.keys.get("steps", ()), info.keys.get("inputs", ()), path, where)
         self._check_fields(info.step_fields, path, where)
-
-    def _fields_in_argv(self, step: dict) -> set[str]:
-        """The step's fields whose values become a command's arguments: `run`, and the
-        `prompt`/`with` a shell agent's command puts in its argv."""
-        if isinstance(step.get("run"), list):
-            return {"run"}
-        agent = self.agents.get(step["agent"]) if isinstance(step.get("agent"), str) else None
-        if agent is None or agent.kind != "shell":
-            return set()
-        names: set[str] = set()
-        for arg in agent.command or []:
-            try:
-                names |= templates.inspect(arg).names if templates.is_template(arg) else set()
-            except TemplateError:
-                pass  # reported with the agent
-        return {"prompt", "with"} & names
-
-    def _secret_in_command(self, text: str, path: tuple, where: str) -> None:
-        """A secret in a command's arguments (or a shell agent's, which its prompt and `with`
-        fill) is readable by every user of the machine: the command reads it from its
-        environment instead."""
-        if not self.secrets or not templates.is_template(text):
-            return
-        try:
-            used = templates.inspect(text).keys.get("inputs", frozenset()) & self.secrets
-        except TemplateError:
-            return  # reported by _check_template
-        for name in sorted(used):
-            variable = secret_env(name)
-            self.add(path, where, f"the secret input `{name}` would be in a command's arguments, which every "
-                     "user of this machine can read (/proc/PID/cmdline)",
-                     f"the command gets it in its environment as ${variable}: e.g. "
-                     f"run: [sh, -c, 'tool --token \"${variable}\"']")
 
     def _check_expression(self, step_id: str, text: str, path: tuple, where: str,
                           roots: tuple[str, ...], has_items: bool) -> None:

@@ -22,6 +22,9 @@ from agentflow.flows.language.step_parts import (  # noqa: F401
     RetryBackoff)
 
 STEP_KINDS = ("agent", "run", "call", "workflow", "deployment", "approval", "assert")
+# A Prefect deployment: `NAME` or `FLOW/NAME`, neither part empty nor holding a template.
+DeploymentName = Annotated[str, Field(pattern=r"^[^{}/\s][^{}/]*(/[^{}/\s][^{}/]*)?$", max_length=200)]
+MAX_CONCURRENCY = 10_000  # calls of one agent at once: Prefect's server refuses limits beyond its integers
 AGENT_KINDS = ("claude-code", "llm", "shell", "python", "http")
 # Kinds this version can execute; the others are parsed and validated only.
 RUNNABLE_AGENT_KINDS = AGENT_KINDS
@@ -52,7 +55,7 @@ class Step(_Model):
     call: Callable_ | None = None
     workflow: str | None = None
     # a run of this deployment (`NAME` or `FLOW/NAME`), on whatever worker picks it up
-    deployment: str | None = Field(default=None, min_length=1, pattern=r"^[^{}]+$")
+    deployment: DeploymentName | None = None
     approval: Union[Approval, str, None] = None
     assert_: str | None = Field(default=None, alias="assert")
 
@@ -208,7 +211,7 @@ class AgentSpec(_Model):
     fallback: AgentName | None = None
     fallback_prompt_suffix: str = ""
     skip_if_unavailable: bool = False
-    concurrency: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
     circuit_breaker: Union[bool, CircuitSpec, None] = None  # None: on for claude-code, llm, http
     # A/B: each call uses one of these configurations, picked from the run and the step
     # (engine/variants.py); the variant is part of the call's cache key and of its metrics.

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from agentflow.flows.language import document
 from agentflow.flows.language.spec import Subagent
 
 MAX_BYTES = 256 * 1024
@@ -64,10 +63,11 @@ def parse(name: str, path: str, text: str) -> Subagent:
         end = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), None)
         if end is None:
             raise SubagentError(f"{path}: the frontmatter opened by `---` on line 1 is never closed")
-        try:
-            loaded = yaml.load("".join(lines[1:end]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError as exc:
-            raise SubagentError(f"{path}: the frontmatter is not valid YAML ({exc})") from None
+        try:  # the one bounded loader: an alias bomb here is refused as in a workflow
+            loaded = document.parse("".join(lines[1:end])).data
+        except document.YamlSyntaxError as exc:
+            where = f"{path}:{exc.line + 1}" if exc.line else path  # + the `---` line
+            raise SubagentError(f"{where}: the frontmatter is not valid YAML ({exc})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise SubagentError(f"{path}: the frontmatter must be a mapping (name:, description:, tools:)")
         front = loaded or {}
@@ -78,6 +78,12 @@ def parse(name: str, path: str, text: str) -> Subagent:
     if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
         raise SubagentError(f"{path}: `tools` is a list of tool names or a comma-separated string")
     model = front.get("model")
+    if model is not None and not isinstance(model, str):
+        raise SubagentError(f"{path}: `model` is a model's name (a string) or `inherit`, not {model!r:.40}")
+    declared = front.get("name")
+    if declared is not None and str(declared) != name:
+        raise SubagentError(f"{path}: its frontmatter says `name: {str(declared):.60}`, but the file is "
+                            f"{name}.md; Claude Code finds a subagent by its name: make them the same")
     return Subagent(name=str(front.get("name") or name), path=path, description=str(front.get("description") or ""),
                     tools=tools, model=str(model) if model and model != "inherit" else None,
                     prompt=body.strip())
