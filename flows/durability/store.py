@@ -58,13 +58,7 @@ class LocalStore:
         return (self.local / key).read_bytes()
 
     def read_many(self, keys: list[str]) -> dict[str, bytes]:
-        found = {}
-        for key in keys:
-            try:
-                found[key] = self.read(key)
-            except FileNotFoundError:
-                continue
-        return found
+        return _one_by_one(self, keys)
 
     def write(self, key: str, data: bytes) -> None:
         atomic_write_bytes(self.local / key, data)
@@ -121,13 +115,7 @@ class BlockStore:
 
     def read_many(self, keys: list[str]) -> dict[str, bytes]:
         if self._fs is None or not keys:
-            found = {}
-            for key in keys:
-                try:
-                    found[key] = self.read(key)
-                except FileNotFoundError:
-                    continue
-            return found
+            return _one_by_one(self, keys)
         paths = {self._path(key): key for key in keys}
         try:
             got = self._fs.cat(list(paths), on_error="omit")  # fetched side by side by s3fs, gcsfs, adlfs
@@ -186,6 +174,16 @@ class BlockStore:
 
     def _norm(self, path: str) -> str:
         return self._fs._strip_protocol(path).rstrip("/")
+
+
+def _one_by_one(store: Store, keys: list[str]) -> dict[str, bytes]:
+    found = {}
+    for key in keys:
+        try:
+            found[key] = store.read(key)
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def _base_of(block: Any) -> str:

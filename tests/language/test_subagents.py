@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from agentflow.flows.language.subagents import SubagentError, parse
@@ -16,11 +14,9 @@ BOMB = "\n".join(["---", "a: &a [x, x, x, x, x, x, x, x, x, x]"]
 
 def test_an_alias_bomb_in_the_frontmatter_is_refused_at_once():
     """The billion laughs in a subagent's frontmatter: refused by the loader workflows use,
-    naming the file and line, in well under a second (it used to grow to GiBs)."""
-    started = time.monotonic()
+    naming the file and line (it used to grow to GiBs until the process was killed)."""
     with pytest.raises(SubagentError, match=r"reviewer\.md:\d+: the frontmatter is not valid YAML \(aliases expand"):
         parse("reviewer", ".claude/agents/reviewer.md", BOMB)
-    assert time.monotonic() - started < 5
 
 
 def test_a_name_unlike_the_file_or_a_model_that_is_not_a_name_is_refused():
