@@ -219,10 +219,9 @@ BUCKET = "agentflow-deployed"
 
 @pytest.fixture(scope="module")
 def s3():
-    from s3 import make_bucket, s3_server
+    from s3 import s3_bucket
 
-    with s3_server() as endpoint:
-        make_bucket(endpoint, BUCKET)
+    with s3_bucket(BUCKET) as endpoint:
         yield endpoint
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from background import STEP, Killed
-from s3 import Relay, keys, make_bucket, remote_block, s3_bucket_block, s3_server
+from s3 import Relay, keys, remote_block, s3_bucket, s3_bucket_block
 from waiting import until
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -30,8 +30,7 @@ REDIS = "redis://127.0.0.1:6379/0"
 
 @pytest.fixture(scope="module")
 def s3():
-    with s3_server() as endpoint:
-        make_bucket(endpoint, BUCKET)
+    with s3_bucket(BUCKET) as endpoint:
         yield endpoint
 
 
