@@ -39,6 +39,7 @@ from agentflow.flows.engine.run_scope import run_scope
 from agentflow.flows.engine.run_workspace import WRITING_KINDS, RunWorkspace, entered
 from agentflow.flows.engine.steps import StepLogic
 from agentflow.flows.language.inputs import secret_marker
+from agentflow.tasks import credentials
 from agentflow.tasks.request import AGENT_KINDS
 from agentflow.tasks.results import AgentResult
 from agentflow.tasks.workspace import PatchConflict
@@ -59,6 +60,12 @@ class _Scheduler(StepLogic):
         self.inputs = inputs
         secret = [name for name, spec in compiled.spec.inputs.items() if spec.secret and inputs.get(name)]
         self.secrets = {name: str(inputs[name]) for name in secret}
+        # What each agent is given from the environment or a credentials block: to the agent
+        # only, and masked like a secret input wherever the run writes (tasks/credentials.py).
+        self.credentials = {name: {**credentials.from_environment(
+                                       agent.kind, {"headers": agent.headers, "model": agent.model}),
+                                   **compiled.credentials.get(name, {})}
+                            for name, agent in compiled.workflow.agents.items()}
         # Inputs as written down anywhere (run record, cache key, index): secrets by name only.
         self.masked_inputs = {**inputs, **{name: secret_marker(name) for name in secret}}
         self.waiting: list[str] = [s.id for s in self.spec.steps]
@@ -94,7 +101,7 @@ class _Scheduler(StepLogic):
         self.run_view: dict[str, str] = {"origin": os.getcwd(), "workspace": os.getcwd()}
 
     def run(self) -> WorkflowResult:
-        with run_scope(self.compiled, self.masked_inputs, self.attempts, tuple(self.secrets.values())) as run:
+        with run_scope(self.compiled, self.masked_inputs, self.attempts, self._masked_values()) as run:
             self.run_id, self.journal, self.publisher = run.run_id, run.journal, run.publisher
             self._repo, self.workspace = run.repo, run.workspace
             if self.workspace is not None and not self.workspace.attached:
@@ -108,6 +115,11 @@ class _Scheduler(StepLogic):
                 self.results.update(results)
                 self.step_views.update({step: result.context() for step, result in results.items()})
             return self._outcome()  # in the run's scope: its last log line still reaches the UI
+
+    def _masked_values(self) -> tuple[str, ...]:
+        """Every value the run's log lines mask: its secret inputs and its agents' credentials."""
+        values = [*self.secrets.values(), *(v for found in self.credentials.values() for v in found.values())]
+        return tuple(dict.fromkeys(values))
 
     def _loop(self) -> None:
         while True:

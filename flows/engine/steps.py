@@ -41,6 +41,7 @@ class StepLogic:
     inputs: dict[str, Any]
     masked_inputs: dict[str, Any]
     secrets: dict[str, str]
+    credentials: dict[str, dict[str, str]]  # agent -> its credentials, by variable
     waiting: list[str]
     active: dict[str, StepRun]
     results: dict[str, AgentResult]
@@ -186,8 +187,8 @@ class StepLogic:
         identity and cache key."""
         request = requests.build(self.spec.name, plan, context, item=item, index=index, iteration=iteration, rung=rung,
                                  run_id=self.run_id)
-        keys = self.compiled.credentials.get(request.agent or "")
-        if keys:  # an agent block's key: like a secret, to the agent only, removed from its result
+        keys = self.credentials.get(request.agent or "")
+        if keys:  # its credentials: like a secret, to the agent only, removed from its result
             request = request.model_copy(update={"secrets": {**request.secrets, **keys}})
         masked = None
         if self.secrets:

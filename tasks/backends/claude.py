@@ -50,6 +50,7 @@ from agentflow.errors import AgentNotSetUp, AgentUnavailable, StepFailed, StepTi
 from agentflow.events import StepEvent, emit
 from agentflow.tasks.backends.process import children_running, track
 from agentflow.tasks.backends import run_coroutine
+from agentflow.tasks.credentials import CLAUDE_KEYS
 from agentflow.tasks.backends.claude_tools import (DENIED, UNAVAILABLE, Activity, bounded, bounds, globs_text,
                                                    missing_tools, outside_writes)
 from agentflow.tasks.request import AgentRequest
@@ -57,8 +58,7 @@ from agentflow.tasks.results import AgentResult, confidence_of, parse_text, scru
 
 # Environment the CLI gets unless the user's environment already says otherwise.
 _CLI_DEFAULTS = {"CLAUDE_CODE_MAX_RETRIES": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
-_KEY_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN",
-                  "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
+_KEY_VARIABLES = (*CLAUDE_KEYS, "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
 _DEFAULT_TIMEOUT_S = 30 * 60.0
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
 _LOG_CHARS = 500

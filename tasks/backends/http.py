@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from typing import Any
 
 import httpx
 
 from agentflow.errors import AgentNotSetUp, AgentUnavailable, ConfigError, StepFailed, StepTimeout
+from agentflow.tasks.credentials import HEADER_VARIABLE
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import MAX_OUTPUT, AgentResult, from_value, parse_text
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DEFAULT_TIMEOUT_S = 60.0
 _BODY_TAIL = 500
 
@@ -39,9 +38,12 @@ def headers_of(configured: dict[str, str], step: str, given: dict[str, str] | No
         if name not in os.environ:
             raise AgentNotSetUp(f"step `{step}`: the http agent's header needs the environment variable "
                                    f"{name}, which is not set; set it (e.g. export {name}=...)")
+        if "\r" in os.environ[name] or "\n" in os.environ[name]:  # it would end the header, and add its own
+            raise AgentNotSetUp(f"step `{step}`: the environment variable {name} holds a line break, which a "
+                                f"header cannot; set it to the token alone")
         return os.environ[name]
 
-    return {key: _VARIABLE.sub(value, text) for key, text in configured.items()}
+    return {key: HEADER_VARIABLE.sub(value, text) for key, text in configured.items()}
 
 
 class HttpBackend:

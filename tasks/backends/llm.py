@@ -20,10 +20,10 @@ from typing import Any
 from agentflow.errors import AgentNotSetUp, AgentUnavailable, ConfigError, StepFailed, StepTimeout
 from agentflow.flows.language.spec import LLM_PROVIDERS
 from agentflow.tasks.backends import run_coroutine
+from agentflow.tasks.credentials import PROVIDER_KEYS
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, confidence_of, parse_text
 
-_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openai-chat": "OPENAI_API_KEY"}
 _BASE_URLS = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL", "openai-chat": "OPENAI_BASE_URL"}
 _OLLAMA = "http://127.0.0.1:11434/v1"
 _DEFAULT_TIMEOUT_S = 10 * 60.0
@@ -33,7 +33,7 @@ def missing_key(model: str, given: dict[str, str] | None = None) -> str | None:
     """The environment variable the model's provider needs and that is not set (nor `given`
     by a credentials block), if any."""
     provider = model.split(":", 1)[0]
-    variable = _KEYS.get(provider)
+    variable = PROVIDER_KEYS.get(provider)
     return variable if variable and not (given or {}).get(variable) and not os.environ.get(variable) else None
 
 

@@ -101,3 +101,42 @@ def test_a_header_naming_an_unset_variable_says_which(service, tmp_path, monkeyp
         run_workflow(path)
     assert "needs the environment variable NOT_SET_TOKEN" in failure.value.result.steps["review"].summary
     assert server.received == []
+
+
+HEADER_CANARY = "canary-http-4b9e21d7"
+
+
+def test_a_token_the_service_echoes_is_written_nowhere(service, cli, tmp_path, prefect_server):
+    """A header's ${VAR} is a credential: when the service says it back, in an answer and in an
+    error, neither agentflow (result, log, audit, journal, records) nor the server (task runs'
+    states and messages, logs, artifacts, events) keeps it."""
+    from server_search import now, run_on_server
+
+    server = service((200, "application/json", json.dumps({"summary": "you sent {echo}", "data": {"got": "{echo}"}})),
+                     (401, "text/plain", "token {echo} is not valid"))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "wf.yaml").write_text(f"""
+name: echoing
+agents:
+  svc: {{kind: http, url: "{server.url}", headers: {{Authorization: "Bearer ${{SVC_TOKEN}}"}}, circuit_breaker: false}}
+steps:
+  - {{id: first, agent: svc, prompt: hello}}
+  - {{id: second, agent: svc, prompt: again, depends_on: [first]}}
+""")
+    env = {"SVC_TOKEN": HEADER_CANARY, "AGENTFLOW_LOG_FILE": str(tmp_path / "logs" / "agentflow.jsonl"),
+           "AGENTFLOW_AUDIT_FILE": str(tmp_path / "logs" / "audit.jsonl"),
+           "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path / "results")}
+    since = now()
+    done = cli("run", "wf.yaml", "--json", cwd=project, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr  # the second call is refused
+    assert [r["headers"]["Authorization"] for r in server.received] == [f"Bearer {HEADER_CANARY}"] * 2
+    report = json.loads(done.stdout)
+    assert report["steps"]["first"]["result"]["summary"] == "you sent Bearer [secret]"
+    assert "token Bearer [secret] is not valid" in report["steps"]["second"]["result"]["summary"]
+    assert HEADER_CANARY not in done.stdout + done.stderr
+    written = [str(p) for p in tmp_path.rglob("*") if p.is_file() and HEADER_CANARY.encode() in p.read_bytes()]
+    assert written == []
+    assert (tmp_path / "logs" / "audit.jsonl").read_text().count('"agent": "svc"') == 2  # the audit was written
+    held = run_on_server(prefect_server, report["run_id"], since, "prefect.flow-run.Failed")
+    assert "[secret]" in held and HEADER_CANARY not in held
