@@ -160,6 +160,8 @@ class _Checker(SecretChecks):
                 self._secret_in_command(value, path, format_path(path))
             elif field in NOT_SECRET_SINKS:
                 self._secret_in_plain_text(field, self._secrets_in_template(value), path, format_path(path))
+            elif field == "with" and step.get("deployment") is not None:
+                self._secret_in_plain_text("deployment", self._secrets_in_template(value), path, format_path(path))
         if isinstance(step.get("for_each"), str):  # an expression: its items name task runs too
             path = base + ("for_each",)
             try:

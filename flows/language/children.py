@@ -1,6 +1,7 @@
 """Sub-workflows: a `workflow: FILE` step's workflow, loaded with its parent and checked against
-the step: its `with:` against the child's declared inputs, and no file calling itself again
-through its children (the chain is named)."""
+the step: its `with:` against the child's declared inputs (a secret goes only to a secret
+input, and a secret input gets only a secret), and no file calling itself again through its
+children (the chain is named)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentflow.errors import Problem, SpecError
+from agentflow.errors import Problem, SpecError, TemplateError
 from agentflow.flows.language import templates
 from agentflow.flows.language.document import Document
 
@@ -46,6 +47,7 @@ def load(document: Document, source: str, base_dir: Path, chain: tuple[Path, ...
             problems += exc.problems  # located in the child's own file
             continue
         problems += _inputs(step, child, source, document, index)
+        problems += _secrets(step, child, _secret_inputs(document), source, document, index)
         children[str(step.get("id"))] = child
     return children, problems
 
@@ -64,3 +66,47 @@ def _inputs(step: dict, child: Any, source: str, document: Document, index: int)
                                 f"workflow `{child.spec.name}` needs input(s) {', '.join(missing)}",
                                 "give them under the step's with:"))
     return problems
+
+
+def _secret_inputs(document: Document) -> set[str]:
+    inputs = document.data.get("inputs") if isinstance(document.data.get("inputs"), dict) else {}
+    return {str(name) for name, spec in inputs.items() if isinstance(spec, dict) and spec.get("secret") is True}
+
+
+def _secrets(step: dict, child: Any, secrets: set[str], source: str, document: Document,
+             index: int) -> list[Problem]:
+    """A parent's secret given to a child's plain input would be a parameter of the child's run,
+    stored on the server and printed by the child; a literal given to a child's secret input
+    is written in this file, so it is no secret."""
+    given = step.get("with") if isinstance(step.get("with"), dict) else {}
+    problems = []
+    for key, value in given.items():
+        declared = child.spec.inputs.get(str(key))
+        if declared is None:
+            continue  # reported by _inputs
+        path, where = ("steps", index, "with", key), f"steps[{index}].with.{key}"
+        texts = list(templates.strings_in(value))
+        if declared.secret and not texts:
+            problems.append(Problem(source, document.line_of(path), where,
+                                    f"a literal given to `{child.spec.name}`'s secret input `{key}` is no secret: "
+                                    "it is written in this file",
+                                    "pass one of this workflow's secret inputs (`{{ inputs.NAME }}`)"))
+        elif not declared.secret:
+            for name in sorted(_used(texts) & secrets):
+                problems.append(Problem(source, document.line_of(path), where,
+                                        f"the secret input `{name}` would be written in clear: `{child.spec.name}`'s "
+                                        f"input `{key}` is not secret, so it is a parameter of the child's run "
+                                        "(stored on the server) and the child may print it",
+                                        f"declare it secret in {step.get('workflow')} (`{key}: {{secret: true}}`), or pass "
+                                        "another value"))
+    return problems
+
+
+def _used(texts: list[str]) -> set[str]:
+    used: set[str] = set()
+    for text in texts:
+        try:
+            used |= set(templates.inspect(text).keys.get("inputs", frozenset()))
+        except TemplateError:
+            pass  # reported by the template checks
+    return used

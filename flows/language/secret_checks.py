@@ -4,7 +4,8 @@ A secret follows its value through templates. It may reach a secret sink: a comm
 environment, an agent's prompt, a child workflow's secret input. Where its rendered value
 would be written in clear, it is refused with the fix: in a command's arguments (any user of
 the machine reads them in /proc), as a `for_each` item (it names the task run), in an
-approval's message (stored on the server).
+approval's message or a deployment step's `with:` (stored on the server). A child workflow's
+`with:` is checked against the child's inputs (language/children.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from agentflow.flows.language.inputs import secret_env
 NOT_SECRET_SINKS = {
     "for_each": "a for_each item names its task run (`step[value]`) on the server, in the journal and the live view",
     "approval": "an approval's message is the form's description, stored on the server",
+    "deployment": "a deployment's run takes its `with:` as parameters, stored in clear on the server",
+}
+# Where each sink's fix differs from the general one.
+_FIXES = {
+    "deployment": "leave it out of `with:`: the deployment's run takes its secret inputs from its worker's "
+                  "environment (${variable})",
 }
 
 
@@ -52,9 +59,10 @@ class SecretChecks:
         the task run, on the server, in the journal and the live view) or in an approval's
         message (the form's description, stored on the server)."""
         for name in sorted(used):
+            fix = _FIXES.get(field, "pass it where a secret may go: a command's environment (${variable}), an "
+                                    "agent's prompt, a child workflow's secret input")
             self.add(path, where, f"the secret input `{name}` would be written in clear: {NOT_SECRET_SINKS[field]}",
-                     "pass it where a secret may go: a command's environment ($" + secret_env(name) + "), an "
-                     "agent's prompt, a child workflow's secret input")
+                     fix.replace("{variable}", secret_env(name)))
 
     def _secret_in_command(self, text: str, path: tuple, where: str) -> None:
         """A secret in a command's arguments (or a shell agent's, which its prompt and `with`
