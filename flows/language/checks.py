@@ -40,6 +40,7 @@ def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec]
     checker = _Checker(document, source, agents, set(map(str, raw_inputs)))
     checker.secrets = {str(name) for name, spec in raw_inputs.items()
                        if isinstance(spec, dict) and spec.get("secret") is True}
+    checker.invalid_agents = _invalid_agents(agents, document, agents_doc)
     checker.collect_ids(raw_steps)
     for index, step in enumerate(raw_steps):
         if isinstance(step, dict):
@@ -49,6 +50,15 @@ def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec]
     checker.check_deployment(data, raw_inputs)
     deps = checker.check_cycle(data.get("pattern", "sequential"))
     return checker.problems, deps
+
+
+def _invalid_agents(agents: dict[str, AgentSpec], *documents: Document | None) -> set[str]:
+    """Agents defined but not valid: reported at their definition, not again where they are used."""
+    defined: set[str] = set()
+    for document in documents:
+        raw = document.data.get("agents") if document is not None and isinstance(document.data, dict) else None
+        defined |= set(map(str, raw)) if isinstance(raw, dict) else set()
+    return defined - set(agents)
 
 
 def check_agents_file(agents: dict[str, AgentSpec], source: str, document: Document) -> list[Problem]:
@@ -70,6 +80,7 @@ class _Checker(SecretChecks):
         self.referenced: dict[str, set[str]] = {}
         self.edges: dict[tuple[str, str], tuple[tuple, str]] = {}  # (step, upstream) -> (path, how)
         self.secrets: set[str] = set()  # secret inputs
+        self.invalid_agents: set[str] = set()  # defined, with problems of their own
 
     def add(self, path: tuple, where: str, what: str, fix: str = "", got: str | None = None,
             document: Document | None = None, source: str | None = None) -> None:
@@ -338,6 +349,8 @@ class _Checker(SecretChecks):
 
     def _unknown_agent(self, name: str, path: tuple, where: str,
                        document: Document | None = None, source: str | None = None) -> None:
+        if name in self.invalid_agents:
+            return
         defined = sorted(self.agents)
         close = difflib.get_close_matches(name, defined, n=1, cutoff=0.6)
         fix = (f"did you mean `{close[0]}`?" if close else

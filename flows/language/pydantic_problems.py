@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from agentflow.flows.language.document import Document
 from agentflow.errors import Problem, format_got, format_path
+from agentflow.flows.language.http_parts import NOT_ECHOED
 
 # What to do about a wrong value, by the name of the field it is in.
 _FIXES = {
@@ -100,7 +101,9 @@ def _problem(path: tuple, error: dict, model: type[BaseModel], document: Documen
     message = message[0].lower() + message[1:] if message else message
     value = error.get("input")
     # A whole step or mapping as "got" is noise; a scalar shows exactly what was wrong.
-    got = None if isinstance(value, (dict, list)) and kind == "value_error" else format_got(value)
+    # A value that holds a credential (NOT_ECHOED) is never repeated.
+    got = None if (isinstance(value, (dict, list)) and kind == "value_error") or kind == NOT_ECHOED else (
+        format_got(value))
     return Problem(source, line, where, message, fix, got)
 
 

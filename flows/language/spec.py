@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from agentflow.flows.language.deployment import DEFAULT_WORK_POOL, Schedule, Trigger
+from agentflow.flows.language.http_parts import Headers, HttpUrl
 from agentflow.flows.language.durations import MAX_DURATION_S, Duration, parse_duration  # noqa: F401
 # The spec's building blocks and a step's parts, named here too: `spec` is where users of the
 # models import them from.
@@ -200,9 +201,9 @@ class AgentSpec(_Model):
     # python
     callable: Callable_ | None = None
     # http: header values may name environment variables as ${NAME} (a token never sits here)
-    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    url: HttpUrl | None = None
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     # behaviour
     ttl: Duration | None = None
     timeout: Duration | None = None

@@ -62,3 +62,15 @@ def test_result_fields_known_to_the_language_are_the_results():
     from agentflow.tasks.results import AgentResult
 
     assert set(RESULT_FIELDS) == set(AgentResult.model_fields)
+
+
+def test_an_agent_that_is_not_valid_is_reported_once_at_its_definition():
+    with pytest.raises(SpecError) as caught:
+        load_workflow(HOSTILE / "g08-http-url-not-http.yaml")
+    assert [(p.line, p.where) for p in caught.value.problems] == [(4, "agents.hook.url")]
+
+
+def test_a_password_in_a_url_is_not_repeated_in_the_error():
+    with pytest.raises(SpecError) as caught:
+        load_workflow(HOSTILE / "g13-http-url-password.yaml")
+    assert "cannot hold a password" in str(caught.value) and "hunter2" not in str(caught.value)
