@@ -31,7 +31,18 @@ def load(document: Document, source: str, base_dir: Path, chain: tuple[Path, ...
             problems.append(Problem(source, line, where, "a sub-workflow's file is fixed, not a template",
                                     "name the file; choose between workflows with `when:` on two steps"))
             continue
-        target = (base_dir / reference).resolve()
+        try:
+            target = (base_dir / reference).resolve()
+        except (RuntimeError, OSError):  # Python 3.11 says a symlink loop with RuntimeError
+            problems.append(Problem(source, line, where, f"`{reference}` cannot be followed: a symlink loop",
+                                    "point it at the workflow file itself"))
+            continue
+        root = _root(chain[0] if chain else base_dir / "x")
+        if not target.is_relative_to(root):
+            problems.append(Problem(source, line, where, f"`{reference}` is outside the repository ({root})",
+                                    "a sub-workflow is a file of the same repository: copy it in, or give "
+                                    "its path inside the repository"))
+            continue
         if target in chain:
             names = " -> ".join(p.name for p in (*chain[chain.index(target):], target))
             problems.append(Problem(source, line, where, f"workflow files call each other: {names}",
@@ -50,6 +61,16 @@ def load(document: Document, source: str, base_dir: Path, chain: tuple[Path, ...
         problems += _secrets(step, child, _secret_inputs(document), source, document, index)
         children[str(step.get("id"))] = child
     return children, problems
+
+
+def _root(top: Path) -> Path:
+    """Where sub-workflows may be: the git repository of the top workflow file, or, outside one,
+    its folder. Nothing a definition names can make the loader read a file beyond it."""
+    folder = top.resolve().parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return folder
 
 
 def _inputs(step: dict, child: Any, source: str, document: Document, index: int) -> list[Problem]:

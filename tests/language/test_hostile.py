@@ -74,3 +74,19 @@ def test_a_password_in_a_url_is_not_repeated_in_the_error():
     with pytest.raises(SpecError) as caught:
         load_workflow(HOSTILE / "g13-http-url-password.yaml")
     assert "cannot hold a password" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_a_sub_workflow_outside_the_repository_is_named_at_the_step_without_its_content():
+    with pytest.raises(SpecError) as caught:
+        load_workflow(HOSTILE / "i01-workflow-outside-the-repository.yaml")
+    assert [(p.file, p.line) for p in caught.value.problems] == [(str(HOSTILE / "i01-workflow-outside-the-repository.yaml"), 5)]
+    assert "root:" not in str(caught.value)  # /etc/passwd's first line, echoed before
+
+
+def test_a_symlink_loop_is_a_located_error(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    (tmp_path / "wf.yaml").write_text("name: wf\nsteps:\n  - id: call\n    workflow: loop.yaml\n")
+    with pytest.raises(SpecError) as caught:
+        load_workflow(tmp_path / "wf.yaml")
+    assert [(p.line, p.what) for p in caught.value.problems] == [(4, "`loop.yaml` cannot be followed: a symlink loop")]
