@@ -40,8 +40,10 @@ def decide(plan: StepPlan, context: dict[str, Any]) -> Start:
     if step.approval is not None:
         return Start("approval")
     if plan.assertion is not None:
-        return Start("assert", reason=step.message or f"`{step.assert_}`",
-                     passed=bool(plan.assertion.evaluate(context)))
+        # The message says what is wrong: a step that holds says what held.
+        holds = bool(plan.assertion.evaluate(context))
+        failure = templates.render(step.message, context) if step.message and not holds else f"`{step.assert_}`"
+        return Start("assert", reason=failure, passed=holds)
     if step.for_each is not None:
         if plan.for_each is not None:
             items = plan.for_each.evaluate(context)

@@ -18,6 +18,7 @@ from agentflow.flows.language.inputs import secret_env
 NOT_SECRET_SINKS = {
     "for_each": "a for_each item names its task run (`step[value]`) on the server, in the journal and the live view",
     "approval": "an approval's message is the form's description, stored on the server",
+    "message": "an assert's message is the step's summary, shown and stored in clear",
     "deployment": "a deployment's run takes its `with:` as parameters, stored in clear on the server",
 }
 # Where each sink's fix differs from the general one.

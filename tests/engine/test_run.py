@@ -286,6 +286,21 @@ steps:
     assert "limit must exceed 10" in caught.value.result["check"].error
 
 
+def test_an_assert_renders_its_message_and_one_that_holds_says_what_held():
+    flow = flow_of("""
+name: asserting
+inputs:
+  limit: {type: integer, default: 5}
+steps:
+  - {id: holds, assert: "inputs.limit > 1", message: "limit {{ inputs.limit }} is too low"}
+  - {id: check, assert: "inputs.limit > 10", message: "limit {{ inputs.limit }} must exceed 10"}
+""")
+    with pytest.raises(WorkflowFailed) as caught:
+        flow()
+    assert caught.value.result["holds"].summary == "holds: `inputs.limit > 1`"
+    assert "limit 5 must exceed 10" in caught.value.result["check"].error
+
+
 def test_shell_and_python_agents(tmp_path):
     """Agents of kind shell and python, defined inline, use the same machinery."""
     result = flow_of("""
