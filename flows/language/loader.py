@@ -33,8 +33,8 @@ def load_workflow(path: str | Path, _chain: tuple[Path, ...] = ()) -> ResolvedWo
 def is_agents_file(path: str | Path) -> bool:
     """An agents file is a mapping with `agents:` and no `steps:` (used by `validate`)."""
     try:
-        data = yamldoc.parse(Path(path).read_text(encoding="utf-8")).data
-    except (OSError, UnicodeDecodeError, yamldoc.YamlSyntaxError):
+        data = yamldoc.parse(_read(Path(path), "agents")).data
+    except (SpecError, yamldoc.YamlSyntaxError):
         return False
     return isinstance(data, dict) and "agents" in data and "steps" not in data and "name" not in data
 
@@ -186,9 +186,17 @@ def _file_degraded_mode(agents_doc: yamldoc.Document | None, document: yamldoc.D
         return None  # reported with the agents file
 
 
+MAX_FILE_BYTES = 10_000_000  # a definition this long is a mistake (or /dev/zero), not a workflow
+
+
 def _read(path: Path, what: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise SpecError([Problem(str(path), None, "", f"{what} file is larger than {MAX_FILE_BYTES:,} bytes",
+                                     "give the definition file itself; split a definition this large")])
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise SpecError([Problem(str(path), None, "", f"{what} file not found",
                                  "check the path (it is relative to the current directory)")]) from None

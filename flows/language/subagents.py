@@ -43,7 +43,8 @@ def places(starts: list[Path]) -> str:
 def read(name: str, path: Path) -> Subagent:
     """Parse a subagent file; SubagentError says what is wrong with it."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise SubagentError(f"cannot read {path}: {exc.strerror}") from None
     if len(raw) > MAX_BYTES:

@@ -90,3 +90,13 @@ def test_a_symlink_loop_is_a_located_error(tmp_path):
     with pytest.raises(SpecError) as caught:
         load_workflow(tmp_path / "wf.yaml")
     assert [(p.line, p.what) for p in caught.value.problems] == [(4, "`loop.yaml` cannot be followed: a symlink loop")]
+
+
+def test_a_definition_file_larger_than_the_bound_is_refused_unread(tmp_path):
+    from agentflow.flows.language.loader import MAX_FILE_BYTES
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("name: huge\nsteps: []\n" + "#" * MAX_FILE_BYTES)
+    with pytest.raises(SpecError) as caught:
+        load_workflow(path)
+    assert f"workflow file is larger than {MAX_FILE_BYTES:,} bytes" in str(caught.value)
