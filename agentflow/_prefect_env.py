@@ -57,7 +57,9 @@ def prefect_home() -> Path:
 
 
 def configured_api_url() -> str | None:
-    """The API URL the user configured: the environment, else the active Prefect profile."""
+    """The API URL the user configured: the environment, else the active Prefect profile (not
+    the local server's URL that `agentflow server start` wrote there: that one is used only
+    while the server runs, through `use_local_server`)."""
     if os.environ.get("PREFECT_API_URL"):
         return os.environ["PREFECT_API_URL"]
     path = Path(os.environ.get("PREFECT_PROFILES_PATH") or prefect_home() / "profiles.toml").expanduser()
@@ -67,7 +69,18 @@ def configured_api_url() -> str | None:
         return None
     active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
     value = (profiles.get("profiles", {}).get(active) or {}).get("PREFECT_API_URL")
-    return str(value) if value else None
+    if not value or str(value) == _recorded().get("api_url"):
+        return None
+    return str(value)
+
+
+def _recorded() -> dict:
+    """The local server's record, running or not."""
+    try:
+        record = json.loads((prefect_home() / SERVER_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def local_server() -> dict | None:
@@ -98,6 +111,10 @@ def use_local_server() -> str | None:
         return None
     record = local_server()
     if record is None:
+        if _recorded().get("profile") and "PREFECT_API_URL" not in os.environ:
+            # The profile still names the local server, which is gone (a reboot): Prefect
+            # would try it; an empty value lets the embedded server start instead.
+            os.environ["PREFECT_API_URL"] = ""
         return None
     os.environ["PREFECT_API_URL"] = record["api_url"]
     return record["api_url"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from expect import expectations
 from waiting import until
 from procs import gone
 
@@ -22,8 +24,9 @@ def test_validate_reports_every_bad_file_and_exits_1(cli):
     done = cli("validate", *files)
     assert done.returncode == 1
     assert "Traceback" not in done.stdout + done.stderr
-    for path in files:
-        assert Path(path).name in done.stdout
+    for path in files:  # each file's problems, located in it or in the file it names (its agents file)
+        named = {file for file, _, _ in expectations(Path(path)) if file} or {Path(path).name}
+        assert any(name in done.stdout for name in named), path
     assert f"{len(files)} of {len(files)} file(s) have problems" in done.stderr
 
 
@@ -213,15 +216,54 @@ steps:
     assert took >= 1.2  # the time the user waited, not Prefect's time in Running (0.2 s)
     status = cli("status", run_id[:10])
     assert status.returncode == 0, status.stderr
-    assert f"run {run_id}  cli-status" in status.stdout
+    assert status.stdout.startswith(f"run {run_id} (") and "cli-status (version" in status.stdout
     assert "first" in status.stdout
     skipped = next(line for line in status.stdout.splitlines() if "second (skipped)" in line)
     assert "Skipped" in skipped  # not Completed
     missing = cli("status", "ffffffff-0000")
-    assert missing.returncode == 2 and "no run id starts with" in missing.stderr
+    assert missing.returncode == 2 and "or has an id starting with it" in missing.stderr
     failed = write("name: cli-status-fail\nsteps:\n  - {id: bad, run: [sh, -c, 'exit 1']}\n", "fail.yaml")
     failed_id = json.loads(cli("run", str(failed), "--json", cwd=tmp_path).stdout)["run_id"]
     assert cli("status", failed_id).returncode == 1
+
+
+def test_runs_made_together_are_told_apart_and_future_ones_listed_apart(cli):
+    """`runs` shows each run by a prefix no other shares (unit-tested with time-ordered ids in
+    tests/durability/test_history.py); its name names it as well. Runs scheduled for later are
+    listed with --scheduled, not among the others; a prefix that matches several is refused."""
+    from datetime import datetime, timedelta, timezone
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Scheduled
+
+    @flow(name="made-together")
+    def made_together() -> None:
+        pass
+
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    with get_client(sync_client=True) as client:
+        past = [client.create_flow_run(made_together, state=Completed()) for _ in range(17)]
+        future = [client.create_flow_run(made_together, state=Scheduled(scheduled_time=later)) for _ in range(3)]
+    listing = cli("runs", "-w", "made-together", "-n", "30")
+    assert listing.returncode == 0, listing.stderr
+    shown = [line.split("│")[1].strip() for line in listing.stdout.splitlines() if "made-tog" in line]
+    assert len(set(shown)) == 17 and all(len(prefix) >= 8 for prefix in shown)
+    assert sorted(next(str(r.id) for r in past if str(r.id).startswith(p)) for p in shown) == sorted(
+        str(r.id) for r in past)  # the future ones are not here
+    for prefix, run in zip(shown[:2], past[-1:-3:-1]):  # newest first
+        by_id, by_name = cli("status", prefix), cli("status", run.name)
+        assert by_id.returncode == by_name.returncode == 0, by_id.stderr + by_name.stderr
+        assert by_id.stdout.startswith(f"run {run.id} ({run.name})") and by_name.stdout == by_id.stdout
+    upcoming = cli("runs", "-w", "made-together", "--scheduled")
+    later_ids = [line.split("│")[1].strip() for line in upcoming.stdout.splitlines() if "made-tog" in line]
+    assert sorted(next(str(r.id) for r in future if str(r.id).startswith(p)) for p in later_ids) == sorted(
+        str(r.id) for r in future)
+    firsts = [str(run.id)[0] for run in past]
+    shared = next(c for c in firsts if firsts.count(c) > 1)  # 17 ids, 16 hex digits: one is shared
+    ambiguous = cli("status", shared)
+    assert ambiguous.returncode == 2 and f"'{shared}' matches" in ambiguous.stderr
+    assert "give one of these" in ambiguous.stderr
 
 
 @pytest.mark.parametrize("sig, name, steps", [(2, "SIGINT", 2), (15, "SIGTERM", 2), (2, "SIGINT", 1)],
@@ -247,3 +289,43 @@ def test_interrupt_stops_running_commands(cli, write, tmp_path, prefect_server, 
     for pid in pids:
         assert gone(pid), f"command {pid} still runs after {name}"
 
+
+
+@pytest.mark.parametrize("args, said", [
+    (["run", "--jsno", "wf.yaml"], "No such option: --jsno"),
+    (["run", "missing.yaml"], "workflow file not found"),
+    (["run", "wf.yaml", "-i", "nope=1"], "unknown input `nope`"),
+    (["plan", "missing.yaml"], "workflow file not found"),
+    (["status"], "Missing argument"),
+    (["stats", "--since", "soon"], "--since 'soon'"),
+    (["approve", "abc", "-f", "x"], "-f"),
+])
+def test_a_mistake_is_answered_before_any_server_starts(tmp_path, args, said):
+    """No server configured: a mistaken option, a missing file or a bad input is said at once
+    (exit 2), and no embedded server was started for it (it would create the database)."""
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(home)
+    (tmp_path / "wf.yaml").write_text("name: wf\nsteps:\n  - {id: a, run: [echo, a]}\n")
+    done = subprocess.run([sys.executable, "-m", "agentflow", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert said in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (home / "prefect.db").exists() and not (home / "agentflow-commands").exists()
+
+
+def test_plan_says_a_step_never_cached_runs_even_after_a_step_it_waits_for(cli, write, tmp_path):
+    path = write("""
+name: plan-words
+steps:
+  - {id: first, run: [echo, one], cache: true}
+  - {id: second, run: [echo, "{{ steps.first.summary }}"]}
+""")
+    done = cli("plan", str(path), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    verdicts = {v["step"]: (v["outcome"], v["reason"]) for v in json.loads(done.stdout)}
+    assert verdicts["first"][0] == "miss"
+    assert verdicts["second"] == ("runs", "not cached: run steps run every time unless they set `cache:`")
+    validated = cli("validate", str(path))
+    assert "ok (2 steps," in validated.stdout

@@ -30,18 +30,27 @@ def home(tmp_path):
 
 
 @pytest.fixture
-def agentflow(home, tmp_path):
+def python(home, tmp_path):
+    """`python ARGS` in a Prefect home of its own, with no PREFECT_API_URL."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")}
     env.update(PREFECT_HOME=str(home), PYTHONPATH=str(FIXTURES))
 
     def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "agentflow", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=timeout)
 
     return run
 
 
-def test_start_use_and_stop_the_local_server(agentflow, home, tmp_path):
+@pytest.fixture
+def agentflow(python):
+    def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        return python("-m", "agentflow", *args, timeout=timeout)
+
+    return run
+
+
+def test_start_use_and_stop_the_local_server(agentflow, python, home, tmp_path):
     (tmp_path / "wf.yaml").write_text("name: served\nsteps:\n  - {id: hello, run: [echo, hi]}\n")
     port = free_port()
 
@@ -61,6 +70,13 @@ def test_start_use_and_stop_the_local_server(agentflow, home, tmp_path):
 
     again = agentflow("server", "start", "--port", str(port))
     assert again.returncode == 0 and "already running" in again.stdout
+    elsewhere = agentflow("server", "start", "--port", str(port + 1))
+    assert elsewhere.returncode == 1 and f"--port {port + 1} was not used: a server already runs at {url}" in (
+        elsewhere.stderr)
+
+    # Prefect's own tools use it too, as `prefect config set PREFECT_API_URL=...` would make them.
+    assert f"Prefect's profile `ephemeral` says PREFECT_API_URL={url}/api" in started.stdout
+    assert prefect_api_url(python) == f"{url}/api"
 
     done = agentflow("run", "wf.yaml", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -74,10 +90,30 @@ def test_start_use_and_stop_the_local_server(agentflow, home, tmp_path):
 
     stopped = agentflow("server", "stop")
     assert stopped.returncode == 0 and f"stopped the Prefect server at {url}" in stopped.stdout
+    assert "Prefect's profile `ephemeral` no longer names it" in stopped.stdout
+    assert prefect_api_url(python) == "None"
     assert agentflow("server", "status").returncode == 1
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/api/health", timeout=5)
     assert agentflow("server", "stop").stdout.strip() == "no local Prefect server is running"
+
+
+def prefect_api_url(python) -> str:
+    """The API URL a plain Python process using Prefect finds, in the same environment."""
+    done = python("-c", "from prefect.settings import get_current_settings; print(get_current_settings().api.url)")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_profile_left_naming_a_dead_server_is_not_used(agentflow, home):
+    """The server died without `server stop` (a reboot): the profile still names it, and
+    agentflow's commands use the embedded server instead of failing to connect."""
+    started = agentflow("server", "start", "--port", str(free_port()))
+    assert started.returncode == 0, started.stdout + started.stderr
+    kill_recorded_server(home)
+    listed = agentflow("runs")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "cannot reach" not in listed.stderr
 
 
 def test_a_taken_port_is_named_with_the_fix(agentflow):

@@ -33,7 +33,8 @@ from agentflow.flows.cli import stats  # noqa: E402,F401
 from agentflow.flows.cli import approve  # noqa: E402,F401
 from agentflow.flows.cli import work  # noqa: E402,F401
 from agentflow.errors import AgentflowError, SpecError  # noqa: E402
-from agentflow.flows.cli._app import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err, print_problems  # noqa: E402
+from agentflow.flows.cli._app import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err,  # noqa: E402
+                                      print_problems, start_api_when_needed)
 
 
 # Commands that talk to the Prefect API: with no server configured, they start the embedded
@@ -44,18 +45,16 @@ _NEED_A_STARTED_SERVER = {"deploy", "storage", "metrics", "logs"}
 
 
 def main() -> None:
-    guard = None
+    guards: list = []
     try:
         if len(sys.argv) > 1 and sys.argv[1] in _NEED_A_STARTED_SERVER:
             _prefect_env.use_local_server()
         if len(sys.argv) > 1 and sys.argv[1] in _USE_THE_API:
             # The server `agentflow server start` keeps, if it runs and no other is configured:
-            # set before Prefect is imported, which reads its settings once.
+            # set before Prefect is imported, which reads its settings once. Otherwise the
+            # embedded server, started when the command first needs it (`need_api`).
             if _prefect_env.use_local_server() is None:
-                from agentflow.flows.durability.database import check_local_database
-
-                check_local_database()
-                guard = _guard_the_embedded_server()
+                start_api_when_needed(lambda: guards.append(_guard_the_embedded_server()))
         from agentflow import tracing
 
         tracing.configure()  # OTLP traces of the runs this command makes, if an endpoint is set
@@ -74,7 +73,7 @@ def main() -> None:
         report_internal_error(exc)
         sys.exit(EXIT_INTERNAL)
     finally:
-        if guard is not None:
+        for guard in guards:
             guard.stop()
 
 
@@ -85,7 +84,10 @@ def _guard_the_embedded_server():
 
     from prefect.settings import get_current_settings
 
+    from agentflow.flows.durability.database import check_local_database
     from agentflow.flows.durability.guard import ServerGuard
+
+    check_local_database()  # the embedded server cannot start on a damaged database: say so
 
     home = get_current_settings().home.expanduser()
     guard = ServerGuard(home / "agentflow-commands" / str(os.getpid()))

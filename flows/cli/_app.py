@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -19,6 +20,21 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+# What starts the Prefect API this command uses, when it first needs it (set by main()).
+_api_starter: list[Callable[[], None]] = []
+
+
+def need_api() -> None:
+    """Before a command's first use of the Prefect API, once its arguments, files and inputs
+    are checked: with no server configured, the embedded one starts here, so that a mistake
+    is answered at once and never waits for a server."""
+    while _api_starter:
+        _api_starter.pop()()
+
+
+def start_api_when_needed(start: Callable[[], None]) -> None:
+    _api_starter.append(start)
 
 
 def report_internal_error(exc: BaseException) -> Path | None:

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from agentflow.flows.cli._app import app, err, out, print_problems
+from agentflow.flows.cli._app import app, err, need_api, out, print_problems
 from agentflow.errors import SpecError
 
 
@@ -35,6 +35,7 @@ def agents(
         except SpecError as exc:
             print_problems(exc)
             raise typer.Exit(2) from None
+        need_api()
         base = path.parent
         for name, spec in sorted(resolved.agents.items()):
             entry = found.setdefault(name, {"agent": name, "used_by": []})

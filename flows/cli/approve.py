@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from agentflow.flows.cli._app import EXIT_INVALID, app, err, out
+from agentflow.flows.cli._app import EXIT_INVALID, app, err, need_api, out
 
 _PAUSING_S = 10.0  # a run that has just paused saves its form a moment after its state
 _MAX_VALUE_BYTES = 64 * 1024  # a field's value as given with -f
@@ -80,7 +80,7 @@ def _depth(value: object) -> int:
 
 @app.command()
 def approve(
-    run_id: str = typer.Argument(..., help="The run that waits (its id, or a unique prefix of it)."),
+    run_id: str = typer.Argument(..., help="The run that waits (its id, a unique prefix of it, or its name)."),
     step: Optional[str] = typer.Argument(None, help="The approval step it waits at (checked if given)."),
     reject: bool = typer.Option(False, "--reject", help="Reject instead of approving."),
     comment: str = typer.Option("", "--comment", "-m", help="Why: shown to later steps and in the run's result."),
@@ -96,6 +96,7 @@ def approve(
     from agentflow.flows.engine.approvals import PAUSE_PREFIX, decided_by_key, pause_key
 
     values = dict(_field_value(given) for given in fields)
+    need_api()
     try:
         run = find_run(run_id)
     except RunNotFound as exc:
@@ -129,5 +130,8 @@ def approve(
                 continue
             err.print(f"the answer was refused, and run {run.id[:8]} still waits: {reason}", markup=False)
             raise typer.Exit(EXIT_INVALID) from None
-    what = "rejected" if reject else "approved"
-    out.print(f"{what} run {run.id[:8]} ({run.workflow}) as {who}; it goes on", markup=False)
+    if reject:
+        out.print(f"rejected run {run.id[:8]} ({run.workflow}) as {who}: the step fails and the run with it, "
+                  "unless the step says `on_reject: skip` (then it and the steps after it are skipped)", markup=False)
+    else:
+        out.print(f"approved run {run.id[:8]} ({run.workflow}) as {who}; it goes on", markup=False)

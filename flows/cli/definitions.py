@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
-from agentflow.flows.cli._app import EXIT_FAILED, _load, _prepare, app, err, out, print_problems
+from agentflow.flows.cli._app import EXIT_FAILED, _load, _prepare, app, err, need_api, out, print_problems
 from agentflow.errors import SpecError
 
 @app.command()
@@ -26,6 +26,7 @@ def plan(
     from agentflow.flows.engine.dry_run import plan_workflow
 
     resolved, values = _prepare(workflow, inputs, inputs_file)
+    need_api()
     verdicts = plan_workflow(resolved, values)
     if as_json:
         sys.stdout.write(json.dumps([v.__dict__ for v in verdicts], indent=2) + "\n")
@@ -59,7 +60,7 @@ def validate(workflows: list[Path] = typer.Argument(..., help="Workflow YAML fil
             failed += 1
             print_problems(exc, console=out)
             continue
-        out.print(f"{path}: ok ({len(resolved.spec.steps)} steps, version {resolved.spec_hash})", markup=False)
+        out.print(f"{path}: ok ({len(resolved.spec.steps)} step{'' if len(resolved.spec.steps) == 1 else 's'}, version {resolved.spec_hash})", markup=False)
     if failed:
         err.print(f"{failed} of {len(workflows)} file(s) have problems", markup=False)
         raise typer.Exit(EXIT_FAILED)

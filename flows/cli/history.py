@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape as _markup_escape
 
-from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INVALID, app, err, out
+from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INVALID, app, err, need_api, out
 from agentflow.printable import one_line
 
 
@@ -21,30 +21,41 @@ def escape(text: str) -> str:
 def runs(
     limit: int = typer.Option(20, "--limit", "-n", help="How many of the most recent runs."),
     workflow: Optional[str] = typer.Option(None, "--workflow", "-w", help="Only this workflow's runs."),
+    scheduled: bool = typer.Option(False, "--scheduled", help="The runs scheduled for later instead, soonest first."),
 ) -> None:
-    """Recent runs, newest first, as the Prefect server records them."""
+    """Recent runs, newest first, as the Prefect server records them (runs a schedule made for
+    later: --scheduled). Each is shown by the shortest start of its id no other run shares;
+    `status` shows its name too, which commands also accept."""
     from rich.table import Table
 
-    from agentflow.flows.durability.history import list_runs
+    from agentflow.flows.durability.history import list_runs, short_ids
 
+    need_api()
+    rows = list_runs(limit, workflow, scheduled)
+    shown = short_ids([row.id for row in rows])
     table = Table()
-    for column in ("run", "workflow", "state", "started", "time", "version"):
+    table.add_column("run", no_wrap=True)  # whole: what `status`, `resume`, `approve` take
+    for column in ("workflow", "state", "scheduled for" if scheduled else "started", "time", "version"):
         table.add_column(column)
-    for row in list_runs(limit, workflow):
+    for row in rows:
         row = replace(row, state=row.label(_checked(row)))
-        started = row.started.strftime("%Y-%m-%d %H:%M:%S") if row.started else "-"
+        when = row.expected if scheduled else row.started
+        started = when.strftime("%Y-%m-%d %H:%M:%S") if when else "-"
         took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
-        table.add_row(row.id[:8], row.workflow, row.state, started, took, row.version or "-")
+        table.add_row(shown[row.id], row.workflow, row.state, started, took, row.version or "-")
     out.print(table)
+    if not rows:
+        out.print("no runs scheduled for later" if scheduled else "no runs yet", markup=False)
 
 
 @app.command()
-def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it.")) -> None:
+def status(run_id: str = typer.Argument(..., help="A run id, a unique prefix of it, or its name.")) -> None:
     """One run's state and each of its steps (task runs). Exit 0 if it completed, 1 if not."""
     from rich.table import Table
 
     from agentflow.flows.durability.history import RunNotFound, find_run, run_steps
 
+    need_api()
     try:
         run = find_run(run_id)
     except RunNotFound as exc:
@@ -52,7 +63,9 @@ def status(run_id: str = typer.Argument(..., help="A run id, or a unique prefix 
         raise typer.Exit(EXIT_INVALID) from None
     run = replace(run, state=run.label(_checked(run)))
     took = f" in {run.duration_s:.1f}s" if run.duration_s is not None else ""
-    out.print(one_line(f"run {run.id}  {run.workflow} (version {run.version or '-'})  {run.state}{took}"), markup=False)
+    named = f" ({run.name})" if run.name else ""
+    out.print(one_line(f"run {run.id}{named}  {run.workflow} (version {run.version or '-'})  {run.state}{took}"),
+              markup=False)
     table = Table()
     steps = run_steps(run.id)
     resumed = any(step.earlier for step in steps)

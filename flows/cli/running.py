@@ -16,7 +16,7 @@ from agentflow.flows.cli.progress import escape
 
 from agentflow.errors import SpecError, StateDamaged, WorkflowFailed
 from agentflow.flows.cli._app import (EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app,
-                                      err, out, print_problems)
+                                      err, need_api, out, print_problems)
 from agentflow.flows.engine.result import WorkflowResult
 
 @app.command()
@@ -43,6 +43,7 @@ def run(
             raise typer.Exit(EXIT_INVALID)
         from agentflow.flows.cli.remote import run_deployment
 
+        need_api()
         raise typer.Exit(run_deployment(deployment, inputs, inputs_file, as_json, timeout))
     if workflow is None:
         err.print("give the workflow file to run (or --deployment NAME)", markup=False)
@@ -53,6 +54,7 @@ def run(
     if no_cache and refresh:
         err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
         raise typer.Exit(EXIT_INVALID)
+    need_api()
     flow = build_flow(resolved, cache="off" if no_cache else "refresh" if refresh else "use")
     raise typer.Exit(_run(resolved, as_json, lambda: flow(**values, return_state=True)))
 
@@ -73,6 +75,10 @@ def _with_workspace(resolved: Any, mode: str) -> Any:
                   "another (pattern: sequential, depends_on, or max_parallel: 1)", markup=False)
         raise typer.Exit(EXIT_INVALID)
     return resolved.model_copy(update={"spec": spec.model_copy(update={"workspace": mode})})
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -96,7 +102,7 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
         ensure_crash_automation()
         ui = get_current_settings().ui_url
     view = ProgressView(console, ui)
-    console.print(f"[bold]{spec.name}[/] ({len(spec.steps)} steps, {spec.pattern}) version {resolved.spec_hash}"
+    console.print(f"[bold]{spec.name}[/] ({_count(len(spec.steps), 'step')}, {spec.pattern}) version {resolved.spec_hash}"
                   f"{doing}")
     started = time.monotonic()
     # SIGTERM (a cancelled CI job, `kill`) ends the run like Ctrl-C: the flow's scheduler
@@ -145,7 +151,7 @@ def _result_of(state: Any) -> WorkflowResult | None:
 
 @app.command()
 def resume(
-    run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it."),
+    run_id: str = typer.Argument(..., help="A run id, a unique prefix of it, or its name."),
     force: bool = typer.Option(False, "--force", help="Go on even if the definition changed since the run started."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
     inputs: list[str] = typer.Option([], "--input", "-i", help="A secret input again, as key=value (the run "
@@ -182,7 +188,7 @@ def resume(
 
 @app.command()
 def rerun(
-    run_id: str = typer.Argument(..., help="A run id, or a unique prefix of it."),
+    run_id: str = typer.Argument(..., help="A run id, a unique prefix of it, or its name."),
     from_step: str = typer.Option(..., "--from", help="The step to run again, with everything downstream of it."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's result as JSON on stdout."),
     inputs: list[str] = typer.Option([], "--input", "-i", help="A secret input again, as key=value; or set "
@@ -207,6 +213,7 @@ def _resolve_run(prepare: Callable[[], Any]) -> Any:
     from agentflow.flows.durability.history import RunNotFound
     from agentflow.flows.durability.resume import NothingToResume, ResumeRefused
 
+    need_api()
     try:
         return prepare()
     except NothingToResume as exc:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentflow.flows.cli._app import EXIT_INVALID, app, err, out
+from agentflow.flows.cli._app import EXIT_INVALID, app, err, need_api, out
 
 
 @app.command()
@@ -35,6 +35,7 @@ def stats(
         err.print(f"--since {since!r}: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID) from None
     start = datetime.fromtimestamp(time.time() - seconds, tz=timezone.utc)
+    need_api()
     with get_client(sync_client=True) as client:
         document = figures.compute(figures.read(client, start), workflow)
     document = {"since": start.isoformat(timespec="seconds"), "workflow": workflow, **document}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from agentflow.errors import AgentflowError
@@ -26,6 +26,8 @@ class RunRow:
     duration_s: float | None
     deployment_id: str | None = None  # a deployed run: a worker runs it (and resumes it)
     awaiting: bool = False  # paused or suspended at an approval step (engine/approvals.py)
+    name: str = ""  # the flow run's name on the server (`crimson-otter`), accepted wherever an id is
+    expected: datetime | None = None  # when it was (or is) to start
 
     def label(self, state: str | None = None) -> str:
         """How `state` (default: the row's) is shown: a run waiting at an approval step says
@@ -50,19 +52,40 @@ def _client():
     return get_client(sync_client=True)
 
 
-def list_runs(limit: int = 20, workflow: str | None = None) -> list[RunRow]:
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+def list_runs(limit: int = 20, workflow: str | None = None, scheduled: bool = False) -> list[RunRow]:
+    """The latest runs that have started or were due (newest first); with `scheduled`, the
+    runs scheduled for later instead (soonest first). A deployment's schedule creates its
+    future runs in advance: listed with the others, they would hide every real run."""
+    from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter,
+                                                FlowRunFilterExpectedStartTime)
     from prefect.client.schemas.sorting import FlowRunSort
 
+    now = datetime.now(timezone.utc)
+    when = FlowRunFilterExpectedStartTime(after_=now) if scheduled else FlowRunFilterExpectedStartTime(before_=now)
     with _client() as client:
         flow_filter = FlowFilter(name=FlowFilterName(any_=[workflow])) if workflow else None
-        runs = client.read_flow_runs(flow_filter=flow_filter, sort=FlowRunSort.START_TIME_DESC, limit=limit)
+        runs = client.read_flow_runs(flow_filter=flow_filter, flow_run_filter=FlowRunFilter(expected_start_time=when),
+                                     sort=FlowRunSort.EXPECTED_START_TIME_ASC if scheduled
+                                     else FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit)
         names = _flow_names(client, {r.flow_id for r in runs})
     return [_row(run, names) for run in runs]
 
 
+def short_ids(ids: list[str], least: int = 8) -> dict[str, str]:
+    """Each id's shortest prefix (of at least `least` characters) that no other id shares:
+    runs created together (a deployment's schedule) share their first characters."""
+    shown = {}
+    for run_id in ids:
+        size = least
+        while size < len(run_id) and any(other != run_id and other.startswith(run_id[:size]) for other in ids):
+            size += 1
+        shown[run_id] = run_id[:size]
+    return shown
+
+
 def find_run(run_id: str) -> RunRow:
-    """A run by its full id or a unique prefix of it."""
+    """A run by its full id, a unique prefix of it, or its name (`crimson-otter`)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.exceptions import ObjectNotFound
 
@@ -79,15 +102,20 @@ def find_run(run_id: str) -> RunRow:
                 raise RunNotFound(f"no run has id {run_id}; `agentflow runs` lists recent runs") from None
             return _row(run, _flow_names(client, {run.flow_id}))
 
-        runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=_SEARCH_LIMIT)
-        matches = [r for r in runs if str(r.id).startswith(text)]
+        matches = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_id.strip()])),
+                                        limit=_SEARCH_LIMIT)
+        if not matches:
+            runs = client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=_SEARCH_LIMIT)
+            matches = [r for r in runs if str(r.id).startswith(text)]
         names = _flow_names(client, {r.flow_id for r in matches})
     if not matches:
-        raise RunNotFound(f"no run id starts with {run_id!r} among the last {_SEARCH_LIMIT} runs; "
-                          "`agentflow runs` lists recent runs")
+        raise RunNotFound(f"no run is named {run_id!r} or has an id starting with it among the last "
+                          f"{_SEARCH_LIMIT} runs; `agentflow runs` lists recent runs")
     if len(matches) > 1:
-        ids = ", ".join(str(r.id)[:12] for r in matches[:5])
-        raise RunNotFound(f"{run_id!r} matches {len(matches)} runs ({ids}); give more of the id")
+        shown = short_ids([str(r.id) for r in matches], least=len(text) + 1)
+        ids = ", ".join(f"{shown[str(r.id)]} ({r.name})" for r in matches[:5])
+        raise RunNotFound(f"{run_id!r} matches {len(matches)} runs: {ids}{', ...' if len(matches) > 5 else ''}; "
+                          "give one of these")
     return _row(matches[0], names)
 
 
@@ -127,7 +155,7 @@ def _row(run: Any, names: dict) -> RunRow:
     return RunRow(id=str(run.id), workflow=names.get(run.flow_id, "?"), version=run.flow_version,
                   state=run.state.name if run.state is not None else "?", started=run.start_time,
                   duration_s=_duration(run), deployment_id=str(run.deployment_id) if run.deployment_id else None,
-                  awaiting=_awaiting(run))
+                  awaiting=_awaiting(run), name=run.name or "", expected=run.expected_start_time)
 
 
 def _awaiting(run: Any) -> bool:

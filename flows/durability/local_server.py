@@ -19,11 +19,12 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agentflow import _prefect_env
 from agentflow.errors import AgentflowError
+from agentflow.flows.durability import profile
 from agentflow.flows.durability.processes import process_start
 from agentflow.flows.durability.storage import atomic_write
 
@@ -44,6 +45,9 @@ class ServerStatus:
     log: str | None = None
     database: str | None = None
     healthy: bool = False
+    profile: str | None = None  # the Prefect profile whose PREFECT_API_URL agentflow set to it
+    host: str | None = None  # the address it listens on
+
 
     def view(self) -> dict:
         return {"running": self.running, "url": self.url, "api_url": f"{self.url}/api" if self.url else None,
@@ -68,7 +72,8 @@ def status() -> ServerStatus:
     if record is None:
         return ServerStatus(running=False, database=_database())
     return ServerStatus(running=True, url=record["url"], pid=record["pid"], started=record.get("started"),
-                        log=record.get("log"), database=record.get("database"), healthy=_healthy(record["api_url"]))
+                        log=record.get("log"), database=record.get("database"), healthy=_healthy(record["api_url"]),
+                        profile=record.get("profile"), host=record.get("host"))
 
 
 def start(host: str = "127.0.0.1", port: int = 4200, timeout: float = 120.0) -> tuple[ServerStatus, bool]:
@@ -76,7 +81,7 @@ def start(host: str = "127.0.0.1", port: int = 4200, timeout: float = 120.0) -> 
     Returns once its API answers; ServerError if it cannot start."""
     current = status()
     if current.running:
-        return current, False
+        return _pointed(current), False
     _port_free(host, port)
     home = _prefect_env.prefect_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -108,17 +113,35 @@ def start(host: str = "127.0.0.1", port: int = 4200, timeout: float = 120.0) -> 
             raise ServerError(f"the Prefect server did not answer within {timeout:g}s and was stopped; "
                               f"its log: {log}\n{_tail(log)}")
         time.sleep(_POLL_S)
-    return status(), True
+    return _pointed(status()), True
+
+
+def _pointed(current: ServerStatus) -> ServerStatus:
+    """The server, with Prefect's active profile pointing at it where no API was configured
+    (durability/profile.py), noted in its record so that `stop` undoes only that."""
+    if current.profile is not None or current.url is None:
+        return current
+    name = profile.point_at(f"{current.url}/api")
+    if name is None:
+        return current
+    record = json.loads(_record_path().read_text(encoding="utf-8"))
+    atomic_write(_record_path(), json.dumps({**record, "profile": name}, indent=2))
+    return replace(current, profile=name)
 
 
 def stop() -> ServerStatus | None:
     """Stop the server if it runs; its status before it was stopped, or None if none ran."""
     current = status()
     path = _record_path()
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    if record.get("profile") and record.get("api_url"):  # set by `start`: undone, dead server or not
+        profile.unpoint(record["profile"], record["api_url"])
     if not current.running or current.pid is None:
         path.unlink(missing_ok=True)  # a stale record of a server that died
         return None
-    record = json.loads(path.read_text(encoding="utf-8"))
     if record.get("proc_start") not in (None, process_start(current.pid)):
         path.unlink(missing_ok=True)  # its pid is another process's now
         return None
