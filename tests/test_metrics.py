@@ -24,6 +24,8 @@ from postgres import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import until
 
+pytestmark = pytest.mark.xdist_group("test_metrics")  # one worker runs the module: it shares a module fixture
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 WORKFLOW = """
@@ -44,6 +46,7 @@ steps:
   - {{id: answer, agent: down, prompt: "answer", cache: false}}
   - {{id: spend, agent: up, prompt: "spend", cache: false}}
   - {{id: never, run: [echo, never], when: "inputs.fail and not inputs.fail"}}
+  - {{id: nolint, call: "probe:nothing_to_do", cache: false}}
   - id: flaky
     run: [sh, -c, "if [ -f tried ]; then echo second; else touch tried; exit 1; fi"]
     retries: 1
@@ -128,7 +131,7 @@ def test_figures_from_two_workers_survive_a_restart_and_health_names_the_api_whe
     try:
         ours = {"workflow": name}
         samples = until(lambda: (s := exporter.scrape()) and value(s, "agentflow_workflow_runs_total", **ours) == 3
-                        and value(s, "agentflow_step_runs_total", **ours) == 18 and s, 60, "the three runs' figures")
+                        and value(s, "agentflow_step_runs_total", **ours) == 21 and s, 60, "the three runs' figures")
         assert value(samples, "agentflow_workflow_runs_total", state="completed", **ours) == 2
         assert value(samples, "agentflow_workflow_runs_total", state="failed", **ours) == 1
         steps = {(dict(ls)["step"], dict(ls)["outcome"]): v for (n, ls), v in samples.items()
@@ -138,7 +141,8 @@ def test_figures_from_two_workers_survive_a_restart_and_health_names_the_api_whe
         assert (("agentflow_step_runs_total", tuple(sorted({"workflow": name, "step": "greet", "agent": "",
                  "variant": "", "outcome": "failed"}.items())))) in samples
         assert steps == {("greet", "completed"): 1, ("greet", "cached"): 2, ("answer", "degraded"): 3,
-                         ("spend", "completed"): 3, ("never", "skipped"): 3, ("flaky", "completed"): 3,
+                         ("spend", "completed"): 3, ("never", "skipped"): 3, ("nolint", "skipped"): 3,
+                         ("flaky", "completed"): 3,
                          ("gate", "completed"): 2, ("gate", "failed"): 1}
         # Each worker's first `flaky` try fails (its directory has no `tried` yet): one retry each.
         assert value(samples, "agentflow_step_retries_total", step="flaky", **ours) == 2
@@ -146,6 +150,8 @@ def test_figures_from_two_workers_survive_a_restart_and_health_names_the_api_whe
         assert value(samples, "agentflow_cache_misses_total", step="greet", **ours) == 1
         assert value(samples, "agentflow_fallbacks_total", step="answer", agent="down", fallback="up", **ours) == 3
         assert value(samples, "agentflow_skips_total", step="never", reason="condition", **ours) == 3
+        # Its function answered that it had nothing to do: not a `when`.
+        assert value(samples, "agentflow_skips_total", step="nolint", reason="answered", **ours) == 3
         assert value(samples, "agentflow_step_duration_seconds_count", step="spend", agent="up", **ours) == 3
         assert value(samples, "agentflow_step_duration_seconds_count", step="greet", **ours) == 1  # hits took no agent time
         # Spend by the agent that answered: `up` answered `spend` and, as the fallback, `answer`.
@@ -166,7 +172,7 @@ def test_figures_from_two_workers_survive_a_restart_and_health_names_the_api_whe
         # It reads on from its cursor: one more run adds exactly its figures.
         run(*workers[0], "wf.yaml")
         after = until(lambda: (s := exporter.scrape()) and value(s, "agentflow_workflow_runs_total", **ours) == 4
-                      and value(s, "agentflow_step_runs_total", **ours) == 24 and s, 60, "the fourth run's figures")
+                      and value(s, "agentflow_step_runs_total", **ours) == 28 and s, 60, "the fourth run's figures")
         assert value(after, "agentflow_step_runs_total", step="answer", outcome="degraded", **ours) == 4
 
         stopped = subprocess.run([sys.executable, "-m", "agentflow", "server", "stop"], env=server["env"],
@@ -179,7 +185,7 @@ def test_figures_from_two_workers_survive_a_restart_and_health_names_the_api_whe
         # The figures stay served, none lower, and the exporter says its reads fail.
         last = until(lambda: (s := exporter.scrape()) and value(s, "agentflow_exporter_refresh_ok") == 0 and s, 30,
                      "the exporter to see its reads fail")
-        assert value(last, "agentflow_step_runs_total", **ours) == 24
+        assert value(last, "agentflow_step_runs_total", **ours) == 28
     finally:
         exporter.process.kill()
 

@@ -40,7 +40,7 @@ def _related(workflow: str, run_id: str | None, agents: dict[str, str]) -> list[
 
 
 def step_outcome(workflow: str, run_id: str | None, step: str, result: AgentResult, outcome: str,
-                 agent: str | None = None, facts: dict[str, Any] | None = None) -> None:
+                 agent: str | None = None, skip_reason: str | None = None, facts: dict[str, Any] | None = None) -> None:
     """`outcome`: completed | degraded | skipped | cached | reused | failed (engine/publish.py).
     `facts`: the figures the metrics exporter folds (flows/observe/fold.py): duration, attempts,
     cache hits and misses, tokens and cost."""
@@ -55,7 +55,8 @@ def step_outcome(workflow: str, run_id: str | None, step: str, result: AgentResu
           _related(workflow, run_id, agents),
           {"summary": result.summary[:1000], "status": result.status, "workflow": workflow, "step": step,
            "agent": agent or "", "answered_by": result.fallback_used or agent or "",
-           "skip_reason": ("agents_failed" if result.skipped_agent else "condition") if outcome == "skipped" else None,
+           "skip_reason": (skip_reason or ("agents_failed" if result.skipped_agent else "answered"))
+           if outcome == "skipped" else None,
            **(facts or {})})
 
 

@@ -53,6 +53,11 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
         plan = compiled.plans[step_id]
         context = {"inputs": inputs, "steps": views, "run": {"origin": origin, "workspace": origin}}
         waiting = [up for up in plan.upstream if up in pending]
+        if waiting and plan.cache_policy is None:  # never cached: it runs, whatever it is given
+            unless = f" (unless `{plan.step.when}` is false then)" if plan.step.when else ""
+            verdicts[step_id] = Verdict(step_id, "runs", _not_cached(plan, workflow) + unless)
+            pending.add(step_id)
+            continue
         if waiting:
             verdicts[step_id] = Verdict(step_id, "unknown", f"keyed once {', '.join(waiting)} ran")
             pending.add(step_id)
@@ -68,9 +73,7 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
             verdicts[step_id] = Verdict(step_id, "skipped", f"`{plan.step.when}` is false")
             continue
         if plan.cache_policy is None:
-            why = ("cache is off for this step" if plan.step.cache is False or workflow.spec.defaults.cache is False
-                   else f"not cached: {plan.step.kind} steps run every time unless they set `cache:`")
-            verdicts[step_id] = Verdict(step_id, "runs", why)
+            verdicts[step_id] = Verdict(step_id, "runs", _not_cached(plan, workflow))
             pending.add(step_id)
             continue
         if start.kind in ("items", "repeat"):
@@ -101,6 +104,12 @@ def plan_workflow(workflow: ResolvedWorkflow, inputs: dict[str, Any]) -> list[Ve
             verdicts[step_id] = Verdict(step_id, "miss", explain(name, plan, key, components(plan.cache_policy, keyed)))
             pending.add(step_id)
     return [verdicts[s.id] for s in workflow.spec.steps]
+
+
+def _not_cached(plan: Any, workflow: Any) -> str:
+    if plan.step.cache is False or workflow.spec.defaults.cache is False:
+        return "cache is off for this step"
+    return f"not cached: {plan.step.kind} steps run every time unless they set `cache:`"
 
 
 @dataclass

@@ -140,7 +140,7 @@ class Publisher:
     def step_done(self, step: str, result: AgentResult, duration: float | None, attempts: int, cached: bool,
                   reused: bool, task_run_id: Any = None, agent: str | None = None,
                   cache_calls: tuple[int, int] = (0, 0), spend: dict[str, Any] | None = None,
-                  variant: str | None = None) -> None:
+                  variant: str | None = None, skip_reason: str | None = None) -> None:
         """`cache_calls`: the step's calls answered from the cache, and those that missed it;
         `spend`: what its agents reported (usd, tokens)."""
         outcome = outcome_of(result, cached, reused)
@@ -153,7 +153,7 @@ class Publisher:
                          fallback=result.fallback_used, error=result.error[:500] if outcome == "failed" and result.error
                          else None)
         spent = spend or {}
-        announce.step_outcome(self.workflow, self.run_id, step, result, outcome, agent, {
+        announce.step_outcome(self.workflow, self.run_id, step, result, outcome, agent, skip_reason, {
             "duration_s": None if duration is None else round(duration, 4), "attempts": attempts,
             "cache_hits": cache_calls[0], "cache_misses": cache_calls[1],
             "tokens": spent.get("tokens") or 0, "cost_usd": spent.get("usd") or 0.0, "variant": variant})

@@ -90,6 +90,7 @@ class _Scheduler(StepLogic):
         self.publisher: Publisher | None = None  # the run's log lines, artifacts, events (engine/publish.py)
         self.task_runs: dict[str, Any] = {}  # step -> its task run's id (not for fan-out steps)
         self.approvals: deque[str] = deque()  # approval steps ready: asked when nothing else can run
+        self.skipped_by: dict[str, str] = {}
         self.rejected: set[str] = set()  # rejected with `on_reject: skip`, and the steps skipped for it
         self.gated: dict[str, tuple[AgentResult, str, str]] = {}  # results a confidence gate holds back
         self.completed: list[str] = []  # steps in the order they completed (a saga undoes them backwards)

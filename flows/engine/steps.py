@@ -42,6 +42,7 @@ class StepLogic:
     masked_inputs: dict[str, Any]
     secrets: dict[str, str]
     credentials: dict[str, dict[str, str]]  # agent -> its credentials, by variable
+    skipped_by: dict[str, str]  # step -> why the run skipped it: condition | rejected
     waiting: list[str]
     active: dict[str, StepRun]
     results: dict[str, AgentResult]
@@ -95,6 +96,7 @@ class StepLogic:
         if rejected:
             self.rejected.add(step_id)
             why = f"skipped: `{rejected[0]}` was rejected"
+            self.skipped_by[step_id] = "rejected"
             self._enqueue(step_id, self._special(plan, "skip", why, f"{step_id} (skipped)"))
             return
         try:
@@ -103,6 +105,7 @@ class StepLogic:
             self._enqueue(step_id, self._special(plan, "error", f"step `{step_id}`: {exc}", step_id))
             return
         if start.kind == "skip":
+            self.skipped_by[step_id] = "condition"
             self._enqueue(step_id, self._special(plan, "skip", start.reason, f"{step_id} (skipped)"))
         elif start.kind == "approval":
             self.approvals.append(step_id)
@@ -198,6 +201,18 @@ class StepLogic:
             request = request.model_copy(update={"secrets": secrets})
         self._enqueue(step_id, request, index, masked, rung, tried)
 
+    def _skip_reason(self, step_id: str, plan: StepPlan, result: AgentResult) -> str | None:
+        """Why a skipped step was skipped (the metrics' `reason`): its `when` was false
+        (condition), an approval it needs was rejected, or it is (rejected), no agent could
+        answer (agents_failed), or its agent or function answered that it skipped (answered)."""
+        if result.status != "skipped":
+            return None
+        if step_id in self.skipped_by:
+            return self.skipped_by[step_id]
+        if result.skipped_agent:
+            return "agents_failed"
+        return "rejected" if plan.step.approval is not None else "answered"
+
     def _settle(self, job: Job, result: AgentResult, duration: float | None, cached: bool, reused: bool) -> None:
         if cached:
             self.cached.add(job.step)
@@ -263,6 +278,7 @@ class StepLogic:
                                      task_run_id=self.task_runs.get(step_id), agent=plan.step.agent,
                                      cache_calls=self.cache_calls.get(step_id, (0, 0)),
                                      variant=requests.step_variant(plan, self.run_id),
+                                     skip_reason=self._skip_reason(step_id, plan, result),
                                      spend=self.budgets.by_step[step_id].view() if step_id in self.budgets.by_step else None)
         emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
                        summary=result.summary, duration_s=duration, cached=step_id in self.cached,

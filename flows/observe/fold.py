@@ -28,7 +28,7 @@ OUTCOMES_THAT_RAN = ("completed", "degraded", "failed")  # an agent was called: 
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 CIRCUIT_STATES = ("closed", "open", "half_open")  # tasks/circuit.py
-SKIP_REASONS = ("condition", "agents_failed")
+SKIP_REASONS = ("condition", "rejected", "agents_failed", "answered")  # engine/steps.py _skip_reason
 
 _STEP = ("workflow", "step", "agent", "variant")
 

@@ -35,7 +35,10 @@ def check(api_url: str, local: bool, shared_store: Callable[[], Any],
     components["result_storage"] = _storage(shared_store)
     components["local_server"] = _local_server(api_url, local)
     ok, error = reader()
-    components["events"] = _part(bool(ok), error or "the latest read of the events succeeded")
+    if not ok and error is None:  # started, not read yet: not known, not failing
+        components["events"] = {"ok": None, "detail": "the first read of the events is under way"}
+    else:
+        components["events"] = _part(bool(ok), error or "the latest read of the events succeeded")
     failing = [name for name, part in components.items() if part["ok"] is False]
     return (503 if failing else 200), {"status": "failing" if failing else "ok", "failing": failing,
                                         "components": components}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 import inspect
+import json
 import threading
 import time
 from typing import Any, Callable
@@ -31,9 +32,27 @@ class PythonBackend:
         except Exception as exc:  # the user's function failed: a step failure, retryable
             raise StepFailed(f"step `{request.step}`: {request.callable} raised "
                              f"{type(exc).__name__}: {exc}") from exc
-        result = from_value(value)
+        result = _result(value, request)
         elapsed_ms = round((time.monotonic() - started) * 1000)
         return result.model_copy(update={"metrics": {"duration_ms": elapsed_ms, **result.metrics}})
+
+
+def _result(value: Any, request: AgentRequest) -> AgentResult:
+    """What the function returned as the step's result; a value that cannot be one (not JSON,
+    or a dict of AgentResult's fields with a wrong type) is a clear error, not retried."""
+    try:
+        if not isinstance(value, AgentResult):
+            json.dumps(value)  # a result is stored as JSON: a set, a date, an object cannot be
+        return from_value(value)
+    except (TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        errors = getattr(exc, "errors", None)
+        if callable(errors):  # pydantic: name the field
+            first = errors()[0]
+            reason = f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        raise ConfigError(f"step `{request.step}`: {request.callable} returned {type(value).__name__}, which is not "
+                          f"a step result ({reason}); return a string, a JSON value (a dict, a list, a number), a "
+                          "dict of AgentResult's fields (summary, data, status...) or an AgentResult") from None
 
 
 def _bounded(function: Callable[..., Any], kwargs: dict[str, Any], request: AgentRequest) -> Any:

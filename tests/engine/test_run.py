@@ -301,6 +301,23 @@ steps:
     assert "limit 5 must exceed 10" in caught.value.result["check"].error
 
 
+def test_a_function_returning_what_cannot_be_a_result_fails_its_step_once_saying_what_to_return():
+    flow = flow_of("""
+name: returns
+pattern: parallel
+defaults: {retries: 2, criticality: low}
+steps:
+  - {id: a_set, call: "probe:wrong", with: {kind: set}}
+  - {id: bad_status, call: "probe:wrong", with: {kind: status}}
+""")
+    result = flow()
+    assert "probe:wrong returned set, which is not a step result (Object of type set is not JSON serializable)" in (
+        result["a_set"].error)
+    assert "returned dict, which is not a step result (status: " in result["bad_status"].error
+    assert "return a string, a JSON value" in result["bad_status"].error
+    assert result.steps["a_set"].attempts == result.steps["bad_status"].attempts == 1  # not retried
+
+
 def test_shell_and_python_agents(tmp_path):
     """Agents of kind shell and python, defined inline, use the same machinery."""
     result = flow_of("""

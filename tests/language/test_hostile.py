@@ -7,7 +7,6 @@ a second, never with a traceback or a hang.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -26,35 +25,31 @@ def test_the_corpus_is_large_and_every_file_says_what_it_expects():
     assert all(expectations(path) for path in FILES)
 
 
+# Bounds against a runaway (an alias bomb, quadratic work), not timings: pytest-timeout stops
+# a test that passes its deadline, which a slow or loaded machine does not come near.
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
-def test_refused_at_its_line_within_a_second(path: Path):
-    started = time.perf_counter()
+def test_refused_at_its_line_in_bounded_time(path: Path):
     with pytest.raises(SpecError) as caught:
         load_workflow(path)
-    elapsed = time.perf_counter() - started
     reported = [str(p) for p in caught.value.problems]
     for _, line, text in expectations(path):
         matches = [r for r in reported if text in r and (line is None or r.split(":")[1] == str(line))]
         assert matches, f"expected {path.name}:{line}: {text!r} in:\n" + "\n".join(reported)
     assert all(p.line for p in caught.value.problems), reported  # every problem has a line
-    assert elapsed < 1.0, f"{path.name} took {elapsed:.2f}s"
 
 
-def test_a_5000_step_chain_listed_backwards_validates_quickly():
-    chain = "".join(f"  - {{id: s{i}, depends_on: [s{i + 1}], run: [echo]}}\n" for i in range(4999))
-    started = time.perf_counter()
-    workflow = load_text(f"name: chain\npattern: dag\nsteps:\n{chain}  - {{id: s4999, run: [echo]}}\n")
-    # A bound against quadratic work (tens of seconds at this size), not a benchmark: ~1.5 s
-    # alone on a 2-core machine, over 4 s with the rest of the suite's processes beside it.
-    assert time.perf_counter() - started < 10.0
+@pytest.mark.timeout(120)  # quadratic work on 20 000 steps takes many minutes; linear, seconds
+def test_a_20000_step_chain_listed_backwards_validates_in_bounded_time():
+    chain = "".join(f"  - {{id: s{i}, depends_on: [s{i + 1}], run: [echo]}}\n" for i in range(19999))
+    workflow = load_text(f"name: chain\npattern: dag\nsteps:\n{chain}  - {{id: s19999, run: [echo]}}\n")
     assert workflow.dependencies["s0"] == ("s1",)
 
 
-def test_a_100000_item_for_each_validates_quickly():
+@pytest.mark.timeout(120)  # quadratic work on 100 000 items would take hours
+def test_a_100000_item_for_each_validates_in_bounded_time():
     items = "".join(f"      - item{i}\n" for i in range(100_000))
-    started = time.perf_counter()
     workflow = load_text(f"name: wide\nsteps:\n  - id: s\n    for_each:\n{items}    run: [echo, '{{{{ item }}}}']\n")
-    assert time.perf_counter() - started < 10.0  # a bound against quadratic work, as above
     assert len(workflow.spec.steps[0].for_each) == 100_000
 
 
