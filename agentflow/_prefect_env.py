@@ -62,16 +62,30 @@ def configured_api_url() -> str | None:
     while the server runs, through `use_local_server`)."""
     if os.environ.get("PREFECT_API_URL"):
         return os.environ["PREFECT_API_URL"]
+    value = profile_setting("PREFECT_API_URL")
+    if not value or value == _recorded().get("api_url"):
+        return None
+    return value
+
+
+def setting(name: str) -> str | None:
+    """A Prefect setting as Prefect would read it: the environment (set empty: unset), else
+    the active profile."""
+    if name in os.environ:
+        return os.environ[name] or None
+    return profile_setting(name)
+
+
+def profile_setting(name: str) -> str | None:
+    """A setting of the active Prefect profile (profiles.toml), read without importing Prefect."""
     path = Path(os.environ.get("PREFECT_PROFILES_PATH") or prefect_home() / "profiles.toml").expanduser()
     try:
         profiles = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
-    value = (profiles.get("profiles", {}).get(active) or {}).get("PREFECT_API_URL")
-    if not value or str(value) == _recorded().get("api_url"):
-        return None
-    return str(value)
+    value = (profiles.get("profiles", {}).get(active) or {}).get(name)
+    return str(value) if value else None
 
 
 def _recorded() -> dict:

@@ -1,6 +1,7 @@
 """S: start-up times: the embedded Prefect server (fresh home and warm), the CLI's time to
 its first step on the embedded server and against a started one, and `agentflow runs` and
-`agentflow status RUN` against a started one (median of 5)."""
+`agentflow status RUN` against a started one, and a mistaken option with no server
+configured, each beside `python -c "import prefect"` (median of 5)."""
 
 from __future__ import annotations
 
@@ -29,17 +30,23 @@ def startup(api_url: str) -> dict:
         results["embedded_fresh_s"] = float(fresh.stdout.strip().splitlines()[-1])
         results["embedded_warm_s"] = float(warm.stdout.strip().splitlines()[-1])
         results["cli_embedded_first_step_s"], results["cli_embedded_total_s"], _ = _cli_first_step(workflow, env)
+        # A mistake, with no server configured: answered before any server would start.
+        results["cli_mistake_s"] = statistics.median(
+            _timed([sys.executable, "-m", "agentflow", "run", "--jsno", str(workflow)], env, expect=2) for _ in range(5))
     env = {**os.environ, "PREFECT_API_URL": api_url}
     results["cli_server_first_step_s"], results["cli_server_total_s"], run_id = _cli_first_step(workflow, env)
     for name, args in (("cli_runs_s", ["runs"]), ("cli_status_s", ["status", run_id[:8]])):
         results[name] = statistics.median(_timed([sys.executable, "-m", "agentflow", *args], env) for _ in range(5))
+    # The peer: what importing Prefect alone costs on this machine.
+    results["import_prefect_s"] = statistics.median(_timed([sys.executable, "-c", "import prefect"], env)
+                                                    for _ in range(5))
     return results
 
 
-def _timed(argv: list[str], env: dict) -> float:
+def _timed(argv: list[str], env: dict, expect: int = 0) -> float:
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
+    if done.returncode != expect:
         raise SystemExit(f"{' '.join(argv[2:])} failed: {done.stderr}")
     return time.perf_counter() - started
 

@@ -29,8 +29,6 @@ from agentflow.deployments import project
 from agentflow.deployments.entry import workflow_files
 from agentflow.flows.language.loader import load_workflow
 
-pytestmark = pytest.mark.xdist_group("test_deployments")  # one worker runs the module: it shares a module fixture
-
 REPO = Path(__file__).resolve().parent.parent
 POOL = "agentflow"  # the shipped workflows' pool (on this module's own server and database)
 AUTH = "agentflow:deploy-test-secret"  # PREFECT_SERVER_API_AUTH_STRING of the server these tests start
@@ -330,13 +328,18 @@ def test_a_deployed_workflow_runs_on_a_worker_and_returns_its_result(deployed):
 def test_every_shipped_workflow_runs_deployed_with_its_defaults(deployed):
     """Each workflow in workflows/, deployed as prefect.yaml says, completes on a worker (the
     claude-code agents answer through their offline fallbacks: no API key here)."""
+    from prefect.client.orchestration import get_client
+
     from agentflow.deployments import run_workflow_deployment
+    from agentflow.deployments.client import wait_for_run
 
     shipped = sorted(workflow_files(REPO / "workflows"))
     assert len(shipped) >= 5
-    for name in shipped:
-        result = run_workflow_deployment(name, timeout=300)
-        assert result.status == "completed" and result.workflow == name, (name, result.failed_steps)
+    started = {name: run_workflow_deployment(name, wait=False) for name in shipped}  # both workers at once
+    with get_client(sync_client=True) as client:
+        for name, run_id in started.items():
+            result = wait_for_run(client, run_id, 300, 0.5)
+            assert result.status == "completed" and result.workflow == name, (name, result.failed_steps)
     report = deployed.project_dir / ".agentflow" / "reports" / "repo-health.md"
     assert report.read_text().startswith("# Repository health\n\n- History: 1 commits by 1 authors")
 
@@ -496,13 +499,18 @@ def test_a_deployed_run_waiting_for_approval_gives_its_worker_back(deployed):
     answers `build`, the answer kept on the server answers the approval, and `ship` runs."""
     from prefect.client.orchestration import get_client
 
-    from agentflow.deployments import run_workflow_deployment
     from agentflow.deployments.client import wait_for_run
     from agentflow.flows.durability import records
 
     marks = deployed.root / "signoff-marks"
     marks.mkdir()
-    run_id = run_workflow_deployment("signoff", {"marks": str(marks)}, wait=False)
+    # Started and waited for by `agentflow run --deployment`, which says what the run waits for.
+    waiting = subprocess.Popen([sys.executable, "-m", "agentflow", "run", "--deployment", "signoff", "-i",
+                                f"marks={marks}"], cwd=deployed.root, env={**deployed.env, "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    created = waiting.stdout.readline()
+    assert "of deployment signoff/signoff: created, for a worker of its pool to pick up" in created, created
+    run_id = created.split()[1]
 
     def state() -> str:
         with get_client(sync_client=True) as client:
@@ -523,6 +531,10 @@ def test_a_deployed_run_waiting_for_approval_gives_its_worker_back(deployed):
     answered = subprocess.run(approve, cwd=deployed.root, env=deployed.env, capture_output=True, text=True,
                               timeout=120)
     assert answered.returncode == 0, answered.stdout + answered.stderr
+    said, errors = waiting.communicate(timeout=240)
+    assert waiting.returncode == 0, said + errors
+    assert "a worker runs it" in said
+    assert f"waiting for a person at an approval step: the UI's run page, or `agentflow approve {run_id[:8]}`" in said
     with get_client(sync_client=True) as client:
         result = wait_for_run(client, run_id, 240, 0.5)
     assert result["ship"].summary == "shipped to stable"

@@ -87,6 +87,12 @@ def test_start_use_and_stop_the_local_server(agentflow, python, home, tmp_path):
     assert httpx.get(f"{url}/api/flow_runs/{run_id}", timeout=10).json()["id"] == run_id
     listed = agentflow("runs")
     assert listed.returncode == 0 and run_id[:8] in listed.stdout
+    # Reads go through the REST API: neither command imports Prefect (over a second of its own).
+    for command in (["runs"], ["status", run_id[:8]]):
+        read = python("-X", "importtime", "-m", "agentflow", *command)
+        assert read.returncode == 0, read.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in read.stderr.splitlines() if line.startswith("import time")}
+        assert "agentflow.flows.durability.history" in imported and "prefect" not in imported, command
 
     stopped = agentflow("server", "stop")
     assert stopped.returncode == 0 and f"stopped the Prefect server at {url}" in stopped.stdout

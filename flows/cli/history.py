@@ -35,7 +35,10 @@ def runs(
     shown = short_ids([row.id for row in rows])
     table = Table()
     table.add_column("run", no_wrap=True)  # whole: what `status`, `resume`, `approve` take
-    for column in ("workflow", "state", "scheduled for" if scheduled else "started", "time", "version"):
+    for column in ("workflow", "state"):
+        table.add_column(column)
+    table.add_column("scheduled for" if scheduled else "started", no_wrap=True)
+    for column in ("time", "version"):
         table.add_column(column)
     for row in rows:
         row = replace(row, state=row.label(_checked(row)))

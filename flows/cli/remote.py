@@ -26,7 +26,8 @@ def run_deployment(name: str, pairs: list[str], inputs_file: Optional[Path], as_
     except (deployments.DeploymentNotFound, InputError) as exc:
         err.print(str(exc), markup=False)
         return EXIT_INVALID
-    console.print(f"run {run_id} of deployment {deployments.full_name(name)}: waiting for a worker", markup=False)
+    console.print(f"run {run_id} of deployment {deployments.full_name(name)}: created, for a worker of its pool to "
+                  "pick up", markup=False)
     return _wait(run_id, as_json, timeout, started)
 
 
@@ -51,14 +52,22 @@ def _wait(run_id: str, as_json: bool, timeout: Optional[float], started: float) 
 
     from agentflow.deployments import client as deployments
     from agentflow.flows.cli import progress
+    from agentflow.flows.engine.approvals import PAUSE_PREFIX
 
     console = err if as_json else out
     ui = get_current_settings().ui_url
     if ui:
         console.print(f"   ui  {ui}/runs/flow-run/{run_id}", markup=False)
+    def said(kind: str, pause_key: str) -> None:
+        if kind == "RUNNING":
+            console.print("a worker runs it", markup=False)
+        elif kind == "PAUSED" and pause_key.startswith(PAUSE_PREFIX):
+            console.print(f"waiting for a person at an approval step: the UI's run page, or "
+                          f"`agentflow approve {str(run_id)[:8]}` (or --reject)", markup=False)
+
     try:
         with get_client(sync_client=True) as client:
-            result = deployments.wait_for_run(client, run_id, timeout, poll_interval=0.5)
+            result = deployments.wait_for_run(client, run_id, timeout, poll_interval=0.5, on_change=said)
         ok, state = True, "Completed"
     except WorkflowFailed as exc:
         result, ok, state = exc.result, False, "Failed"

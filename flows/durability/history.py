@@ -1,4 +1,5 @@
-"""Runs and their steps as the Prefect server records them (`agentflow runs`, `agentflow status`)."""
+"""Runs and their steps as the Prefect server records them (`agentflow runs`, `agentflow status`),
+read through its REST API (durability/rest.py): no Prefect import for a read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agentflow.errors import AgentflowError
+from agentflow.flows.durability.rest import Reader
 
 _SEARCH_LIMIT = 200  # recent runs searched for an id prefix
 
@@ -46,28 +48,19 @@ class StepRow:
     earlier: tuple[str, ...] = ()  # the states of earlier task runs of the same name (a resumed run)
 
 
-def _client():
-    from prefect.client.orchestration import get_client
-
-    return get_client(sync_client=True)
-
-
 def list_runs(limit: int = 20, workflow: str | None = None, scheduled: bool = False) -> list[RunRow]:
     """The latest runs that have started or were due (newest first); with `scheduled`, the
     runs scheduled for later instead (soonest first). A deployment's schedule creates its
     future runs in advance: listed with the others, they would hide every real run."""
-    from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter,
-                                                FlowRunFilterExpectedStartTime)
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    now = datetime.now(timezone.utc)
-    when = FlowRunFilterExpectedStartTime(after_=now) if scheduled else FlowRunFilterExpectedStartTime(before_=now)
-    with _client() as client:
-        flow_filter = FlowFilter(name=FlowFilterName(any_=[workflow])) if workflow else None
-        runs = client.read_flow_runs(flow_filter=flow_filter, flow_run_filter=FlowRunFilter(expected_start_time=when),
-                                     sort=FlowRunSort.EXPECTED_START_TIME_ASC if scheduled
-                                     else FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit)
-        names = _flow_names(client, {r.flow_id for r in runs})
+    now = datetime.now(timezone.utc).isoformat()
+    body: dict[str, Any] = {
+        "flow_runs": {"expected_start_time": {"after_": now} if scheduled else {"before_": now}},
+        "sort": "EXPECTED_START_TIME_ASC" if scheduled else "EXPECTED_START_TIME_DESC", "limit": limit}
+    if workflow:
+        body["flows"] = {"name": {"any_": [workflow]}}
+    with Reader() as api:
+        runs = api.post("flow_runs/filter", body)
+        names = _flow_names(api, {r["flow_id"] for r in runs})
     return [_row(run, names) for run in runs]
 
 
@@ -85,91 +78,88 @@ def short_ids(ids: list[str], least: int = 8) -> dict[str, str]:
 
 def find_run(run_id: str) -> RunRow:
     """A run by its full id, a unique prefix of it, or its name (`crimson-otter`)."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-    from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.exceptions import ObjectNotFound
-
     text = run_id.strip().lower()
-    with _client() as client:
+    with Reader() as api:
         try:
             whole = uuid.UUID(text)
         except ValueError:
             whole = None  # not a whole UUID: look for a prefix among recent runs
         if whole is not None:
-            try:
-                run = client.read_flow_run(whole)
-            except ObjectNotFound:
-                raise RunNotFound(f"no run has id {run_id}; `agentflow runs` lists recent runs") from None
-            return _row(run, _flow_names(client, {run.flow_id}))
+            run = api.get(f"flow_runs/{whole}")
+            if run is None:
+                raise RunNotFound(f"no run has id {run_id}; `agentflow runs` lists recent runs")
+            return _row(run, _flow_names(api, {run["flow_id"]}))
 
-        matches = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_id.strip()])),
-                                        limit=_SEARCH_LIMIT)
+        matches = api.post("flow_runs/filter", {"flow_runs": {"name": {"any_": [run_id.strip()]}},
+                                                "limit": _SEARCH_LIMIT})
         if not matches:
-            runs = client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=_SEARCH_LIMIT)
-            matches = [r for r in runs if str(r.id).startswith(text)]
-        names = _flow_names(client, {r.flow_id for r in matches})
+            runs = api.post("flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC", "limit": _SEARCH_LIMIT})
+            matches = [r for r in runs if r["id"].startswith(text)]
+        names = _flow_names(api, {r["flow_id"] for r in matches})
     if not matches:
         raise RunNotFound(f"no run is named {run_id!r} or has an id starting with it among the last "
                           f"{_SEARCH_LIMIT} runs; `agentflow runs` lists recent runs")
     if len(matches) > 1:
-        shown = short_ids([str(r.id) for r in matches], least=len(text) + 1)
-        ids = ", ".join(f"{shown[str(r.id)]} ({r.name})" for r in matches[:5])
+        shown = short_ids([r["id"] for r in matches], least=len(text) + 1)
+        ids = ", ".join(f"{shown[r['id']]} ({r['name']})" for r in matches[:5])
         raise RunNotFound(f"{run_id!r} matches {len(matches)} runs: {ids}{', ...' if len(matches) > 5 else ''}; "
                           "give one of these")
     return _row(matches[0], names)
 
 
 def run_steps(run_id: str) -> list[StepRow]:
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.client.schemas.sorting import TaskRunSort
-
-    with _client() as client:
-        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(run_id)])),
-                                      sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+    with Reader() as api:
+        tasks = api.post("task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}},
+                                              "sort": "EXPECTED_START_TIME_ASC", "limit": 200})
     # A resumed run ran a step again in a new task run of the same name (the one its dead
     # process left may still say Running): one row per name, the latest, and what came before.
     latest: dict[str, Any] = {}
     earlier: dict[str, list[str]] = {}
     for t in tasks:
-        if t.name in latest:
-            earlier.setdefault(t.name, []).append(_state_name(latest[t.name]))
-        latest[t.name] = t
-    return [StepRow(name=name, state=_state_name(t), started=t.start_time, duration_s=_duration(t),
-                    tries=max(t.run_count, 1), earlier=tuple(earlier.get(name, ()))) for name, t in latest.items()]
+        if t["name"] in latest:
+            earlier.setdefault(t["name"], []).append(_state_name(latest[t["name"]]))
+        latest[t["name"]] = t
+    # A crashed step ended when its crash was noticed, a minute or more after its process died:
+    # no time is shown rather than that one.
+    return [StepRow(name=name, state=_state_name(t), started=_when(t.get("start_time")),
+                    duration_s=None if _state_name(t) == "Crashed" else _duration(t),
+                    tries=max(t.get("run_count") or 0, 1), earlier=tuple(earlier.get(name, ())))
+            for name, t in latest.items()]
 
 
-def _state_name(run: Any) -> str:
-    return run.state.name if run.state else "?"
+def _state_name(run: dict) -> str:
+    return (run.get("state") or {}).get("name") or "?"
 
 
-def _flow_names(client: Any, ids: set) -> dict:
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterId
-
+def _flow_names(api: Reader, ids: set) -> dict:
     if not ids:
         return {}
-    flows = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=list(ids))))
-    return {f.id: f.name for f in flows}
+    flows = api.post("flows/filter", {"flows": {"id": {"any_": sorted(ids)}}, "limit": 200})
+    return {f["id"]: f["name"] for f in flows}
 
 
-def _row(run: Any, names: dict) -> RunRow:
-    return RunRow(id=str(run.id), workflow=names.get(run.flow_id, "?"), version=run.flow_version,
-                  state=run.state.name if run.state is not None else "?", started=run.start_time,
-                  duration_s=_duration(run), deployment_id=str(run.deployment_id) if run.deployment_id else None,
-                  awaiting=_awaiting(run), name=run.name or "", expected=run.expected_start_time)
+def _row(run: dict, names: dict) -> RunRow:
+    return RunRow(id=run["id"], workflow=names.get(run["flow_id"], "?"), version=run.get("flow_version"),
+                  state=_state_name(run), started=_when(run.get("start_time")), duration_s=_duration(run),
+                  deployment_id=run.get("deployment_id"), awaiting=_awaiting(run), name=run.get("name") or "",
+                  expected=_when(run.get("expected_start_time")))
 
 
-def _awaiting(run: Any) -> bool:
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _awaiting(run: dict) -> bool:
     """Paused (or suspended) by an approval step: its pause key says so (engine/approvals.py)."""
-    details = run.state.state_details if run.state is not None else None
-    return bool(run.state is not None and run.state.is_paused() and details is not None
-                and str(details.pause_key or "").startswith("approval-"))
+    state = run.get("state") or {}
+    details = state.get("state_details") or {}
+    return state.get("type") == "PAUSED" and str(details.get("pause_key") or "").startswith("approval-")
 
 
-def _duration(run: Any) -> float | None:
+def _duration(run: dict) -> float | None:
     """The time from start to end, as the user waited (Prefect's `total_run_time` counts only
     the time spent Running: 0.2 s for a run that took 6 s); None while it runs."""
-    if run.start_time and run.end_time:
-        return (run.end_time - run.start_time).total_seconds()
-    if run.total_run_time and run.total_run_time.total_seconds():
-        return run.total_run_time.total_seconds()
-    return None
+    started, ended = _when(run.get("start_time")), _when(run.get("end_time"))
+    if started and ended:
+        return (ended - started).total_seconds()
+    return run.get("total_run_time") or None

@@ -9,6 +9,7 @@ it (engine/stored_result.py): a record that names another serializer is never de
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 import uuid
 from typing import Any
 
@@ -77,12 +78,20 @@ def hand_back(run_id: str) -> None:
                                   force=True)
 
 
-def wait_for_run(client: Any, run_id: uuid.UUID | str, timeout: float | None, poll_interval: float) -> WorkflowResult:
+def wait_for_run(client: Any, run_id: uuid.UUID | str, timeout: float | None, poll_interval: float,
+                 on_change: Callable[[str, str], None] | None = None) -> WorkflowResult:
+    """The run's result once it ends; `on_change(state type, pause key)` is told each new
+    state on the way (picked up by a worker, waiting at an approval...)."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    seen = None
     while True:
         run = client.read_flow_run(uuid.UUID(str(run_id)))
         if run.state is not None and run.state.type.value in FINAL:
             return _outcome(run)
+        now = (run.state.type.value, str(run.state.state_details.pause_key or "")) if run.state is not None else None
+        if now is not None and now != seen and on_change is not None:
+            on_change(*now)
+        seen = now
         if deadline is not None and time.monotonic() > deadline:
             raise DeploymentRunTimeout(f"run {run.id} of {run.name} did not end within {timeout:g}s "
                                        f"(it is {run.state.name if run.state else 'not started'}; it goes on)")
