@@ -50,10 +50,13 @@ def events_to_the_current_server():
 def cli(prefect_server, tmp_path):
     """Run `agentflow ...` as a real subprocess against the session's server."""
 
-    def run(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 240):
+    def run(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 240,
+            python_flags: bool = False):
+        """`python_flags`: the arguments up to the second are Python's own (`-X importtime`)."""
         environment = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(FIXTURES),
                        **(env or {})}
-        return subprocess.run([sys.executable, "-m", "agentflow", *args], cwd=cwd or REPO, env=environment,
+        flags, rest = (list(args[:2]), list(args[2:])) if python_flags else ([], list(args))
+        return subprocess.run([sys.executable, *flags, "-m", "agentflow", *rest], cwd=cwd or REPO, env=environment,
                               capture_output=True, text=True, timeout=timeout)
 
     return run

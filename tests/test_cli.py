@@ -214,6 +214,12 @@ steps:
     took = float(next(cell for cell in row.split("│") if cell.strip().endswith("s") and cell.strip()[:-1]
                       .replace(".", "").isdigit()).strip()[:-1])
     assert took >= 1.2  # the time the user waited, not Prefect's time in Running (0.2 s)
+    # With PREFECT_API_URL set, reads go through the REST API: Prefect is not even imported.
+    for command in (["runs"], ["status", run_id[:8]]):
+        read = cli("-X", "importtime", *command, python_flags=True)
+        assert read.returncode == 0, read.stderr
+        imported = {line.rsplit("|", 1)[-1].strip() for line in read.stderr.splitlines() if line.startswith("import time")}
+        assert "agentflow.flows.durability.history" in imported and "prefect" not in imported, command
     status = cli("status", run_id[:10])
     assert status.returncode == 0, status.stderr
     assert status.stdout.startswith(f"run {run_id} (") and "cli-status (version" in status.stdout

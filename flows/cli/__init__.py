@@ -53,7 +53,7 @@ def main() -> None:
             # The server `agentflow server start` keeps, if it runs and no other is configured:
             # set before Prefect is imported, which reads its settings once. Otherwise the
             # embedded server, started when the command first needs it (`need_api`).
-            if _prefect_env.use_local_server() is None:
+            if _prefect_env.use_local_server() is None and not _prefect_env.configured_api_url():
                 start_api_when_needed(lambda: guards.append(_guard_the_embedded_server()))
         from agentflow import tracing
 
