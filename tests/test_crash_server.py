@@ -17,6 +17,8 @@ from background import STEP, Killed
 from procs import gone
 from waiting import until
 
+pytestmark = pytest.mark.xdist_group("test_crash_server")  # one worker runs the module: it shares a module fixture
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DEADLINE_S = 240  # 60 s of silence, plus the trigger's evaluation period, plus a loaded machine
 

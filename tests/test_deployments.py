@@ -29,6 +29,8 @@ from agentflow.deployments import project
 from agentflow.deployments.entry import workflow_files
 from agentflow.flows.language.loader import load_workflow
 
+pytestmark = pytest.mark.xdist_group("test_deployments")  # one worker runs the module: it shares a module fixture
+
 REPO = Path(__file__).resolve().parent.parent
 POOL = "agentflow"  # the shipped workflows' pool (on this module's own server and database)
 AUTH = "agentflow:deploy-test-secret"  # PREFECT_SERVER_API_AUTH_STRING of the server these tests start

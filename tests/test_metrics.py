@@ -24,6 +24,8 @@ from postgres import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import until
 
+pytestmark = pytest.mark.xdist_group("test_metrics")  # one worker runs the module: it shares a module fixture
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 WORKFLOW = """

@@ -21,6 +21,8 @@ import yaml
 from agentflow.flows.observe.fold import CIRCUIT_STATES, METRICS, OUTCOMES, SKIP_REASONS, TERMINAL_STATES, Metric, Totals
 from agentflow.flows.observe.source import IN_FLIGHT
 
+pytestmark = pytest.mark.xdist_group("test_monitoring")  # one worker runs the module: it shares a module fixture
+
 MONITORING = Path(__file__).resolve().parent.parent / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "agentflow-dashboard.json"
 ALERTS = MONITORING / "prometheus" / "alerts.yml"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.xdist_group("test_packaging")  # one worker runs the module: it shares a module fixture
+
 REPO = Path(__file__).resolve().parent.parent
 
 

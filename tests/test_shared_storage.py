@@ -23,6 +23,8 @@ from background import STEP, Killed
 from s3 import Relay, keys, remote_block, s3_bucket, s3_bucket_block
 from waiting import until
 
+pytestmark = pytest.mark.xdist_group("test_shared_storage")  # one worker runs the module: it shares a module fixture
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BUCKET = "agentflow-shared"
 REDIS = "redis://127.0.0.1:6379/0"

@@ -10,6 +10,8 @@ import pytest
 from agentflow.flows.observe.fold import Totals
 from agentflow.flows.observe.source import Cursor
 
+pytestmark = pytest.mark.xdist_group("test_fold")  # one worker runs the module: it shares a module fixture
+
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_server():
