@@ -30,3 +30,8 @@ def one_line(text: object) -> str:
 def _shown(match: re.Match) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def counted(number: int, noun: str) -> str:
+    """`1 step`, `2 steps`: a count as a person writes it (a regular plural)."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

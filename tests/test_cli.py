@@ -315,12 +315,15 @@ def test_a_mistake_is_answered_before_any_server_starts(tmp_path, args, said):
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(home)
     (tmp_path / "wf.yaml").write_text("name: wf\nsteps:\n  - {id: a, run: [echo, a]}\n")
-    done = subprocess.run([sys.executable, "-m", "agentflow", *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "agentflow", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert said in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert not (home / "prefect.db").exists() and not (home / "agentflow-commands").exists()
+    # At once: not even Prefect is imported (1.2-2 s) before the mistake is said.
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert "agentflow.flows.cli" in imported and "prefect" not in imported
 
 
 def test_plan_says_a_step_never_cached_runs_even_after_a_step_it_waits_for(cli, write, tmp_path):

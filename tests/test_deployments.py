@@ -371,6 +371,18 @@ def test_a_failed_deployed_run_raises_with_its_result(deployed):
     steps = failure.value.result.steps
     assert steps["fails"].status == "failed" and "exited with code 3" in steps["fails"].summary
     assert steps["after"].status == "not_run"
+    # A failed step is the run's outcome, not an engine error: one line in the logs, no traceback.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    run_id = failure.value.result.run_id
+    with get_client(sync_client=True) as client:
+        logs = [log.message for log in client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(run_id)])))]
+    assert any(line.startswith("Finished in state Failed") for line in logs), logs
+    assert not [line for line in logs if "Traceback" in line or "Encountered exception" in line]
+    for worker in deployed.workers:
+        assert f"flow run '{run_id}' exited with unexpected exception" not in (deployed.root / f"{worker}.log").read_text()
 
 
 def test_the_cli_runs_a_deployment(deployed):

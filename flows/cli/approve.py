@@ -89,14 +89,14 @@ def approve(
 ) -> None:
     """Approve (or --reject) the step a run waits at; the run goes on. From any machine that
     reaches the Prefect server; the same as answering the form on the run's page in the UI."""
+    values = dict(_field_value(given) for given in fields)
+    need_api()
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
     from agentflow.flows.durability.history import RunNotFound, find_run
     from agentflow.flows.engine.approvals import PAUSE_PREFIX, decided_by_key, pause_key
 
-    values = dict(_field_value(given) for given in fields)
-    need_api()
     try:
         run = find_run(run_id)
     except RunNotFound as exc:

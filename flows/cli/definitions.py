@@ -23,10 +23,10 @@ def plan(
     """Dry run: which steps would be answered from the cache now, and why not. Calls no agent."""
     from rich.table import Table
 
-    from agentflow.flows.engine.dry_run import plan_workflow
-
     resolved, values = _prepare(workflow, inputs, inputs_file)
     need_api()
+    from agentflow.flows.engine.dry_run import plan_workflow
+
     verdicts = plan_workflow(resolved, values)
     if as_json:
         sys.stdout.write(json.dumps([v.__dict__ for v in verdicts], indent=2) + "\n")

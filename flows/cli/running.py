@@ -15,6 +15,7 @@ import typer
 from agentflow.flows.cli.progress import escape
 
 from agentflow.errors import SpecError, StateDamaged, WorkflowFailed
+from agentflow.printable import counted
 from agentflow.flows.cli._app import (EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app,
                                       err, need_api, out, print_problems)
 from agentflow.flows.engine.result import WorkflowResult
@@ -35,8 +36,6 @@ def run(
                                             "`in-place` (your tree; sequential steps only)."),
 ) -> None:
     """Run a workflow now, showing each step as it starts and ends."""
-    from agentflow.flows.engine.compile import build_flow
-
     if deployment is not None:
         if workflow is not None:
             err.print("give a workflow file or --deployment, not both", markup=False)
@@ -55,6 +54,8 @@ def run(
         err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
         raise typer.Exit(EXIT_INVALID)
     need_api()
+    from agentflow.flows.engine.compile import build_flow
+
     flow = build_flow(resolved, cache="off" if no_cache else "refresh" if refresh else "use")
     raise typer.Exit(_run(resolved, as_json, lambda: flow(**values, return_state=True)))
 
@@ -75,10 +76,6 @@ def _with_workspace(resolved: Any, mode: str) -> Any:
                   "another (pattern: sequential, depends_on, or max_parallel: 1)", markup=False)
         raise typer.Exit(EXIT_INVALID)
     return resolved.model_copy(update={"spec": spec.model_copy(update={"workspace": mode})})
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -102,7 +99,7 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
         ensure_crash_automation()
         ui = get_current_settings().ui_url
     view = ProgressView(console, ui)
-    console.print(f"[bold]{spec.name}[/] ({_count(len(spec.steps), 'step')}, {spec.pattern}) version {resolved.spec_hash}"
+    console.print(f"[bold]{spec.name}[/] ({counted(len(spec.steps), 'step')}, {spec.pattern}) version {resolved.spec_hash}"
                   f"{doing}")
     started = time.monotonic()
     # SIGTERM (a cancelled CI job, `kill`) ends the run like Ctrl-C: the flow's scheduler

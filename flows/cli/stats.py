@@ -24,10 +24,7 @@ def stats(
     """Runs, success rates, step times (p50/p95), cache hit rate, degraded and skipped rates, retries,
     tokens and cost, per workflow and per agent; A/B variants side by side. From the Prefect server's
     events: every worker's runs."""
-    from prefect.client.orchestration import get_client
-
     from agentflow.flows.language.durations import parse_duration
-    from agentflow.flows.observe import stats as figures
 
     try:
         seconds = parse_duration(since)
@@ -36,6 +33,10 @@ def stats(
         raise typer.Exit(EXIT_INVALID) from None
     start = datetime.fromtimestamp(time.time() - seconds, tz=timezone.utc)
     need_api()
+    from prefect.client.orchestration import get_client
+
+    from agentflow.flows.observe import stats as figures
+
     with get_client(sync_client=True) as client:
         document = figures.compute(figures.read(client, start), workflow)
     document = {"since": start.isoformat(timespec="seconds"), "workflow": workflow, **document}

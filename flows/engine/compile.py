@@ -16,16 +16,18 @@ from typing import Annotated, Any
 
 from prefect import Flow, Task, tags
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field, SecretStr
 
-from agentflow.errors import InputError
+from agentflow.errors import InputError, WorkflowFailed
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
 from agentflow.flows.durability.heartbeat import HEARTBEAT_S
 from agentflow.flows.durability.locks import StepLocks
 from agentflow.flows.durability.results import AgentResultSerializer, read_only_our_records
-from agentflow.flows.engine import agent_blocks, children, ladder
+from agentflow.flows.engine import agent_blocks, children, ladder, prefect_logs
 from agentflow.flows.engine.compiled import CACHE_MODES, CompiledWorkflow, StepPlan
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.scheduler import execute
@@ -244,12 +246,20 @@ def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozense
     compiled = compile_workflow(workflow, cache, refresh, credentials)
     spec = workflow.spec
 
-    def run(**inputs: Any) -> WorkflowResult:
+    def run(**inputs: Any) -> WorkflowResult | State:
         if deployed:
             inputs = with_secrets_from_env(spec, inputs)
         values = validate_inputs(spec, inputs)
         read_only_our_records()
-        return execute(compiled, values)
+        prefect_logs.install()
+        try:
+            return execute(compiled, values)
+        except WorkflowFailed as exc:
+            # A failed step is an outcome the run reports, not an error in the engine: returned
+            # as the flow's Failed state, Prefect logs it in one line, with no traceback (a
+            # worker's log printed two for an ordinary rejection); callers still get the
+            # WorkflowFailed raised, or stored as the deployed run's result.
+            return Failed(message=str(exc), data=exc)
 
     run.__signature__ = _signature(spec, with_secrets=not deployed)  # type: ignore[attr-defined]
     run.__name__ = run.__qualname__ = spec.name.replace("-", "_").replace(".", "_")

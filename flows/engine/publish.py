@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agentflow import log
+from agentflow.printable import counted
 from agentflow.errors import StepFailed
 from agentflow.flows.durability import worktrees
 from agentflow.flows.engine import announce
@@ -144,9 +145,12 @@ class Publisher:
         """`cache_calls`: the step's calls answered from the cache, and those that missed it;
         `spend`: what its agents reported (usd, tokens)."""
         outcome = outcome_of(result, cached, reused)
-        took = f" in {duration:.1f}s" if duration is not None else ""
+        took = f" in {duration:.1f}s" if duration is not None and outcome != "skipped" else ""
         how = {"cached": " (from the cache)", "reused": " (done before the resume: from the journal)"}.get(outcome, "")
-        line = f"step {step}: {outcome}{took}{how}: {result.summary or '(no summary)'}"
+        said = result.summary or "(no summary)"
+        # A skipped step's summary says so and why ("skipped: `false` is false"): not twice.
+        line = (f"step {step}: {said}" if outcome == "skipped" and said.startswith("skipped")
+                else f"step {step}: {outcome}{took}{how}: {said}")
         worrying = outcome in ("failed", "degraded") or result.skipped_agent  # not a `when` that was false
         self._logger.log(logging.WARNING if worrying else logging.INFO, line, step=step, agent=agent, variant=variant,
                          attempt=attempts, outcome=outcome, duration_s=None if duration is None else round(duration, 3),
@@ -176,7 +180,7 @@ class Publisher:
         and its outcome event; then wait (bounded) for the thread to send what is queued."""
         failed = outcome.status == "failed"
         self._logger.log(logging.WARNING if failed else logging.INFO,
-                         f"run {self.run_id}: {outcome.status} ({len(outcome.steps)} steps)", outcome=outcome.status)
+                         f"run {self.run_id}: {outcome.status} ({counted(len(outcome.steps), 'step')})", outcome=outcome.status)
         announce.run_outcome(self.workflow, self.run_id, outcome)
         self._queue.put(("table", (artifact_key(self.workflow, "steps"), f"{self.workflow}: every step",
                                    run_table(outcome))))

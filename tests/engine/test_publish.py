@@ -69,9 +69,47 @@ def test_the_run_log_has_a_line_per_step_start_and_end(tmp_path, monkeypatch):
     assert len(lines) == 6, lines
     assert lines[:2] == ["step write: started", "step write: completed in " + lines[1].split(" in ")[1]]
     assert lines[1].endswith(": wrote notes")
-    assert "step maybe: skipped in 0.0s: skipped: `false` is false" in lines
+    assert "step maybe: skipped: `false` is false" in lines
     assert "step maybe: started" not in lines
     assert lines[-1] == f"run {result.run_id}: completed (3 steps)"
+
+
+def test_a_failed_step_is_logged_in_a_line_without_a_traceback(tmp_path, monkeypatch):
+    """A failed step and the run it fails are outcomes agentflow describes: Prefect's lines for
+    them keep their message, not a page of engine frames (engine/prefect_logs.py); an error in
+    code keeps its traceback."""
+    import pytest
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from agentflow.errors import WorkflowFailed
+
+    monkeypatch.chdir(tmp_path)
+    definition = """
+name: fails-once
+pattern: parallel
+steps:
+  - {id: bad, run: [sh, -c, "echo broken >&2; exit 4"]}
+  - {id: buggy, call: "helpers:raises_type_error"}
+"""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "helpers.py").write_text("def raises_type_error():\n    return 1 + 'a'\n")
+    with pytest.raises(WorkflowFailed) as failure:
+        run_workflow(load_text(definition, source="fails.yaml"))
+    run_id = failure.value.result.run_id
+
+    def final():
+        with _client() as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        messages = [log.message for log in logs]
+        return messages if any(m.startswith("Finished in state Failed('workflow") for m in messages) else None
+
+    messages = until(final, 30, "the run's last log line to reach the server")
+    assert "Task run failed with exception: StepFailed('step `bad`: `sh` exited with code 4: broken')" in messages
+    assert not [m for m in messages if "Encountered exception" in m]
+    buggy = next(m for m in messages if m.startswith("Task run failed with exception: StepFailed(\"step `buggy`"))
+    # A bug in a `call:` function: the traceback of that function, not the engine's frames.
+    assert "Traceback" in buggy and "return 1 + 'a'" in buggy and "task_engine.py" not in buggy
+    assert not [m for m in messages if "Traceback" in m and m != buggy]
 
 
 def test_every_step_and_run_outcome_is_an_event(tmp_path, monkeypatch):
