@@ -23,14 +23,38 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-@pytest.fixture(scope="session", autouse=True)
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: needs no Prefect server, service or subprocess: `pytest -m unit` "
+                                       "is the one-minute loop")
+
+
+@pytest.fixture(scope="session")
 def prefect_server():
-    """A real Prefect server (SQLite in a temporary directory), shared by every test."""
+    """A real Prefect server (SQLite in a temporary directory), shared by every test of a
+    process but the `unit` ones; started by the first test that needs it."""
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=90):
         yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(autouse=True)
+def _a_server_unless_unit(request):
+    """Every test runs against the shared server (runs, the CLI, deployments need one), but a
+    `unit` test, which must not need it: there, no API is configured and Prefect may not start
+    one of its own, so a test marked `unit` by mistake fails at once instead of starting one."""
+    if request.node.get_closest_marker("unit") is None:
+        request.getfixturevalue("prefect_server")
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield  # the process's server is up already (a whole run): nothing to keep out
+        return
+    with temporary_settings({PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: False}):
+        yield
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -72,3 +96,4 @@ def write(tmp_path):
         return path
 
     return write_file
+

@@ -241,6 +241,7 @@ def test_a_confidence_gate_in_each_band(cli, env, tmp_path, confidence, asked, a
     ("{id: s, approval: ok?, approve_if: 'result.confidence > 0.5'}", "an approval step has none to gate"),
     ("{id: s, run: [echo], approve_if: 'result.confidence >'}", "steps[0].approve_if"),
 ])
+@pytest.mark.unit
 def test_bad_approvals_and_gates_are_refused_with_file_and_line(step, said):
     """A field the form owns, a secret field, an unknown step shown, a bad default; review_if
     without approve_if, a gate on an approval step, a gate that does not parse: file:line, why."""

@@ -308,6 +308,7 @@ def test_interrupt_stops_running_commands(cli, write, tmp_path, prefect_server, 
     (["stats", "--since", "soon"], "--since 'soon'"),
     (["approve", "abc", "-f", "x"], "-f"),
 ])
+@pytest.mark.unit
 def test_a_mistake_is_answered_before_any_server_starts(tmp_path, args, said):
     """No server configured: a mistaken option, a missing file or a bad input is said at once
     (exit 2), and no embedded server was started for it (it would create the database)."""

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 REPO = Path(__file__).resolve().parent.parent
 # Where each part of the package lives (pyproject.toml's package-dir).
 SOURCES = {"agentflow": REPO / "agentflow", "agentflow.flows": REPO / "flows", "agentflow.tasks": REPO / "tasks",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 CANARY = "canary-1b2c3d-log-secret"
 WORKFLOW = """
 name: logged
@@ -83,6 +85,7 @@ def test_logs_says_what_is_wrong(cli, tmp_path):
     assert since.returncode == 2 and "--since 'yesterday': a duration is" in since.stderr
 
 
+@pytest.mark.unit
 def test_the_log_rotates_by_size_and_keeps_three(tmp_path):
     """Past its size the file moves to .1 (.1 to .2, .2 to .3; the oldest goes); every line is
     whole, and `logs` reads the rotated files, oldest first."""

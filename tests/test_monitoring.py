@@ -21,18 +21,13 @@ import yaml
 from agentflow.flows.observe.fold import CIRCUIT_STATES, METRICS, OUTCOMES, SKIP_REASONS, TERMINAL_STATES, Metric, Totals
 from agentflow.flows.observe.source import IN_FLIGHT
 
-pytestmark = pytest.mark.xdist_group("test_monitoring")  # one worker runs the module: it shares a module fixture
+pytestmark = pytest.mark.unit  # reads files and serves from memory: no Prefect server
 
 MONITORING = Path(__file__).resolve().parent.parent / "monitoring"
 DASHBOARD = MONITORING / "grafana" / "agentflow-dashboard.json"
 ALERTS = MONITORING / "prometheus" / "alerts.yml"
 SCRAPE = MONITORING / "prometheus" / "prometheus.yml"
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    """None: these tests read files, and need no Prefect server (conftest.py starts one otherwise)."""
 
 
 # ---- what the exporter serves ---------------------------------------------------------------

@@ -76,6 +76,7 @@ agents:
 """
 
 
+@pytest.mark.unit
 def test_a_step_narrows_its_agents_tools_and_never_widens_them():
     """A step's allowed_tools are intersected with its agent's; its disallowed_tools added."""
     workflow = load_text(f"""
@@ -148,6 +149,7 @@ steps:
     ("phases:\n  - {id: one, steps: [a, b], gate: {}}\n", "a gate checks `files:`, runs `run:`, or both"),
     ("workspace: in-place\npattern: parallel\n", "wf.yaml:2: workspace: steps `a`, `b` may run at the same time"),
 ])
+@pytest.mark.unit
 def test_bad_phases_and_in_place_workspaces_are_refused_with_the_fix(tmp_path, text, expected):
     """Each mistake is located and says what to do."""
     path = tmp_path / "wf.yaml"
@@ -180,6 +182,7 @@ steps:
         assert [v["outcome"] for v in json.loads(planned.stdout)] == ["hit", "hit"], planned.stdout
 
 
+@pytest.mark.unit
 def test_a_miss_is_explained_by_the_earlier_step_whose_patch_differs():
     """The key part of the tree says which earlier step's patch a step saw differently."""
     from agentflow.flows.durability.cache import step_policy, explain_miss

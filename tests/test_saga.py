@@ -101,6 +101,7 @@ def test_a_crash_during_compensation_resumes_the_compensation(cli, cli_env, tmp_
     assert result["steps"]["s4"]["status"] == "failed" and result["steps"]["s1"]["status"] == "success"
 
 
+@pytest.mark.unit
 def test_a_compensation_must_say_how():
     """compensate with none (or two) of run, call, agent, or a prompt without an agent: file:line."""
     from agentflow.errors import SpecError

@@ -125,6 +125,7 @@ def test_a_failing_child_fails_its_step(cli, tmp_path):
     assert sub["result"]["data"]["steps"]["check"]["status"] == "failed"
 
 
+@pytest.mark.unit
 def test_files_that_call_each_other_are_refused_naming_the_chain(tmp_path):
     """a.yaml -> b.yaml -> a.yaml: refused at load, the chain named at the line that closes it."""
     (tmp_path / "a.yaml").write_text("name: a\nsteps:\n  - {id: x, workflow: b.yaml}\n")
@@ -134,6 +135,7 @@ def test_files_that_call_each_other_are_refused_naming_the_chain(tmp_path):
     assert "b.yaml:3: steps[0].workflow: workflow files call each other: a.yaml -> b.yaml -> a.yaml" in str(raised.value)
 
 
+@pytest.mark.unit
 def test_with_is_checked_against_the_childs_inputs(tmp_path):
     """An input the child does not declare, and a required one not given: file:line and the child's inputs."""
     (tmp_path / "child.yaml").write_text(CHILD.format(name="c"))
@@ -145,6 +147,7 @@ def test_with_is_checked_against_the_childs_inputs(tmp_path):
     assert "needs input(s) who" in text
 
 
+@pytest.mark.unit
 def test_a_deployment_step_names_its_deployment_plainly(tmp_path):
     """`deployment:` is a name, not a template, and a step does one thing: file:line and the fix."""
     (tmp_path / "wf.yaml").write_text("name: p\nsteps:\n  - {id: a, deployment: '{{ inputs.which }}'}\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,7 @@ def served(tmp_path_factory):
         return subprocess.run([sys.executable, "-m", "agentflow", *args], cwd=project, env=env, capture_output=True,
                               text=True, timeout=300)
 
+    agentflow.project, agentflow.env = project, env
     port = free_port()
     started = agentflow("server", "start", "--port", str(port))
     assert started.returncode == 0, started.stdout + started.stderr
@@ -144,3 +146,34 @@ def test_an_approval_steps_form_in_the_ui(served):
         assert decision["decided_by"] == "the Prefect UI"
     finally:
         waiting.kill()
+
+
+def test_readmes_deployment_commands_work_as_written_with_no_variable_set(served):
+    """After `agentflow server start`, with no PREFECT_API_URL anywhere in the environment:
+    `agentflow deploy --apply`, Prefect's own `prefect worker start --pool agentflow`, then
+    `agentflow run --deployment`, and a plain Python process's `run_workflow_deployment`, all
+    find that server (the profile `server start` set), as README's deployment section says."""
+    url, agentflow = served
+    assert "PREFECT_API_URL" not in agentflow.env
+    deployed = agentflow("deploy", "--apply")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    log = open(agentflow.project.parent / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "agentflow"],
+                              cwd=agentflow.project, env=agentflow.env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        done = agentflow("run", "--deployment", "ui-tour", "-i", "who=Grace", "--timeout", "240")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "for a worker of its pool to pick up" in done.stdout and "gather_facts" in done.stdout
+        assert " completed in " in done.stdout.splitlines()[-1]
+        python = ("from agentflow.deployments import run_workflow_deployment; "
+                  "print(run_workflow_deployment('ui-tour', {'who': 'Alan'}, timeout=240).steps['gather_facts'].summary)")
+        called = subprocess.run([sys.executable, "-c", python], cwd=agentflow.project, env=agentflow.env,
+                                capture_output=True, text=True, timeout=300)
+        assert called.returncode == 0, called.stderr
+        assert called.stdout.strip() == "facts about Alan"
+        run_id = done.stdout.split()[1]
+        assert f"run {run_id}: completed" in (agentflow.project.parent / "worker.log").read_text()  # that worker ran it
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)

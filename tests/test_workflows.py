@@ -62,6 +62,7 @@ def finance_repo(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.unit
 def test_shipped_agents_are_subagents_with_local_fallbacks():
     """Each seed agent is a claude-code agent running its .claude/agents/ file, whose tools
     are the ones it is allowed, with the offline stand-in as its fallback."""

@@ -92,10 +92,10 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
     console = err if as_json else out
     spec = resolved.spec
     ui = None
-    if os.environ.get("PREFECT_API_URL"):
-        from prefect.settings import get_current_settings
+    from prefect.settings import get_current_settings
 
-        # A started server: let it find this run Crashed if this process is killed.
+    if get_current_settings().api.url:  # a started server (the environment or the profile names it)
+        # Let it find this run Crashed if this process is killed.
         ensure_crash_automation()
         ui = get_current_settings().ui_url
     view = ProgressView(console, ui)

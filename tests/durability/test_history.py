@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentflow.flows.durability.history import short_ids
+
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
 
 
 def test_runs_created_together_are_shown_by_a_prefix_no_other_shares():

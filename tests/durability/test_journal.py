@@ -10,10 +10,14 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.processes import ProcessId, process_start
 from agentflow.flows.durability.records import run_dir
 from agentflow.tasks.results import AgentResult, Artifact
+
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
 
 
 class _Boom:

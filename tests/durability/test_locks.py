@@ -15,6 +15,8 @@ from prefect.locking.protocol import LockManager
 
 from agentflow.flows.durability.locks import StepLocks
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 HOLD_AND_WAIT = """
 import sys
 from agentflow.flows.durability.locks import StepLocks

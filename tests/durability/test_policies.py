@@ -10,6 +10,8 @@ from agentflow.flows.durability.cache import (AgentConfig, Commit, Files, Inputs
                                               components, explain_miss, key_of, parts_of, step_policy)
 from agentflow.tasks.request import AgentRequest, CallKey
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 KEY = CallKey(workflow="wf", step="s-digest", agent="a-digest", request="r-digest",
               repo={"commit": "abc123", "dirty": None}, files={"src/a.py": "f1"})
 

@@ -13,6 +13,8 @@ from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 from agentflow.errors import ConfigError
 from agentflow.flows.durability.store import BlockStore, LocalStore
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 
 def _store(tmp_path: Path, kind: int):
     if kind == 0:

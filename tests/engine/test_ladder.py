@@ -127,6 +127,7 @@ steps:
     assert result["a"].fallback_used == "working" and result.steps["a"].attempts == 1
 
 
+@pytest.mark.unit
 def test_chain_follows_fallbacks_without_loops_up_to_the_limit():
     agents = {name: AgentSpec(kind="python", callable="probe:echo", fallback=following)
               for name, following in [("a", "b"), ("b", "c"), ("c", "a"), ("d", None)]}
@@ -136,11 +137,13 @@ def test_chain_follows_fallbacks_without_loops_up_to_the_limit():
     assert ladder.chain("d", agents, None, limit=5) == []
 
 
+@pytest.mark.unit
 def test_only_agent_failures_fall_back():
     assert ladder.falls_back(StepFailed("exit 1")) and ladder.falls_back(AgentUnavailable("no key"))
     assert not ladder.falls_back(ConfigError("cannot import")) and not ladder.falls_back(RuntimeError("bug"))
 
 
+@pytest.mark.unit
 def test_decide_keeps_moves_down_or_gives_up():
     """The ladder's decision alone: a fallback's answer is degraded, an agent failure moves to the
     next rung, another error stops there, and past the last rung the step is skipped or failed."""
@@ -166,6 +169,7 @@ def test_decide_keeps_moves_down_or_gives_up():
     assert failed.kind == "keep" and failed.result.status == "failed" and "is critical" in failed.result.summary
 
 
+@pytest.mark.unit
 def test_a_critical_agent_is_skipped_only_when_the_workflow_allows_it():
     spec = AgentSpec(kind="python", callable="probe:echo", criticality="critical", skip_if_unavailable=True)
     tried = [("a", "down")]
@@ -174,6 +178,7 @@ def test_a_critical_agent_is_skipped_only_when_the_workflow_allows_it():
     assert ladder.exhausted("a", spec, tried, lenient).status == "skipped"
 
 
+@pytest.mark.unit
 def test_degraded_mode_comes_from_the_agents_file(tmp_path):
     (tmp_path / "agents.yaml").write_text("agents:\n  w: {kind: python, callable: 'probe:echo'}\n"
                                           "degraded_mode_config: {max_fallback_retries: 1}\n")
@@ -231,6 +236,7 @@ def test_the_earlier_engines_agent_fallbacks_json_is_read_as_it_is(tmp_path):
     assert result["a"].fallback_used == "secondary" and result["a"].data["prompt"] == "Go. Focus."
 
 
+@pytest.mark.unit
 def test_agent_fallbacks_json_naming_an_unknown_agent_is_an_error_at_its_line(tmp_path):
     (tmp_path / "agent-fallbacks.json").write_text('{\n  "agents": {\n    "context-gathering": {"fallback": "Explore"}\n  }\n}\n')
     (tmp_path / "agents.yaml").write_text("fallbacks: agent-fallbacks.json\nagents:\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from waiting import until
 
 from agentflow import run_workflow
@@ -26,6 +27,7 @@ def _client():
     return get_client(sync_client=True)
 
 
+@pytest.mark.unit
 def test_artifact_keys_follow_prefects_rule():
     assert artifact_key("Published Run.v2", "gateways[bKash]") == "published-run-v2-gateways-bkash"
     assert artifact_key("", "") == "agentflow"
@@ -78,7 +80,6 @@ def test_a_failed_step_is_logged_in_a_line_without_a_traceback(tmp_path, monkeyp
     """A failed step and the run it fails are outcomes agentflow describes: Prefect's lines for
     them keep their message, not a page of engine frames (engine/prefect_logs.py); an error in
     code keeps its traceback."""
-    import pytest
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     from agentflow.errors import WorkflowFailed

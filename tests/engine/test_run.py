@@ -34,6 +34,7 @@ steps:
     assert flow(rounds=3)["a"].summary == "VAT 3"
 
 
+@pytest.mark.unit
 def test_bad_inputs_fail_before_any_step(tmp_path):
     """A missing or mistyped input is a clear error and no step runs."""
     marker = tmp_path / "ran"

@@ -12,6 +12,8 @@ from agentflow.flows.engine import requests, variants
 from agentflow.flows.engine.compile import compile_workflow
 from agentflow.flows.language.loader import load_text
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 WORKFLOW = """
 name: ab
 agents:

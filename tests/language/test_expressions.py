@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from agentflow.flows.language import expressions
 from agentflow.errors import ExpressionError
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 CONTEXT = {
     "inputs": {"target": 300, "name": "VAT", "tags": ["a", "b"]},
     "steps": {"validate": {"status": "success", "summary": "ok", "data": {"count": 3, "items": [1, 2]}}},

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentflow.flows.language import graph
+
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
 
 
 def test_sequential_adds_previous_step():

@@ -16,6 +16,8 @@ from agentflow.errors import SpecError
 from agentflow.flows.language.loader import load_text, load_workflow
 from agentflow.flows.language.spec import RESULT_FIELDS
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 HOSTILE = Path(__file__).resolve().parents[1] / "hostile"
 FILES = sorted(HOSTILE.glob("*.yaml"))
 

@@ -10,6 +10,8 @@ from expect import expectations
 from agentflow.errors import SpecError
 from agentflow.flows.language.loader import load_agents_file, load_text, load_workflow
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 REPO = Path(__file__).resolve().parents[2]
 BAD = REPO / "tests" / "bad"
 BAD_FILES = sorted(p for p in BAD.glob("[0-9]*.yaml"))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentflow.errors import SpecError
 from agentflow.flows.language.loader import load_text
+
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
 
 _KEYS = ["name", "steps", "id", "run", "call", "agent", "prompt", "when", "for_each", "repeat", "until", "max",
          "depends_on", "retries", "timeout", "inputs", "type", "default", "pattern", "agents", "kind", "command",

@@ -6,6 +6,8 @@ import pytest
 
 from agentflow.flows.language.subagents import SubagentError, parse
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 BOMB = "\n".join(["---", "a: &a [x, x, x, x, x, x, x, x, x, x]"]
                  + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
                     f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]"

@@ -7,6 +7,8 @@ import pytest
 from agentflow.flows.language import templates
 from agentflow.errors import TemplateError
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 
 def test_renders_pipeline_values():
     """Step outputs and inputs render into prompts."""

@@ -10,12 +10,7 @@ import pytest
 from agentflow.flows.observe.fold import Totals
 from agentflow.flows.observe.source import Cursor
 
-pytestmark = pytest.mark.xdist_group("test_fold")  # one worker runs the module: it shares a module fixture
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    """None: pure functions, no Prefect server (conftest.py starts one otherwise)."""
+pytestmark = pytest.mark.unit  # pure functions: no Prefect server
 
 
 def step_event(outcome: str, **payload) -> dict:

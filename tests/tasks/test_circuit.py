@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from webservice import Service
 
 from agentflow.tasks import circuit
@@ -55,6 +56,7 @@ def test_the_circuit_opens_is_shared_across_processes_and_closes_after_a_good_pr
         healthy.close()
 
 
+@pytest.mark.unit
 def test_variable_names_are_valid_and_distinct():
     names = {circuit.variable_name(a) for a in ("Code.Reviewer", "code-reviewer", "code_reviewer")}
     assert len(names) == 3

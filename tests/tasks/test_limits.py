@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agentflow.tasks import limits
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -43,6 +45,7 @@ steps:
     assert _most_at_once(log) == 1
 
 
+@pytest.mark.unit
 def test_limit_names_are_valid_and_distinct():
     names = {limits.limit_name(a) for a in ("Code.Reviewer", "code-reviewer")}
     assert len(names) == 2 and all(n.startswith("agentflow-agent-") for n in names)

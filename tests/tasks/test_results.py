@@ -6,6 +6,8 @@ import pytest
 
 from agentflow.tasks.results import AgentResult, from_value, parse_text
 
+pytestmark = pytest.mark.unit  # needs no Prefect server: `pytest -m unit`
+
 TEXT = """Some preamble line
 
 ## Summary
