@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -119,7 +120,9 @@ def test_kill_9_then_resume_runs_each_step_once(cli, cli_env, tmp_path, at_start
     assert "Crashed" in row
     assert gone(orphan), "the crashed run's command should be killed when the crash is found"
 
+    started = time.monotonic()
     resumed = cli("resume", run_id[:8], "--json", cwd=tmp_path)
+    resume_took = time.monotonic() - started
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Traceback" not in resumed.stderr
     assert f"run {run_id} (attempt 2)" in resumed.stderr
@@ -134,6 +137,9 @@ def test_kill_9_then_resume_runs_each_step_once(cli, cli_env, tmp_path, at_start
 
     status = cli("status", run_id, cwd=tmp_path)
     assert status.returncode == 0 and "Completed" in status.stdout.splitlines()[0], status.stdout
+    # Its time is its last run's: not the time it lay crashed (nor its first, killed run).
+    took = float(status.stdout.splitlines()[0].split(" in ")[1].split("s (its last run, resumed)")[0])
+    assert took <= resume_took, (took, resume_took)
     # s3 ran in two task runs (the killed one, the resumed one): one row, its history beside it
     assert len([line for line in status.stdout.splitlines() if line.startswith("│ s3 ")]) == 1, status.stdout
     again = cli("resume", run_id, cwd=tmp_path)

@@ -45,6 +45,7 @@ def runs(
         when = row.expected if scheduled else row.started
         started = when.strftime("%Y-%m-%d %H:%M:%S") if when else "-"
         took = f"{row.duration_s:.1f}s" if row.duration_s is not None else "-"
+        took += " (resumed)" if row.resumed and row.duration_s is not None else ""
         table.add_row(shown[row.id], row.workflow, row.state, started, took, row.version or "-")
     out.print(table)
     if not rows:
@@ -66,6 +67,7 @@ def status(run_id: str = typer.Argument(..., help="A run id, a unique prefix of 
         raise typer.Exit(EXIT_INVALID) from None
     run = replace(run, state=run.label(_checked(run)))
     took = f" in {run.duration_s:.1f}s" if run.duration_s is not None else ""
+    took += " (its last run, resumed)" if run.resumed and took else ""
     named = f" ({run.name})" if run.name else ""
     out.print(one_line(f"run {run.id}{named}  {run.workflow} (version {run.version or '-'})  {run.state}{took}"),
               markup=False)

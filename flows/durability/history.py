@@ -30,6 +30,7 @@ class RunRow:
     awaiting: bool = False  # paused or suspended at an approval step (engine/approvals.py)
     name: str = ""  # the flow run's name on the server (`crimson-otter`), accepted wherever an id is
     expected: datetime | None = None  # when it was (or is) to start
+    resumed: bool = False  # run more than once (resumed, or run again by a worker): duration_s is the last time
 
     def label(self, state: str | None = None) -> str:
         """How `state` (default: the row's) is shown: a run waiting at an approval step says
@@ -61,7 +62,7 @@ def list_runs(limit: int = 20, workflow: str | None = None, scheduled: bool = Fa
     with Reader() as api:
         runs = api.post("flow_runs/filter", body)
         names = _flow_names(api, {r["flow_id"] for r in runs})
-    return [_row(run, names) for run in runs]
+        return [_row(run, names, api) for run in runs]
 
 
 def short_ids(ids: list[str], least: int = 8) -> dict[str, str]:
@@ -88,7 +89,7 @@ def find_run(run_id: str) -> RunRow:
             run = api.get(f"flow_runs/{whole}")
             if run is None:
                 raise RunNotFound(f"no run has id {run_id}; `agentflow runs` lists recent runs")
-            return _row(run, _flow_names(api, {run["flow_id"]}))
+            return _row(run, _flow_names(api, {run["flow_id"]}), api)
 
         matches = api.post("flow_runs/filter", {"flow_runs": {"name": {"any_": [run_id.strip()]}},
                                                 "limit": _SEARCH_LIMIT})
@@ -96,15 +97,15 @@ def find_run(run_id: str) -> RunRow:
             runs = api.post("flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC", "limit": _SEARCH_LIMIT})
             matches = [r for r in runs if r["id"].startswith(text)]
         names = _flow_names(api, {r["flow_id"] for r in matches})
+        if len(matches) == 1:
+            return _row(matches[0], names, api)
     if not matches:
         raise RunNotFound(f"no run is named {run_id!r} or has an id starting with it among the last "
                           f"{_SEARCH_LIMIT} runs; `agentflow runs` lists recent runs")
-    if len(matches) > 1:
-        shown = short_ids([r["id"] for r in matches], least=len(text) + 1)
-        ids = ", ".join(f"{shown[r['id']]} ({r['name']})" for r in matches[:5])
-        raise RunNotFound(f"{run_id!r} matches {len(matches)} runs: {ids}{', ...' if len(matches) > 5 else ''}; "
-                          "give one of these")
-    return _row(matches[0], names)
+    shown = short_ids([r["id"] for r in matches], least=len(text) + 1)
+    ids = ", ".join(f"{shown[r['id']]} ({r['name']})" for r in matches[:5])
+    raise RunNotFound(f"{run_id!r} matches {len(matches)} runs: {ids}{', ...' if len(matches) > 5 else ''}; "
+                      "give one of these")
 
 
 def run_steps(run_id: str) -> list[StepRow]:
@@ -138,11 +139,13 @@ def _flow_names(api: Reader, ids: set) -> dict:
     return {f["id"]: f["name"] for f in flows}
 
 
-def _row(run: dict, names: dict) -> RunRow:
+def _row(run: dict, names: dict, api: Reader) -> RunRow:
+    resumed = (run.get("run_count") or 0) > 1
     return RunRow(id=run["id"], workflow=names.get(run["flow_id"], "?"), version=run.get("flow_version"),
-                  state=_state_name(run), started=_when(run.get("start_time")), duration_s=_duration(run),
+                  state=_state_name(run), started=_when(run.get("start_time")),
+                  duration_s=_last_duration(run, api) if resumed else _duration(run),
                   deployment_id=run.get("deployment_id"), awaiting=_awaiting(run), name=run.get("name") or "",
-                  expected=_when(run.get("expected_start_time")))
+                  expected=_when(run.get("expected_start_time")), resumed=resumed)
 
 
 def _when(text: str | None) -> datetime | None:
@@ -154,6 +157,18 @@ def _awaiting(run: dict) -> bool:
     state = run.get("state") or {}
     details = state.get("state_details") or {}
     return state.get("type") == "PAUSED" and str(details.get("pause_key") or "").startswith("approval-")
+
+
+def _last_duration(run: dict, api: Reader) -> float | None:
+    """A run that ran more than once: the time of its last run, from its last Running state to
+    its end. From its first start it would count the time it lay crashed until resumed (or
+    waited, suspended, for a person), which no one spent waiting on it."""
+    ended = _when(run.get("end_time"))
+    states = api.get(f"flow_run_states/?flow_run_id={run['id']}") or []
+    starts = [_when(s.get("timestamp")) for s in states if s.get("type") == "RUNNING"]
+    if not ended or not starts:
+        return None
+    return (ended - max(start for start in starts if start)).total_seconds()
 
 
 def _duration(run: dict) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from agentflow.errors import ExpressionError, Problem, TemplateError, format_path
 from agentflow.flows.language import callables, expressions, graph, templates
+from agentflow.flows.language.agent_checks import AgentChecks, invalid_agents
 from agentflow.flows.language.secret_checks import NOT_SECRET_SINKS, SecretChecks
 from agentflow.flows.language.document import Document
 from agentflow.flows.language.spec import BLOCK_PREFIX, RESULT_FIELDS, RUNNABLE_AGENT_KINDS, AgentSpec
@@ -40,7 +41,7 @@ def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec]
     checker = _Checker(document, source, agents, set(map(str, raw_inputs)))
     checker.secrets = {str(name) for name, spec in raw_inputs.items()
                        if isinstance(spec, dict) and spec.get("secret") is True}
-    checker.invalid_agents = _invalid_agents(agents, document, agents_doc)
+    checker.invalid_agents = invalid_agents(agents, document, agents_doc)
     checker.collect_ids(raw_steps)
     for index, step in enumerate(raw_steps):
         if isinstance(step, dict):
@@ -52,15 +53,6 @@ def check_workflow(document: Document, source: str, agents: dict[str, AgentSpec]
     return checker.problems, deps
 
 
-def _invalid_agents(agents: dict[str, AgentSpec], *documents: Document | None) -> set[str]:
-    """Agents defined but not valid: reported at their definition, not again where they are used."""
-    defined: set[str] = set()
-    for document in documents:
-        raw = document.data.get("agents") if document is not None and isinstance(document.data, dict) else None
-        defined |= set(map(str, raw)) if isinstance(raw, dict) else set()
-    return defined - set(agents)
-
-
 def check_agents_file(agents: dict[str, AgentSpec], source: str, document: Document) -> list[Problem]:
     """Checks of an agents file on its own (fallbacks defined, command templates valid)."""
     checker = _Checker(document, source, agents, set())
@@ -68,7 +60,7 @@ def check_agents_file(agents: dict[str, AgentSpec], source: str, document: Docum
     return checker.problems
 
 
-class _Checker(SecretChecks):
+class _Checker(AgentChecks, SecretChecks):
     def __init__(self, document: Document, source: str, agents: dict[str, AgentSpec], inputs: set[str]):
         self.document = document
         self.source = source
@@ -86,30 +78,6 @@ class _Checker(SecretChecks):
             document: Document | None = None, source: str | None = None) -> None:
         doc = document or self.document
         self.problems.append(Problem(source or self.source, doc.line_of(path), where, what, fix, got))
-
-    # ---- schedules and triggers -----------------------------------------------------------
-    def check_deployment(self, data: dict, raw_inputs: dict) -> None:
-        """The inputs a schedule or a trigger gives are the workflow's, and every input without
-        a default is given (a secret comes from the worker's environment): else each run it
-        starts would be refused."""
-        required = [str(name) for name, spec in raw_inputs.items()
-                    if isinstance(spec, dict) and "default" not in spec and spec.get("secret") is not True]
-        for key, what in (("schedules", "schedule"), ("triggers", "trigger")):
-            entries = data.get(key)
-            for index, entry in enumerate(entries if isinstance(entries, list) else []):
-                if not isinstance(entry, dict):
-                    continue
-                given = entry.get("inputs") if isinstance(entry.get("inputs"), dict) else {}
-                for name in given:
-                    if str(name) not in self.inputs:
-                        self.add((key, index, "inputs", name), f"{what} {index + 1}",
-                                 f"`{name}` is not an input of this workflow",
-                                 f"declare it under inputs:, or use one of: {', '.join(sorted(self.inputs)) or '(none)'}")
-                missing = [name for name in required if name not in given]
-                if missing:
-                    self.add((key, index), f"{what} {index + 1}",
-                             f"gives no value for required input(s) {', '.join(missing)}: each run it starts "
-                             "would be refused", "give them under its inputs:, or a default to the input")
 
     # ---- step ids -------------------------------------------------------------------------
     def collect_ids(self, raw_steps: list) -> None:
@@ -346,38 +314,6 @@ class _Checker(SecretChecks):
             fix = f"did you mean `{close[0]}`?" if close else (
                 f"it takes: {', '.join(sorted(accepted)) or 'no parameters'}")
             self.add(base + ("with", key), f"{prefix}.with.{key}", f"`{target}` has no parameter `{key}`", fix)
-
-    def _unknown_agent(self, name: str, path: tuple, where: str,
-                       document: Document | None = None, source: str | None = None) -> None:
-        if name in self.invalid_agents:
-            return
-        defined = sorted(self.agents)
-        close = difflib.get_close_matches(name, defined, n=1, cutoff=0.6)
-        fix = (f"did you mean `{close[0]}`?" if close else
-               f"defined: {', '.join(defined) or 'none'}; add it to the agents file or under `agents:`")
-        self.add(path, where, f"agent `{name}` is not defined", fix, document=document, source=source)
-
-    # ---- agents file ----------------------------------------------------------------------
-    def check_agents(self, agents: dict[str, AgentSpec], source: str, document: Document) -> None:
-        base = ("agents",)  # the same path inline and in an agents file
-        for name, agent in agents.items():
-            if agent.fallback and agent.fallback not in agents:
-                self._unknown_agent(agent.fallback, base + (name, "fallback"), f"agents.{name}.fallback",
-                                    document, source)
-            for position, arg in enumerate(agent.command or []):
-                path = base + (name, "command", position)
-                if not templates.is_template(arg):
-                    continue
-                try:
-                    info = templates.inspect(arg)
-                except TemplateError as exc:
-                    self.add(path, f"agents.{name}.command", str(exc), "close every {{ and {%",
-                             document=document, source=source)
-                    continue
-                unknown = info.names - {"prompt", "inputs", "item", "with", "files", "step"}
-                for bad in sorted(unknown):
-                    self.add(path, f"agents.{name}.command", f"template refers to unknown name `{bad}`",
-                             "use prompt, inputs, item, with, files or step", document=document, source=source)
 
     # ---- the graph ------------------------------------------------------------------------
     def check_cycle(self, pattern: Any) -> dict[str, list[str]]:
