@@ -39,6 +39,17 @@ def prefect_server():
         yield PREFECT_API_URL.value()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _the_shared_server_first(request):
+    """The shared server starts before any module fixture (one that points Prefect at a server
+    of its own must not be overridden by it when it comes later), unless every selected test
+    is `unit` (`pytest -m unit`): then none starts."""
+    if all(item.get_closest_marker("unit") is not None for item in request.session.items):
+        yield None
+        return
+    yield request.getfixturevalue("prefect_server")
+
+
 @pytest.fixture(autouse=True)
 def _a_server_unless_unit(request):
     """Every test runs against the shared server (runs, the CLI, deployments need one), but a

@@ -235,6 +235,20 @@ steps:
     assert cli("status", failed_id).returncode == 1
 
 
+def test_a_run_says_what_it_runs_before_prefect_is_even_imported(cli, write, tmp_path):
+    """The run's first line comes once its file and inputs are checked: before the second
+    importing Prefect takes (and before any embedded server would start)."""
+    path = write("name: first-line\nsteps:\n  - {id: only, run: [echo, hi]}\n")
+    done = cli("-X", "importtime", "run", str(path), "--json", python_flags=True, cwd=tmp_path,
+               env={"PYTHONUNBUFFERED": "1"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("first-line (1 step, sequential) version "))
+    prefect = next(i for i, line in enumerate(lines)
+                   if line.startswith("import time") and line.rsplit("|", 1)[-1].strip() == "prefect")
+    assert header < prefect
+
+
 def test_runs_made_together_are_told_apart_and_future_ones_listed_apart(cli):
     """`runs` shows each run by a prefix no other shares (unit-tested with time-ordered ids in
     tests/durability/test_history.py); its name names it as well. Runs scheduled for later are

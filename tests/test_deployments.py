@@ -376,10 +376,14 @@ def test_a_failed_deployed_run_raises_with_its_result(deployed):
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     run_id = failure.value.result.run_id
-    with get_client(sync_client=True) as client:
-        logs = [log.message for log in client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(run_id)])))]
-    assert any(line.startswith("Finished in state Failed") for line in logs), logs
+
+    def final_logs():
+        with get_client(sync_client=True) as client:
+            logs = [log.message for log in client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(run_id)])))]
+        return logs if any(line.startswith("Finished in state Failed('workflow") for line in logs) else None
+
+    logs = until(final_logs, 60, "the run's last log line to reach the server (logs are sent in batches)")
     assert not [line for line in logs if "Traceback" in line or "Encountered exception" in line]
     for worker in deployed.workers:
         assert f"flow run '{run_id}' exited with unexpected exception" not in (deployed.root / f"{worker}.log").read_text()

@@ -53,11 +53,13 @@ def run(
     if no_cache and refresh:
         err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
         raise typer.Exit(EXIT_INVALID)
+    # Said before Prefect is imported (a second) and any server starts: the run is under way.
+    _announce(resolved, as_json)
     need_api()
     from agentflow.flows.engine.compile import build_flow
 
     flow = build_flow(resolved, cache="off" if no_cache else "refresh" if refresh else "use")
-    raise typer.Exit(_run(resolved, as_json, lambda: flow(**values, return_state=True)))
+    raise typer.Exit(_run(resolved, as_json, lambda: flow(**values, return_state=True), announced=True))
 
 
 def _with_workspace(resolved: Any, mode: str) -> Any:
@@ -82,8 +84,17 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "") -> int:
-    """Run `invoke` (which returns the flow run's final state) showing each step; the exit code."""
+def _announce(resolved: Any, as_json: bool, doing: str = "") -> None:
+    """The run's first line: the workflow, its size and shape, its version, what is done."""
+    spec = resolved.spec
+    console = err if as_json else out
+    console.print(f"[bold]{escape(spec.name)}[/] ({counted(len(spec.steps), 'step')}, {spec.pattern}) version "
+                  f"{resolved.spec_hash}{doing}")
+
+
+def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "", announced: bool = False) -> int:
+    """Run `invoke` (which returns the flow run's final state) showing each step; the exit code.
+    `announced`: the run's first line was printed already."""
     from agentflow.events import listening
     from agentflow.flows.cli import progress
     from agentflow.flows.cli.progress import ProgressView
@@ -99,8 +110,8 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
         ensure_crash_automation()
         ui = get_current_settings().ui_url
     view = ProgressView(console, ui)
-    console.print(f"[bold]{spec.name}[/] ({counted(len(spec.steps), 'step')}, {spec.pattern}) version {resolved.spec_hash}"
-                  f"{doing}")
+    if not announced:
+        _announce(resolved, as_json, doing)
     started = time.monotonic()
     # SIGTERM (a cancelled CI job, `kill`) ends the run like Ctrl-C: the flow's scheduler
     # stops the running commands (engine/scheduler.py), then this reports it and exits 130.
