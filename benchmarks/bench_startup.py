@@ -34,7 +34,11 @@ def startup(api_url: str) -> dict:
         results["cli_mistake_s"] = statistics.median(
             _timed([sys.executable, "-m", "agentflow", "run", "--jsno", str(workflow)], env, expect=2) for _ in range(5))
     env = {**os.environ, "PREFECT_API_URL": api_url}
-    results["cli_server_first_step_s"], results["cli_server_total_s"], run_id = _cli_first_step(workflow, env)
+    _cli_first_step(workflow, env)  # the server's first run: its first requests are slow, once
+    runs = [_cli_first_step(workflow, env) for _ in range(5)]
+    results["cli_server_first_step_s"] = statistics.median(first for first, _, _ in runs)
+    results["cli_server_total_s"] = statistics.median(total for _, total, _ in runs)
+    run_id = runs[-1][2]
     for name, args in (("cli_runs_s", ["runs"]), ("cli_status_s", ["status", run_id[:8]])):
         results[name] = statistics.median(_timed([sys.executable, "-m", "agentflow", *args], env) for _ in range(5))
     # The peer: what importing Prefect alone costs on this machine.
