@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from agentflow.flows.cli._app import EXIT_FAILED, _load, _prepare, app, err, need_api, out, print_problems
 from agentflow.errors import SpecError
+from agentflow.printable import counted
 
 @app.command()
 def plan(
@@ -60,7 +61,7 @@ def validate(workflows: list[Path] = typer.Argument(..., help="Workflow YAML fil
             failed += 1
             print_problems(exc, console=out)
             continue
-        out.print(f"{path}: ok ({len(resolved.spec.steps)} step{'' if len(resolved.spec.steps) == 1 else 's'}, version {resolved.spec_hash})", markup=False)
+        out.print(f"{path}: ok ({counted(len(resolved.spec.steps), 'step')}, version {resolved.spec_hash})", markup=False)
     if failed:
         err.print(f"{failed} of {len(workflows)} file(s) have problems", markup=False)
         raise typer.Exit(EXIT_FAILED)
