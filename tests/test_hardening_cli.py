@@ -4,7 +4,11 @@ distinct exit code, bounded time, never a traceback."""
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 HOSTILE = REPO / "tests" / "hostile"
@@ -103,15 +107,15 @@ def test_values_from_files(cli, write, tmp_path):
     assert twice.returncode == 2 and "given more than once (or also in --inputs-file)" in twice.stderr
 
 
-def test_an_internal_error_is_one_line_and_a_log_file(cli, tmp_path):
-    """Exit 3, no traceback on the terminal; the traceback is in the file the line names."""
+def test_an_unreachable_server_is_one_line_and_a_log_file(cli, tmp_path):
+    """Exit 3, no traceback on the terminal: what to do, and the file holding the traceback."""
     done = cli("runs", env={"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_MAX_RETRIES": "0",
                             "PREFECT_HOME": str(tmp_path / "home")}, timeout=120)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     line = done.stderr.strip()
-    assert line.startswith("agentflow: internal error: ConnectError") and "\n" not in line
-    assert "cannot reach the Prefect API at http://127.0.0.1:9/api" in line
+    assert line.startswith("agentflow: cannot reach the Prefect API at http://127.0.0.1:9/api: start the server "
+                           "(agentflow server start), or unset PREFECT_API_URL") and "\n" not in line
     log = Path(line.rsplit("details in ", 1)[1])
     assert log.is_relative_to(tmp_path / "home") and "Traceback" in log.read_text()
 
@@ -200,3 +204,42 @@ def subprocess_run(argv: list[str], cwd: Path, env: dict):
     import subprocess
 
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+@pytest.fixture
+def not_prefect():
+    """A real HTTP server on 127.0.0.1 that answers every request with a web page."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>a web page</html>")
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api"
+    server.shutdown()
+
+
+def test_a_url_that_is_not_a_prefect_api_is_said_so(cli, not_prefect, tmp_path):
+    """`runs` reads the API itself: it says the URL is not a Prefect API. `run` goes through
+    Prefect's client, whose error is unforeseen here: an internal error, one line and a log."""
+    env = {"PREFECT_API_URL": not_prefect, "PREFECT_HOME": str(tmp_path / "home")}
+    listed = cli("runs", env=env, timeout=120)
+    assert listed.returncode == 3 and "Traceback" not in listed.stderr
+    assert listed.stderr.strip() == (f"agentflow: {not_prefect} answered /api/flow_runs/filter with something other "
+                                     "than JSON: it is not a Prefect server's API; set PREFECT_API_URL to one "
+                                     "(it ends in /api)")
+    (tmp_path / "wf.yaml").write_text("name: nowhere\nsteps:\n  - {id: a, run: [echo, a]}\n")
+    done = cli("run", "wf.yaml", cwd=tmp_path, env=env, timeout=120)
+    line = done.stderr.strip()
+    assert done.returncode == 3 and line.startswith("agentflow: internal error: ") and "\n" not in line, line
+    log = Path(line.rsplit("details in ", 1)[1])
+    assert log.is_relative_to(tmp_path / "home") and "Traceback" in log.read_text()

@@ -417,3 +417,22 @@ def test_workspace_in_place_from_the_command_line(repo, cli):
                                   "  - {id: b, run: [echo, b]}\n")
     refused = cli("run", "wf.yaml", "--workspace", "in-place", cwd=repo)
     assert refused.returncode == 2 and "steps a, b may run at the same time" in refused.stderr
+
+
+def test_the_cli_run_leaves_no_begun_tree_behind(repo, cli, tmp_path):
+    """`agentflow run` checks the run's tree out while Prefect starts (durability/early_tree.py):
+    the run works in it under its own name, and when the run cannot start (no server answers)
+    nothing is left in the worktrees folder or in git's list."""
+    home = tmp_path / "home"
+    (repo / "wf.yaml").write_text("name: early\nsteps:\n  - {id: w, run: [sh, -c, 'echo $(pwd) $(cat edit.txt)']}\n")
+    (repo / "edit.txt").write_text("changed\n")
+    done = cli("run", "wf.yaml", "--json", cwd=repo, env={"PREFECT_HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    output = document["steps"]["w"]["result"]["summary"]
+    assert f"agentflow-worktrees/{document['run_id']}" in output and "changed" in output
+    unreachable = cli("run", "wf.yaml", cwd=repo, timeout=120, env={
+        "PREFECT_HOME": str(home), "PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_MAX_RETRIES": "0"})
+    assert unreachable.returncode == 3 and "cannot reach the Prefect API at http://127.0.0.1:9/api" in unreachable.stderr, unreachable.stderr
+    assert not [p.name for p in (home / "agentflow-worktrees").iterdir() if p.name.startswith("pending-")]
+    assert "pending-" not in git(repo, "worktree", "list")

@@ -53,9 +53,13 @@ def report_internal_error(exc: BaseException) -> Path | None:
             break
         except OSError:
             path = None
-    hint = _hint(exc)
     where = f"; details in {path}" if path else ""
-    err.print(f"agentflow: internal error: {type(exc).__name__}: {_first_line(exc)}{hint}{where}", markup=False)
+    url = _unreachable_api(exc)
+    if url is not None:  # the environment's, not agentflow's
+        err.print(f"agentflow: cannot reach the Prefect API at {url}: start the server (agentflow server start), "
+                  f"or unset PREFECT_API_URL to use an embedded one{where}", markup=False)
+    else:
+        err.print(f"agentflow: internal error: {type(exc).__name__}: {_first_line(exc)}{where}", markup=False)
     return path
 
 
@@ -68,14 +72,19 @@ def _prefect_home() -> Path:
         return Path.home() / ".prefect"
 
 
-def _hint(exc: BaseException) -> str:
-    """What to do about the errors that are the environment's, not agentflow's."""
+def _unreachable_api(exc: BaseException) -> str | None:
+    """The API's URL if `exc` is (or was caused by) a failed connection to it (Prefect wraps
+    it in a RuntimeError "Failed to reach API")."""
     import httpx
 
-    if isinstance(exc, httpx.ConnectError):
-        url = os.environ.get("PREFECT_API_URL", "the embedded server")
-        return f" (cannot reach the Prefect API at {url}: start the server, or unset PREFECT_API_URL)"
-    return ""
+    from agentflow._prefect_env import configured_api_url
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (httpx.ConnectError, httpx.ConnectTimeout)):
+            return configured_api_url() or "the embedded server"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

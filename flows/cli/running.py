@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -55,11 +56,19 @@ def run(
         raise typer.Exit(EXIT_INVALID)
     # Said before Prefect is imported (a second) and any server starts: the run is under way.
     _announce(resolved, as_json)
-    need_api()
-    from agentflow.flows.engine.compile import build_flow
+    # git checks the run's tree out while Prefect is imported and the server names the run.
+    from agentflow.flows.durability import early_tree
 
-    flow = build_flow(resolved, cache="off" if no_cache else "refresh" if refresh else "use")
-    raise typer.Exit(_run(resolved, as_json, lambda: flow(**values, return_state=True), announced=True))
+    early_tree.begin(os.getcwd(), resolved.spec.workspace)
+    try:
+        need_api()
+        from agentflow.flows.engine.compile import build_flow
+
+        flow = build_flow(resolved, cache="off" if no_cache else "refresh" if refresh else "use")
+        code = _run(resolved, as_json, lambda: flow(**values, return_state=True), announced=True)
+    finally:
+        early_tree.abandon()
+    raise typer.Exit(code)
 
 
 def _with_workspace(resolved: Any, mode: str) -> Any:
@@ -105,9 +114,12 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
     ui = None
     from prefect.settings import get_current_settings
 
+    installing = None
     if get_current_settings().api.url:  # a started server (the environment or the profile names it)
-        # Let it find this run Crashed if this process is killed.
-        ensure_crash_automation()
+        # Let it find this run Crashed if this process is killed: asked of the server while
+        # the run starts (it is there long before a heartbeat is missed).
+        installing = threading.Thread(target=ensure_crash_automation, name="agentflow-crash-automation", daemon=True)
+        installing.start()
         ui = get_current_settings().ui_url
     view = ProgressView(console, ui)
     if not announced:
@@ -125,6 +137,8 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if installing is not None:
+            installing.join()
     elapsed = time.monotonic() - started
     result = _result_of(state)
     run_id = str(state.state_details.flow_run_id) if state.state_details else "?"

@@ -59,25 +59,47 @@ def worktrees_root() -> Path:
     return Path(get_current_settings().home).expanduser() / "agentflow-worktrees"
 
 
-def pin(directory: str, mode: str) -> tuple[Base | None, str]:
-    """The base a run started in `directory` works from, or None and why not (not a git
-    repository, no commit yet, git missing): the run then works in place, uncaptured."""
+class Found(BaseModel):
+    """A repository as a run finds it: where it is, its HEAD, and the uncommitted changes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    top: str
+    sub: str
+    commit: str
+    start: bytes
+
+
+def find(directory: str) -> Found | str:
+    """The repository `directory` is in, or why there is none (not a git repository, no
+    commit yet, git missing)."""
     try:
         top = git(directory, "rev-parse", "--show-toplevel")
     except ConfigError as exc:
-        return None, str(exc)
+        return str(exc)
     if top.returncode != 0:
-        return None, f"{os.path.abspath(directory)} is not in a git repository"
+        return f"{os.path.abspath(directory)} is not in a git repository"
     top_dir = top.stdout.decode().strip()
     head = git(top_dir, "rev-parse", "--verify", "--quiet", "HEAD")
     if head.returncode != 0:
-        return None, f"{top_dir} has no commit yet"
+        return f"{top_dir} has no commit yet"
     sub = os.path.relpath(os.path.realpath(directory), os.path.realpath(top_dir))
-    start = starting_patch(top_dir)
-    digest = workspace.store_patch(patch_store(), start) if start else ""
+    return Found(top=top_dir, sub="" if sub == "." else sub, commit=head.stdout.decode().strip(),
+                 start=starting_patch(top_dir))
+
+
+def pin(directory: str, mode: str, found: Found | None = None) -> tuple[Base | None, str]:
+    """The base a run started in `directory` works from (`found` there already, or found now),
+    or None and why not: the run then works in place, uncaptured."""
+    if found is None:
+        located = find(directory)
+        if isinstance(located, str):
+            return None, located
+        found = located
+    digest = workspace.store_patch(patch_store(), found.start) if found.start else ""
     patches.share(digest)
-    base = Base(mode="in-place" if mode == "in-place" else "worktree", top=top_dir, sub="" if sub == "." else sub,
-                commit=head.stdout.decode().strip(), start=digest)
+    base = Base(mode="in-place" if mode == "in-place" else "worktree", top=found.top, sub=found.sub,
+                commit=found.commit, start=digest)
     return base, ""
 
 
@@ -112,8 +134,10 @@ def here(base: Base, directory: str) -> Base:
     return base.model_copy(update={"top": top})
 
 
-def open_tree(run_id: str, base: Base) -> tuple[Workspace, str]:
-    """The run's workspace, made (or made again, on a resume) from its base; and its tree."""
+def open_tree(run_id: str, base: Base, made: Path | None = None) -> tuple[Workspace, str]:
+    """The run's workspace, made (or made again, on a resume) from its base; and its tree.
+    `made`: a worktree of the base's commit checked out already (durability/early_tree.py),
+    moved into place."""
     store = patch_store()
     if base.mode == "in-place":
         index = run_dir(run_id) / "index"
@@ -126,13 +150,18 @@ def open_tree(run_id: str, base: Base) -> tuple[Workspace, str]:
     ws = Workspace(dir=str(directory), sub=base.sub, mode="worktree", store=store)
     if directory.is_dir() and git(directory, "rev-parse", "--git-dir").returncode == 0:
         workspace.reset(ws, base.commit)  # a resume: what a cut-short step left is discarded
+        if made is not None:
+            remove(base.top, str(made))
     else:
         if directory.exists():  # a worktree git no longer knows: made again
             shutil.rmtree(directory)
             git(base.top, "worktree", "prune")
         directory.parent.mkdir(parents=True, exist_ok=True)
-        _must(git(base.top, *PARALLEL_CHECKOUT, "worktree", "add", "--detach", "-q", str(directory), base.commit),
-              f"make the run's worktree at {directory}")
+        if made is None or git(base.top, "worktree", "move", str(made), str(directory)).returncode != 0:
+            if made is not None:  # another file system (git moves by renaming): made here instead
+                remove(base.top, str(made))
+            _must(git(base.top, *PARALLEL_CHECKOUT, "worktree", "add", "--detach", "-q", str(directory),
+                      base.commit), f"make the run's worktree at {directory}")
     if base.start:
         patches.bring(base.start)
         _must(git(directory, "apply", "--index", "--binary", "--whitespace=nowarn",
@@ -181,11 +210,17 @@ def left_behind() -> list[Path]:
     from the base and the journal, so nothing needs them). A worktree whose run has no record
     here (another storage root's) is left alone: nothing says its process is gone."""
     from agentflow.errors import StateDamaged
+    from agentflow.flows.durability.processes import process_start
     from agentflow.flows.durability.records import read_record
 
     found = []
     root = worktrees_root()
     for directory in sorted(root.iterdir()) if root.is_dir() else []:
+        if directory.name.startswith("pending-"):  # begun for a run not named yet (durability/early_tree.py)
+            pid = directory.name.split("-")[1]
+            if not pid.isdigit() or process_start(int(pid)) is None:
+                found.append(directory)
+            continue
         run_id = directory.name.split(".", 1)[0]
         try:
             record = read_record(run_id)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from agentflow.flows.durability import patches, worktrees
+from agentflow.flows.durability import early_tree, patches, worktrees
 from agentflow.flows.durability.worktrees import Base
 from agentflow.tasks import workspace
 from agentflow.tasks.changes import Changes
@@ -122,12 +122,14 @@ def open_for_run(run_id: str, mode: str, directory: str) -> tuple[RunWorkspace |
         return RunWorkspace(run_id=run_id, base=base, ws=parent, tree=parent.base, start_tree=parent.base,
                             attached=True), ""
     base = worktrees.read_base(run_id)
+    begun = None
     if base is not None:
         base = worktrees.here(base, directory)  # resumed on another machine: its own checkout
-    if base is None:
-        base, why = worktrees.pin(directory, mode)
+    else:
+        begun = early_tree.take(directory, mode)  # `agentflow run` began its tree
+        base, why = worktrees.pin(directory, mode, begun.found if begun else None)
         if base is None:
             return None, why
         worktrees.save_base(run_id, base)
-    ws, tree = worktrees.open_tree(run_id, base)
+    ws, tree = worktrees.open_tree(run_id, base, begun.tree if begun else None)
     return RunWorkspace(run_id=run_id, base=base, ws=ws, tree=tree, start_tree=tree), ""
