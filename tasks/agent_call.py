@@ -17,7 +17,7 @@ from prefect.states import Completed, Failed, State
 from agentflow import tracing
 from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
-from agentflow.tasks import audit, circuit, limits, workspace
+from agentflow.tasks import audit, circuit, limits, recording, workspace
 from agentflow.tasks.backends import Backend
 from agentflow.tasks.backends.claude import ClaudeCodeBackend
 from agentflow.tasks.backends.http import HttpBackend
@@ -69,16 +69,23 @@ def agent_call(request: AgentRequest) -> AgentResult | State:
         if not request.passed:
             raise AssertionFailed(f"step `{request.step}`: {request.message}")
         return AgentResult(summary=f"holds: {request.message}")
-    if not request.redact:
-        return _marked(request, _guarded(request))
+    recorder = recording.RECORDING.get() if request.agent is not None else None
     try:
-        return _marked(request, redacted(_guarded(request), request.redact))
+        result = _guarded(request)
+        if request.redact:
+            result = redacted(result, request.redact)
     except Exception as exc:
-        # The message (a command's stderr, a function's error) may quote a secret it was given.
-        exc.args = tuple(scrub(a, request.redact) if isinstance(a, str) else a for a in exc.args)
-        if isinstance(getattr(exc, "output", None), str):
-            exc.output = scrub(exc.output, request.redact)
+        if request.redact:
+            # The message (a command's stderr, a function's error) may quote a secret it was given.
+            exc.args = tuple(scrub(a, request.redact) if isinstance(a, str) else a for a in exc.args)
+            if isinstance(getattr(exc, "output", None), str):
+                exc.output = scrub(exc.output, request.redact)
+        if recorder is not None:
+            recorder.note(request, None, exc)
         raise
+    if recorder is not None:
+        recorder.note(request, result, None)
+    return _marked(request, result)
 
 
 def _decision(request: AgentRequest) -> State:
@@ -119,6 +126,13 @@ def _guarded(request: AgentRequest) -> AgentResult:
 
 
 def _limited(request: AgentRequest) -> AgentResult:
+    replayer = recording.REPLAYING.get()
+    if replayer is not None:  # agents answered from a recording or a test; a test's command stand-ins
+        if request.agent is not None:
+            return recording.apply_answer(request, replayer.answer(request))
+        stand_in = replayer.command(request)
+        if stand_in is not None:
+            return recording.apply_answer(request, stand_in)
     if request.limited and request.agent is not None:
         with limits.slot(request.agent):
             return _behind_breaker(request)

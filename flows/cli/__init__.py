@@ -19,6 +19,7 @@ _prefect_env.apply(_prefect_env.RELIABLE)
 
 # Each module registers its commands; `--help` lists them in this order.
 from agentflow.flows.cli import running  # noqa: E402,F401,I001
+from agentflow.flows.cli import offline  # noqa: E402,F401
 from agentflow.flows.cli import history  # noqa: E402,F401
 from agentflow.flows.cli import definitions  # noqa: E402,F401
 from agentflow.flows.cli import cache  # noqa: E402,F401
@@ -39,7 +40,7 @@ from agentflow.flows.cli._app import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVA
 
 # Commands that talk to the Prefect API: with no server configured, they start the embedded
 # one, which cannot start on a damaged database (checked first, to say so).
-_USE_THE_API = {"run", "resume", "rerun", "runs", "status", "plan", "agents", "stats", "approve"}
+_USE_THE_API = {"run", "test", "resume", "rerun", "runs", "status", "plan", "agents", "stats", "approve"}
 # Commands that use a server only if one stays up (the local one, or PREFECT_API_URL).
 _NEED_A_STARTED_SERVER = {"deploy", "storage", "metrics", "logs"}
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
+from agentflow.flows.cli import recordings
 from agentflow.flows.cli.progress import escape
 
 from agentflow.errors import SpecError, StateDamaged, WorkflowFailed
@@ -35,6 +36,10 @@ def run(
     workspace: Optional[str] = typer.Option(None, "--workspace", help="Where the steps work, whatever the "
                                             "workflow says: `worktree` (a git worktree of the run's own) or "
                                             "`in-place` (your tree; sequential steps only)."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Keep every agent call of the run (what it "
+                                          "was asked, its answer, the files it changed) in FILE, to replay."),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="Answer every agent call from FILE (a "
+                                          "--record'ed run): no agent is called; commands still run."),
 ) -> None:
     """Run a workflow now, showing each step as it starts and ends."""
     if deployment is not None:
@@ -54,6 +59,13 @@ def run(
     if no_cache and refresh:
         err.print("--no-cache and --refresh contradict each other; pick one", markup=False)
         raise typer.Exit(EXIT_INVALID)
+    if record is not None and replay is not None:
+        err.print("--record and --replay contradict each other; pick one", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    replayer = recordings.replayer_for(replay, resolved) if replay is not None else None
+    # A replayed answer never enters the cache (a later real run would get it), and a call
+    # answered from the cache would be missing from a recording.
+    cache = "off" if no_cache or replay is not None else "refresh" if refresh or record is not None else "use"
     # Said before Prefect is imported (a second) and any server starts: the run is under way.
     _announce(resolved, as_json)
     # git checks the run's tree out while Prefect is imported and the server names the run.
@@ -64,8 +76,9 @@ def run(
         need_api()
         from agentflow.flows.engine.compile import build_flow
 
-        flow = build_flow(resolved, cache="off" if no_cache else "refresh" if refresh else "use")
-        code = _run(resolved, as_json, lambda: flow(**values, return_state=True), announced=True)
+        flow = build_flow(resolved, cache=cache)
+        with recordings.answering(record, replayer, resolved):
+            code = _run(resolved, as_json, lambda: flow(**values, return_state=True), announced=True)
     finally:
         early_tree.abandon()
     raise typer.Exit(code)

@@ -1,0 +1,234 @@
+"""Authoring: `run --record` / `--replay` and `agentflow test`, through the real command on the
+session's server, in a real git repository. A replayed or tested run calls no agent: the
+agents here refuse to run when AGENTFLOW_TEST_NO_AGENTS is set, and count their calls."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+HELPERS = '''
+import os
+from pathlib import Path
+
+def _called(name):
+    if os.environ.get("AGENTFLOW_TEST_NO_AGENTS"):
+        raise RuntimeError(f"the real agent {name} was called")
+    with open(os.environ["CALLS_LOG"], "a") as log:
+        log.write(name + "\\n")
+
+def write(prompt="", **kw):
+    _called("writer")
+    Path("notes.txt").write_text("notes on " + prompt + "\\n")
+    return {"summary": "wrote notes.txt", "data": {"pages": 3}}
+
+def review(prompt="", **kw):
+    _called("reviewer")
+    return "## Summary\\nreviewed: " + prompt + "\\n"
+
+def spare(prompt="", **kw):
+    _called("spare")
+    return {"summary": "the spare answered", "data": {"pages": 1}}
+'''
+
+WORKFLOW = """
+name: authoring
+inputs:
+  topic: {default: cats}
+agents:
+  writer: {kind: python, callable: "helpers:write", fallback: spare}
+  spare: {kind: python, callable: "helpers:spare"}
+  reviewer: {kind: python, callable: "helpers:review"}
+steps:
+  - {id: write, agent: writer, prompt: "{{ inputs.topic }}"}
+  - {id: review, agent: reviewer, prompt: "{{ steps.write.summary }}", depends_on: [write]}
+  - {id: count, run: [sh, -c, 'wc -l < notes.txt'], depends_on: [review]}
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def project(tmp_path):
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "helpers.py").write_text(HELPERS)
+    (repo / "wf.yaml").write_text(WORKFLOW)
+    (repo / ".gitignore").write_text("*.rec.yaml\n*.xml\n__pycache__/\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    return repo
+
+
+@pytest.fixture
+def offline(project, tmp_path):
+    """The environment of a run whose agents must not be called."""
+    return {"AGENTFLOW_TEST_NO_AGENTS": "1", "PREFECT_HOME": str(tmp_path / "home")}
+
+
+def test_a_recorded_run_replays_without_its_agents_and_brings_back_their_work(cli, project, offline, tmp_path):
+    calls = tmp_path / "calls.log"
+    recorded = cli("run", "wf.yaml", "--record", "run.rec.yaml", "--json", cwd=project,
+                   env={"CALLS_LOG": str(calls), "PREFECT_HOME": str(tmp_path / "home")})
+    assert recorded.returncode == 0, recorded.stderr
+    assert "recorded 2 agent calls in run.rec.yaml" in recorded.stderr
+    assert calls.read_text() == "writer\nreviewer\n"
+    recording = yaml.safe_load((project / "run.rec.yaml").read_text())
+    assert [(c["step"], c["agent"], c["request"]["prompt"]) for c in recording["calls"]] == [
+        ("write", "writer", "cats"), ("review", "reviewer", "wrote notes.txt")]
+    assert "+notes on cats" in recording["calls"][0]["answer"]["patch"]
+
+    replayed = cli("run", "wf.yaml", "--replay", "run.rec.yaml", "--json", cwd=project, env=offline)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    document = json.loads(replayed.stdout)
+    assert calls.read_text() == "writer\nreviewer\n"  # no agent was called
+    assert document["steps"]["write"]["result"]["data"] == {"pages": 3}
+    assert document["steps"]["review"]["summary"] == "reviewed: wrote notes.txt"
+    assert document["steps"]["count"]["summary"] == "1"  # the command ran for real, on the replayed work
+    assert git(project, "show", f"{document['work']['branch']}:notes.txt") == "notes on cats\n"
+
+
+def test_a_call_the_recording_does_not_hold_fails_saying_what_differs(cli, project, offline, tmp_path):
+    done = cli("run", "wf.yaml", "--record", "run.rec.yaml", cwd=project,
+               env={"CALLS_LOG": str(tmp_path / "calls.log"), "PREFECT_HOME": str(tmp_path / "home")})
+    assert done.returncode == 0, done.stderr
+    other = cli("run", "wf.yaml", "--replay", "run.rec.yaml", "-i", "topic=dogs", "--json", cwd=project, env=offline)
+    assert other.returncode == 1
+    summary = json.loads(other.stdout)["steps"]["write"]["summary"]
+    # the writer, then its fallback: neither is in the recording
+    assert ("`writer`: step call `write`: agent writer's call is not in run.rec.yaml: the nearest recorded call "
+            "(write) differs in prompt from character 0: recorded 'cats', now 'dogs'") in summary
+    assert "agent spare's call is not in run.rec.yaml: it holds no call of agent spare in step `write`" in summary
+    assert "the real agent" not in other.stdout + other.stderr
+
+
+def test_record_and_replay_refuse_what_cannot_work(cli, project, offline):
+    both = cli("run", "wf.yaml", "--record", "a.yaml", "--replay", "b.yaml", cwd=project, env=offline)
+    assert both.returncode == 2 and "--record and --replay contradict each other" in both.stderr
+    (project / "other.rec.yaml").write_text("workflow: elsewhere\ncalls: []\n")
+    other = cli("run", "wf.yaml", "--replay", "other.rec.yaml", cwd=project, env=offline)
+    assert other.returncode == 2 and "records a run of workflow 'elsewhere', not 'authoring'" in other.stderr
+    (project / "bad.rec.yaml").write_text("workflow: authoring\ncalls:\n  - step: write\n    agnet: writer\n")
+    bad = cli("run", "wf.yaml", "--replay", "bad.rec.yaml", cwd=project, env=offline)
+    assert bad.returncode == 2 and "bad.rec.yaml:4:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+TESTS = """
+workflow: wf.yaml
+cases:
+  - name: canned answers
+    agents:
+      writer: {summary: "wrote", data: {pages: 7}, patch: "%s"}
+      reviewer: {summary: "all good"}
+    expect:
+      status: completed
+      steps:
+        write: {status: success, data: {pages: 7}, files: [notes.txt]}
+        review: {summary: "^all good$"}
+        count: {summary: "1"}
+  - name: the writer is down, its fallback answers
+    agents:
+      writer: {unavailable: true}
+      spare: {summary: "spare", data: {pages: 1}}
+      reviewer: {summary: "ok"}
+    commands:
+      count: {summary: "42"}
+    expect:
+      steps:
+        write: {degraded: true, fallback_used: spare, data: {pages: 1}}
+        count: {summary: "42"}
+  - name: expectations that do not hold
+    agents:
+      writer: [{fail: "overloaded"}, {summary: "late"}]
+      reviewer: {summary: "ok"}
+    expect:
+      status: completed
+      steps:
+        write: {status: success, data: {pages: 2}}
+"""
+
+NOTES_PATCH = ("diff --git a/notes.txt b/notes.txt\\nnew file mode 100644\\n--- /dev/null\\n+++ b/notes.txt\\n"
+               "@@ -0,0 +1 @@\\n+canned notes\\n")
+
+
+def test_agentflow_test_runs_cases_offline_and_says_what_differs(cli, project, offline):
+    (project / "wf.test.yaml").write_text(TESTS % NOTES_PATCH)
+    done = cli("test", "wf.test.yaml", "--junit-xml", "results.xml", cwd=project, env=offline)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("PASS wf.test.yaml::canned answers (")
+    assert lines[1].startswith("PASS wf.test.yaml::the writer is down, its fallback answers (")
+    assert lines[2].startswith("FAIL wf.test.yaml::expectations that do not hold (")
+    # no retries: the first answer fails the writer, the ladder goes to the spare, unanswered here
+    assert lines[3] == "    status: expected completed, got failed (failed steps: write)"
+    assert "steps.write.status: expected 'success', got 'failed'" in lines[4]
+    assert "agent spare's call is not in case 'expectations that do not hold'" in lines[4]
+    assert lines[-1].startswith("2 passed, 1 failed in ")
+    suite = ET.parse(project / "results.xml").getroot()
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
+    assert [case.find("failure") is not None for case in suite] == [False, False, True]
+
+    only = cli("test", "wf.test.yaml", "-k", "canned", cwd=project, env=offline)
+    assert only.returncode == 0 and only.stdout.splitlines()[-1].startswith("1 case passed in "), only.stdout
+
+
+def test_approvals_are_answered_by_the_test(cli, project, offline):
+    (project / "gated.yaml").write_text("""
+name: gated
+steps:
+  - {id: ship, approval: "Ship it?"}
+  - {id: after, run: [echo, shipped], depends_on: [ship]}
+""")
+    (project / "gated.test.yaml").write_text("""
+workflow: gated.yaml
+cases:
+  - name: approved
+    approvals: {ship: {approve: true, comment: "fine"}}
+    expect: {status: completed, steps: {ship: {status: success, data: {approved: true, comment: fine}},
+             after: {summary: shipped}}}
+  - name: rejected
+    approvals: {ship: {approve: false}}
+    expect: {status: failed, steps: {after: {status: not_run}}}
+""")
+    done = cli("test", "gated.test.yaml", cwd=project, env=offline, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1].startswith("2 cases passed")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("workflow: wf.yaml\ncases:\n  - name: a\n    expect:\n      steps:\n        wirte: {status: success}\n",
+     "wf.test.yaml:6: cases.0.expect.steps.wirte: step `wirte` is not in the workflow; use one of write, review, count"),
+    ("workflow: wf.yaml\ncases:\n  - name: a\n    agents:\n      writter: {summary: x}\n",
+     "wf.test.yaml:5: cases.0.agents.writter: agent `writter` is not defined for the workflow"),
+    ("workflow: wf.yaml\ncases:\n  - name: a\n    commands:\n      write: {summary: x}\n",
+     "wf.test.yaml:5: cases.0.commands.write: `write` is not a `run:` step of the workflow"),
+    ("workflow: wf.yaml\ncases:\n  - name: a\n    expect: {stauts: completed}\n", "wf.test.yaml:4:"),
+    ("workflow: missing.yaml\ncases:\n  - name: a\n", "wf.test.yaml:1: workflow: missing.yaml does not exist"),
+    ("workflow: wf.yaml\ncases: [\n", "wf.test.yaml:3: is not valid YAML"),
+], ids=["step", "agent", "command", "key", "workflow", "yaml"])
+def test_a_wrong_test_file_is_located_and_nothing_runs(cli, project, offline, text, expected):
+    (project / "wf.test.yaml").write_text(text)
+    done = cli("test", "wf.test.yaml", cwd=project, env=offline)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_test_files_are_found_under_tests_and_workflows(cli, project, offline):
+    none = cli("test", cwd=project, env=offline)
+    assert none.returncode == 2 and "no *.test.yaml file in tests/ or workflows/" in none.stderr
+    (project / "workflows").mkdir()
+    (project / "workflows" / "wf.yaml").write_text(WORKFLOW)
+    (project / "workflows" / "wf.test.yaml").write_text(
+        "workflow: wf.yaml\ncases:\n  - name: x\n    agents: {writer: {summary: w}, reviewer: {summary: r}}\n"
+        "    expect: {status: failed}\n")  # no notes.txt is written: `count` fails
+    found = cli("test", cwd=project, env=offline)
+    assert found.returncode == 0 and "PASS workflows/wf.test.yaml::x" in found.stdout, found.stdout + found.stderr
