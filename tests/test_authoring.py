@@ -210,7 +210,7 @@ cases:
     ("workflow: wf.yaml\ncases:\n  - name: a\n    agents:\n      writter: {summary: x}\n",
      "wf.test.yaml:5: cases.0.agents.writter: agent `writter` is not defined for the workflow"),
     ("workflow: wf.yaml\ncases:\n  - name: a\n    commands:\n      write: {summary: x}\n",
-     "wf.test.yaml:5: cases.0.commands.write: `write` is not a `run:` step of the workflow"),
+     "wf.test.yaml:5: cases.0.commands.write: `write` is not a `run:` or `call:` step of the workflow"),
     ("workflow: wf.yaml\ncases:\n  - name: a\n    expect: {stauts: completed}\n", "wf.test.yaml:4:"),
     ("workflow: missing.yaml\ncases:\n  - name: a\n", "wf.test.yaml:1: workflow: missing.yaml does not exist"),
     ("workflow: wf.yaml\ncases: [\n", "wf.test.yaml:3: is not valid YAML"),

@@ -197,3 +197,16 @@ def test_increase_test_coverage_delivers_a_branch_and_is_not_paid_twice(python_r
     assert second.steps["write"].cached  # the writer was not called again
     assert _branch_tree(python_repo, first.work["branch"]) == _branch_tree(python_repo, second.work["branch"])
     assert not (python_repo / "tests" / "test_prices_agentflow.py").exists()
+
+
+def test_every_shipped_workflow_passes_its_offline_tests(cli, tmp_path):
+    """`agentflow test workflows`: each workflow in workflows/ has a test file, and every case
+    passes with no agent called (CI runs them; a change to a workflow that breaks it fails here)."""
+    shipped = {p.stem for p in WORKFLOWS.glob("*.yaml") if p.name != "agents.yaml" and ".test" not in p.name}
+    tested = {p.name.removesuffix(".test.yaml") for p in WORKFLOWS.glob("*.test.yaml")}
+    assert shipped == tested, f"workflows without tests: {sorted(shipped - tested)}"
+    done = cli("test", "workflows", "--junit-xml", str(tmp_path / "results.xml"), cwd=REPO,
+               env={"PREFECT_HOME": str(tmp_path / "home")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FAIL" not in done.stdout and " cases passed in " in done.stdout.splitlines()[-1]
+    assert (tmp_path / "results.xml").read_text().count("<testcase ") >= 2 * len(shipped)

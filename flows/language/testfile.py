@@ -7,7 +7,7 @@
         agents:                      # how each agent answers (one answer, or a list taken in turn)
           reviewer: {summary: "2 findings", data: {findings: 2}}
         recording: review.rec.yaml   # or: answers from a recorded run (`agentflow run --record`)
-        commands:                    # stand-ins for `run:` steps (they run for real otherwise)
+        commands:                    # stand-ins for `run:` and `call:` steps (else they run for real)
           tests: {summary: "12 passed"}
         approvals:                   # how a person answers approval steps
           ship: {approve: true, comment: "looks right"}
@@ -117,10 +117,10 @@ def problems_against(tests: WorkflowTests, document: Document, path: Path, resol
                 problem(("cases", number, "agents", name), f"agent `{name}` is not defined for the workflow",
                         f"answer one of {', '.join(sorted(agents)) or '(none)'}")
         for name in case.commands:
-            if name not in steps or not getattr(steps[name], "run", None):
-                runs = [s for s, step in steps.items() if getattr(step, "run", None)]
-                problem(("cases", number, "commands", name), f"`{name}` is not a `run:` step of the workflow",
-                        f"give stand-ins for {', '.join(runs) or '(none)'}")
+            if name not in steps or not (steps[name].run or steps[name].call):
+                runs = [s for s, step in steps.items() if step.run or step.call]
+                problem(("cases", number, "commands", name), f"`{name}` is not a `run:` or `call:` step of the "
+                        "workflow", f"give stand-ins for {', '.join(runs) or '(none)'}")
         for name in case.approvals:
             step = steps.get(name)
             if step is None or (step.approval is None and not step.approve_if and not step.review_if):
