@@ -232,3 +232,12 @@ def test_test_files_are_found_under_tests_and_workflows(cli, project, offline):
         "    expect: {status: failed}\n")  # no notes.txt is written: `count` fails
     found = cli("test", cwd=project, env=offline)
     assert found.returncode == 0 and "PASS workflows/wf.test.yaml::x" in found.stdout, found.stdout + found.stderr
+
+
+def test_validate_checks_test_files_against_their_workflow(cli, project, offline):
+    (project / "wf.test.yaml").write_text("workflow: wf.yaml\ncases:\n  - name: a\n    approvals:\n"
+                                          "      write: {approve: true}\n")
+    done = cli("validate", "wf.yaml", "wf.test.yaml", cwd=project, env=offline)
+    assert done.returncode == 1
+    assert "wf.yaml: ok (3 steps" in done.stdout
+    assert "wf.test.yaml:5: cases.0.approvals.write: `write` is not a step that asks a person" in done.stdout

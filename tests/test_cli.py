@@ -31,11 +31,12 @@ def test_validate_reports_every_bad_file_and_exits_1(cli):
 
 
 def test_validate_ok_exits_0(cli):
-    """`validate` of the shipped workflows passes."""
-    files = [str(p) for p in sorted((REPO / "workflows").glob("*.yaml")) if p.name != "agents.yaml"]
+    """`validate` of the shipped workflows (and their test files, and the agents file) passes."""
+    files = [str(p) for p in sorted((REPO / "workflows").glob("*.yaml"))]
     done = cli("validate", *files)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(": ok (") == len(files)
+    assert "ladder-demo.test.yaml: ok (tests of ladder-demo.yaml, 4 cases)" in done.stdout
 
 
 def test_run_success_json_and_exit_0(cli, write, tmp_path):

@@ -45,9 +45,10 @@ def plan(
 
 
 @app.command()
-def validate(workflows: list[Path] = typer.Argument(..., help="Workflow YAML files.")) -> None:
+def validate(workflows: list[Path] = typer.Argument(..., help="Workflow YAML files (and agents files, and *.test.yaml test files).")) -> None:
     """Check definitions; print every problem as file:line: where: what; fix."""
     from agentflow.flows.language.loader import is_agents_file, load_agents_file, load_workflow
+    from agentflow.flows.language.testfile import load_tests
 
     failed = 0
     for path in workflows:
@@ -55,6 +56,10 @@ def validate(workflows: list[Path] = typer.Argument(..., help="Workflow YAML fil
             if is_agents_file(path):
                 agents = load_agents_file(path)
                 out.print(f"{path}: ok (agents file, {len(agents)} agents)", markup=False)
+                continue
+            if path.name.endswith(".test.yaml"):  # a workflow's tests (agentflow test)
+                tests, resolved = load_tests(path)
+                out.print(f"{path}: ok (tests of {tests.workflow}, {counted(len(tests.cases), 'case')})", markup=False)
                 continue
             resolved = load_workflow(path)
         except SpecError as exc:

@@ -11,7 +11,7 @@ import typer
 
 from agentflow.errors import SpecError
 from agentflow.printable import counted
-from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INVALID, _load, app, err, need_api, out, print_problems
+from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INVALID, app, err, need_api, out, print_problems
 
 SEARCHED = ("tests", "workflows")
 
@@ -97,25 +97,14 @@ def _found(paths: list[Path]) -> list[Path]:
 
 
 def _suite(path: Path) -> tuple[Path, Any, Any]:
-    """A test file, its workflow loaded and checked against it; exit 2 naming what is wrong."""
-    from agentflow.flows.language.testfile import problems_against, read_test_file
+    """A test file and its workflow, checked against each other; exit 2 naming what is wrong."""
+    from agentflow.flows.language.testfile import load_tests
 
     try:
-        tests, document = read_test_file(path)
+        tests, resolved = load_tests(path)
     except SpecError as exc:
         print_problems(exc, "; nothing was run.")
         raise typer.Exit(EXIT_INVALID) from None
-    workflow = path.parent / tests.workflow
-    if not workflow.is_file():
-        line = document.line_of(("workflow",))
-        err.print(f"{path}:{line}: workflow: {workflow} does not exist; name the workflow file, relative to the "
-                  "test file", markup=False)
-        raise typer.Exit(EXIT_INVALID)
-    resolved = _load(workflow)
-    problems = problems_against(tests, document, path, resolved)
-    if problems:
-        print_problems(SpecError(problems), "; nothing was run.")
-        raise typer.Exit(EXIT_INVALID)
     return path, resolved, tests
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agentflow.errors import Problem
+from agentflow.errors import Problem, SpecError
 from agentflow.flows.language.answers import Answer, load_with_document
 from agentflow.flows.language.document import Document
 
@@ -95,6 +95,23 @@ def read_test_file(path: Path) -> tuple[WorkflowTests, Document]:
     """The test file `path` and where each of its values is; SpecError naming the file and
     line of what is wrong."""
     return load_with_document(path, WorkflowTests, "see `agentflow test --help` for the shape of a test file")
+
+
+def load_tests(path: Path) -> tuple[WorkflowTests, Any]:
+    """The test file and the workflow it tests, loaded and checked against each other;
+    SpecError naming the file and line of each problem."""
+    from agentflow.flows.language.loader import load_workflow
+
+    tests, document = read_test_file(path)
+    workflow = path.parent / tests.workflow
+    if not workflow.is_file():
+        raise SpecError([Problem(str(path), document.line_of(("workflow",)), "workflow",
+                                 f"{tests.workflow} does not exist", "name the workflow file, relative to the test file")])
+    resolved = load_workflow(workflow)
+    problems = problems_against(tests, document, path, resolved)
+    if problems:
+        raise SpecError(problems)
+    return tests, resolved
 
 
 def problems_against(tests: WorkflowTests, document: Document, path: Path, resolved: Any) -> list[Problem]:
