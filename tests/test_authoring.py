@@ -241,3 +241,35 @@ def test_validate_checks_test_files_against_their_workflow(cli, project, offline
     assert done.returncode == 1
     assert "wf.yaml: ok (3 steps" in done.stdout
     assert "wf.test.yaml:5: cases.0.approvals.write: `write` is not a step that asks a person" in done.stdout
+
+
+def test_new_writes_a_workflow_and_a_passing_test_for_every_pattern(cli, project, offline):
+    for pattern in ("sequential", "parallel", "dag", "fan-out", "iterative", "approval"):
+        done = cli("new", f"start-{pattern}", "--pattern", pattern, cwd=project, env=offline)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"pattern: {pattern} (as asked (--pattern))")
+    described = cli("new", "fixer", "--describe", "fix the type errors of each module", cwd=project, env=offline)
+    assert described.stdout.startswith("pattern: fan-out (the description says 'each')"), described.stdout
+    text = (project / "workflows" / "fixer.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=workflow.schema.json")
+    assert 'description: "fix the type errors of each module"' in text
+    assert (project / "workflows" / "workflow.schema.json").is_file()
+    validated = cli("validate", *[str(p) for p in sorted((project / "workflows").glob("*.yaml"))], cwd=project,
+                    env=offline)
+    assert validated.returncode == 0 and validated.stdout.count(": ok (") == 14, validated.stdout
+    tested = cli("test", "workflows", cwd=project, env=offline)
+    assert tested.returncode == 0 and tested.stdout.splitlines()[-1].startswith("7 cases passed"), tested.stdout
+    real = cli("run", "workflows/start-iterative.yaml", "--json", cwd=project, env=offline)
+    assert real.returncode == 0 and json.loads(real.stdout)["steps"]["improve"]["result"]["metrics"]["score"] == 3
+
+
+def test_new_refuses_to_overwrite_and_bad_names(cli, project, offline):
+    assert cli("new", "once", cwd=project, env=offline).returncode == 0
+    before = (project / "workflows" / "once.yaml").read_text()
+    again = cli("new", "once", "--pattern", "dag", cwd=project, env=offline)
+    assert again.returncode == 2 and "workflows/once.yaml and workflows/once.test.yaml exist already" in again.stderr
+    assert (project / "workflows" / "once.yaml").read_text() == before
+    bad = cli("new", "../escape", cwd=project, env=offline)
+    assert bad.returncode == 2 and "'../escape' cannot name a workflow" in bad.stderr
+    wrong = cli("new", "x", "--pattern", "star", cwd=project, env=offline)
+    assert wrong.returncode == 2 and "--pattern 'star': use one of sequential, parallel" in wrong.stderr

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
-from agentflow.flows.cli._app import EXIT_FAILED, _load, _prepare, app, err, need_api, out, print_problems
+from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INVALID, _load, _prepare, app, err, need_api, out, print_problems
 from agentflow.errors import SpecError
 from agentflow.printable import counted
 
@@ -108,3 +108,47 @@ def schema() -> None:
     from agentflow.flows.language.schema import workflow_schema
 
     sys.stdout.write(json.dumps(workflow_schema(), indent=2) + "\n")
+
+
+@app.command()
+def new(
+    name: str = typer.Argument(..., help="The workflow's name (letters, digits, `-`, `_`, `.`)."),
+    pattern: Optional[str] = typer.Option(None, "--pattern", help="sequential, parallel, dag, fan-out, iterative or "
+                                          "approval (default: chosen from --describe, else sequential)."),
+    describe: Optional[str] = typer.Option(None, "--describe", help="What the workflow is for, in words; "
+                                           "picks the pattern when --pattern is not given."),
+    directory: Path = typer.Option(Path("workflows"), "--dir", help="Where to write the files."),
+) -> None:
+    """Start a workflow: writes DIR/NAME.yaml (valid, commented, runs offline) and
+    DIR/NAME.test.yaml (one passing case); never overwrites a file."""
+    from agentflow.flows.language import scaffold
+    from agentflow.flows.language.schema import workflow_schema
+
+    if not scaffold.NAME.match(name):
+        err.print(f"{name!r} cannot name a workflow: use letters, digits, `-`, `_` or `.`, starting with a letter or "
+                  "digit (e.g. review-change)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    if pattern is not None and pattern not in scaffold.PATTERNS:
+        err.print(f"--pattern {pattern!r}: use one of {', '.join(scaffold.PATTERNS)}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    why = "as asked (--pattern)"
+    if pattern is None:
+        pattern, why = scaffold.select_pattern(describe or "")
+    workflow, tests = directory / f"{name}.yaml", directory / f"{name}.test.yaml"
+    there = [str(p) for p in (workflow, tests) if p.exists()]
+    if there:
+        err.print(f"{' and '.join(there)} exist already: nothing was written; choose another name, or --dir",
+                  markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    directory.mkdir(parents=True, exist_ok=True)
+    workflow.write_text(scaffold.workflow_text(name, pattern, describe or "", str(workflow), str(tests)),
+                        encoding="utf-8")
+    tests.write_text(scaffold.tests_text(name, pattern), encoding="utf-8")
+    wrote = [str(workflow), str(tests)]
+    schema = directory / "workflow.schema.json"
+    if not schema.exists():  # the files' first line names it: an editor completes and checks them
+        schema.write_text(json.dumps(workflow_schema(), indent=2) + "\n", encoding="utf-8")
+        wrote.append(str(schema))
+    out.print(f"pattern: {pattern} ({why})", markup=False)
+    out.print(f"wrote {', '.join(wrote)}", markup=False)
+    out.print(f"next: agentflow run {workflow}   then   agentflow test {tests}", markup=False)
