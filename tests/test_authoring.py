@@ -273,3 +273,69 @@ def test_new_refuses_to_overwrite_and_bad_names(cli, project, offline):
     assert bad.returncode == 2 and "'../escape' cannot name a workflow" in bad.stderr
     wrong = cli("new", "x", "--pattern", "star", cwd=project, env=offline)
     assert wrong.returncode == 2 and "--pattern 'star': use one of sequential, parallel" in wrong.stderr
+
+
+TEMPLATED = """
+name: templated
+inputs:
+  topic: {default: cats}
+  where: {default: docs}
+steps:
+  - {id: facts, run: [echo, "cats sleep 16 hours"]}
+  - id: notes
+    template:
+      source: notes.md.j2
+      dest: "{{ inputs.where }}/{{ inputs.topic }}.md"
+      vars: {author: "the notes step", count: "{{ 2 + 1 }}"}
+  - id: again
+    template: {inline: "replaced\\n", dest: "{{ inputs.where }}/{{ inputs.topic }}.md", mode: %s}
+    depends_on: [notes]
+    criticality: low
+"""
+
+
+def test_a_template_step_writes_a_rendered_file_as_its_work(cli, project, offline):
+    (project / "notes.md.j2").write_text("# {{ inputs.topic }}\n{{ steps.facts.summary }}, by {{ author }} "
+                                         "({{ count }})\n")
+    (project / "templated.yaml").write_text(TEMPLATED % "create")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "templated")
+    done = cli("run", "templated.yaml", "--json", cwd=project, env=offline)
+    document = json.loads(done.stdout)
+    notes = document["steps"]["notes"]
+    assert notes["status"] == "success" and notes["summary"] == "wrote docs/cats.md (2 lines)"
+    assert [f["path"] for f in notes["result"]["changes"]["files"]] == ["docs/cats.md"]
+    branch = document["work"]["branch"]
+    assert git(project, "show", f"{branch}:docs/cats.md") == "# cats\ncats sleep 16 hours, by the notes step (3)\n"
+    again = document["steps"]["again"]  # mode: create refuses the file the step before wrote
+    assert again["status"] == "failed" and "dest 'docs/cats.md' exists already; set `mode: overwrite`" in again["summary"]
+    assert not (project / "docs").exists()  # written in the run's tree only
+
+    (project / "templated.yaml").write_text(TEMPLATED % "overwrite")
+    replaced = json.loads(cli("run", "templated.yaml", "--json", cwd=project, env=offline).stdout)
+    assert replaced["state"] == "Completed"
+    assert git(project, "show", f"{replaced['work']['branch']}:docs/cats.md") == "replaced\n"
+    escaped = json.loads(cli("run", "templated.yaml", "-i", "where=../outside", "--json", cwd=project,
+                             env=offline).stdout)
+    assert escaped["steps"]["notes"]["status"] == "failed"
+    assert "dest '../outside/cats.md' is not inside the repository" in escaped["steps"]["notes"]["summary"]
+    assert not (project.parent / "outside").exists()
+
+
+def test_a_wrong_template_step_is_located(cli, project, offline):
+    (project / "t.yaml").write_text("""name: t
+steps:
+  - id: a
+    template: {source: missing.j2, dest: out.md}
+  - id: b
+    template: {inline: "{{ nope }}", dest: out2.md}
+  - id: c
+    template: {inline: "x", dest: ../escape.md}
+""")
+    done = cli("validate", "t.yaml", cwd=project, env=offline)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("t.yaml:4: steps[0].template.source: missing.j2: the template file not found")
+    assert lines[1] == "t.yaml:6: steps[1].template.inline: template refers to unknown name `nope`; use one of: " \
+                       "inputs, run, steps"
+    assert lines[2].startswith("t.yaml:8: steps[2].template: dest '../escape.md' is not inside the repository")

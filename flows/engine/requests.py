@@ -101,6 +101,13 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
             return AgentRequest(kind="process", argv=[templates.render(a, local) for a in step.run], **common)
         if step.call is not None:
             return AgentRequest(kind="python", callable=step.call, **common)
+        if step.template is not None:  # rendered here, written into the step's tree by tasks/rendered.py
+            spec = step.template
+            values = {**local, **templates.render_value(spec.vars, local)}
+            dest = templates.render(spec.dest, values)
+            text = templates.render(spec.inline or "", values)
+            return AgentRequest(kind="python", callable="agentflow.tasks.rendered:write_rendered",
+                                **{**common, "params": {"dest": dest, "content": text, "mode": spec.mode}})
         if step.workflow is not None or step.deployment is not None:  # `with:`: the child's inputs (engine/children.py)
             return AgentRequest(kind="workflow", **common)
         if agent is not None and agent.kind in AGENT_SPEC_KINDS:

@@ -149,6 +149,17 @@ class _Checker(AgentChecks, SecretChecks):
                 used = set()  # reported with the expression
             self._secret_in_plain_text("for_each", used & self.secrets, path, format_path(path))
 
+        template = step.get("template")
+        if isinstance(template, dict):  # its text (read from `source` by the loader) and `dest`, with its vars
+            names = set(template["vars"]) if isinstance(template.get("vars"), dict) else set()
+            for field in ("inline", "dest"):
+                if isinstance(template.get(field), str):
+                    path = base + ("template", field)
+                    from_file = field == "inline" and isinstance(template.get("source"), str)
+                    where = (f"{format_path(base + ('template', 'source'))} ({template['source']})" if from_file
+                             else format_path(path))
+                    self._check_template(step_id, template[field], path, where, has_items, has_iteration, names)
+
         # What undoes the step is rendered with the step's result as `result`: checked now,
         # not when the undo runs (a typo there fails the undo, after the run has failed).
         compensate = step.get("compensate")

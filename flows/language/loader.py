@@ -60,6 +60,7 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None,
     if not isinstance(document.data, dict):
         raise SpecError([Problem(source, document.line_of(()) or 1, "", "a workflow must be a YAML mapping",
                                  "start with `name:` and `steps:`", format_got(document.data))])
+    problems += _template_sources(document, source, base_dir or Path("."))
     spec, model_problems = _validate(Workflow, document, source)
     problems += model_problems
 
@@ -187,6 +188,33 @@ def _file_degraded_mode(agents_doc: yamldoc.Document | None, document: yamldoc.D
 
 
 MAX_FILE_BYTES = 10_000_000  # a definition this long is a mistake (or /dev/zero), not a workflow
+
+
+def _template_sources(document: yamldoc.Document, source: str, base_dir: Path) -> list[Problem]:
+    """Each template step's `source` file read into its `inline` text (relative to the
+    workflow), so that its content is part of the workflow's version; a problem at its line
+    when it cannot be read."""
+    problems = []
+    steps = document.data.get("steps")
+    for index, step in enumerate(steps if isinstance(steps, list) else []):
+        spec = step.get("template") if isinstance(step, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("source"), str):
+            continue
+        at = ("steps", index, "template", "source")
+        if "inline" in spec:
+            problems.append(Problem(source, document.line_of(at), f"steps[{index}].template",
+                                    "give `source` or `inline`, not both", "keep the one that holds the template"))
+            continue
+        path = base_dir / spec["source"]
+        try:
+            spec["inline"] = _read(path, "the template")
+        except SpecError as exc:
+            spec["inline"] = ""
+            what = exc.problems[0].what
+            problems.append(Problem(source, document.line_of(at), f"steps[{index}].template.source",
+                                    f"{spec['source']}: {what} ({path})",
+                                    "give the template's path relative to the workflow file"))
+    return problems
 
 
 def _read(path: Path, what: str) -> str:

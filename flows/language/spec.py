@@ -20,9 +20,9 @@ from agentflow.flows.language.spec_types import (  # noqa: F401
     _Model)
 from agentflow.flows.language.step_parts import (  # noqa: F401
     APPROVAL_FORM_FIELDS, Approval, Budget, CacheSpec, Compensate, FieldName, GateFile, Phase, PhaseGate, Repeat,
-    RetryBackoff)
+    RetryBackoff, TemplateSpec)
 
-STEP_KINDS = ("agent", "run", "call", "workflow", "deployment", "approval", "assert")
+STEP_KINDS = ("agent", "run", "call", "workflow", "deployment", "approval", "assert", "template")
 # A Prefect deployment: `NAME` or `FLOW/NAME`, neither part empty nor holding a template.
 DeploymentName = Annotated[str, Field(pattern=r"^[^{}/\s][^{}/]*(/[^{}/\s][^{}/]*)?$", max_length=200)]
 MAX_CONCURRENCY = 10_000  # calls of one agent at once: Prefect's server refuses limits beyond its integers
@@ -59,6 +59,7 @@ class Step(_Model):
     deployment: DeploymentName | None = None
     approval: Union[Approval, str, None] = None
     assert_: str | None = Field(default=None, alias="assert")
+    template: TemplateSpec | None = None  # a file rendered into the run's tree
 
     name: str = ""
     message: str = ""

@@ -18,6 +18,29 @@ class RetryBackoff(_Model):
     jitter: float = Field(default=0.2, ge=0, le=1)
 
 
+class TemplateSpec(_Model):
+    """A file rendered into the run's tree: `source` (a file, relative to the workflow, read
+    when the workflow is loaded: part of its version) or `inline` text, with the step's context
+    and `vars`; `dest` (a template too) inside the repository; `create` refuses a file that
+    exists, `overwrite` replaces it. The written file is the step's captured work."""
+
+    source: str | None = Field(default=None, min_length=1, max_length=1000)
+    inline: str | None = Field(default=None, max_length=1_000_000)
+    dest: str = Field(min_length=1, max_length=1000)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    mode: Literal["create", "overwrite"] = "create"
+
+    @model_validator(mode="after")
+    def _one_text(self) -> "TemplateSpec":
+        if self.inline is None:
+            raise ValueError("a template needs `source: FILE` or `inline: TEXT`")
+        parts = self.dest.replace("\\", "/").split("/")
+        if "{{" not in self.dest and (self.dest.startswith(("/", "~")) or ".." in parts):
+            raise ValueError(f"dest {self.dest!r} is not inside the repository: give a path relative to it, "
+                             "without `..`")
+        return self
+
+
 class CacheSpec(_Model):
     ttl: Duration | None = None
     key: list[Literal["inputs", "files", "commit", "agent"]] | None = None
