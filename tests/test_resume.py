@@ -162,7 +162,9 @@ def test_kill_9_during_fan_out_then_resume(cli, cli_env, tmp_path):
     assert all(gone(pid) for pid in run.held.values())
     calls = _lines(tmp_path / "calls.txt")
     assert sorted(calls) == sorted(["before", "a", "b", "c", "d", "c", "d", "after"])
-    assert calls[:3] == ["before", "a", "b"] or calls[:3] == ["before", "b", "a"]
+    # Not the order of the items' lines: with two slots, c may start (and write) before b's
+    # process has written its line, though b was started first.
+    assert calls[0] == "before" and calls[-1] == "after"
     assert sorted(_lines(tmp_path / "out.txt")) == ["a", "after", "b", "before", "c", "d"]
     assert _results(resumed.stdout) == _uninterrupted(cli, tmp_path, FAN_OUT)
 
