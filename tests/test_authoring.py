@@ -339,3 +339,21 @@ steps:
     assert lines[1] == "t.yaml:6: steps[1].template.inline: template refers to unknown name `nope`; use one of: " \
                        "inputs, run, steps"
     assert lines[2].startswith("t.yaml:8: steps[2].template: dest '../escape.md' is not inside the repository")
+
+
+def test_lint_warns_with_codes_and_strict_fails(cli, project, offline):
+    (project / "wf.yaml").write_text(WORKFLOW.replace("  - {id: count, run: [sh, -c, 'wc -l < notes.txt'], "
+                                                      "depends_on: [review]}\n",
+                                                      "  - {id: count, run: [sh, -c, 'wc -l < notes.txt'], "
+                                                      "depends_on: [review]}  # agentflow: ignore[S001]\n"))
+    plain = cli("lint", "wf.yaml", cwd=project, env=offline)
+    assert plain.returncode == 0, plain.stderr
+    assert "wf.yaml:2: B001 best-practice: name: workflow `authoring` has no description" in plain.stdout
+    assert "S001" not in plain.stdout and plain.stdout.splitlines()[-1].endswith("warnings in 1 file")
+    strict = cli("lint", "wf.yaml", "--strict", "--json", cwd=project, env=offline)
+    assert strict.returncode == 1
+    codes = {w["code"] for w in json.loads(strict.stdout)}
+    assert {"B001", "R001", "R002"} <= codes and "S001" not in codes
+    (project / "broken.yaml").write_text("name: broken\nsteps: []\n")
+    broken = cli("lint", "broken.yaml", cwd=project, env=offline)
+    assert broken.returncode == 2 and "broken.yaml:2:" in broken.stderr

@@ -152,3 +152,36 @@ def new(
     out.print(f"pattern: {pattern} ({why})", markup=False)
     out.print(f"wrote {', '.join(wrote)}", markup=False)
     out.print(f"next: agentflow run {workflow}   then   agentflow test {tests}", markup=False)
+
+
+@app.command()
+def lint(
+    workflows: list[Path] = typer.Argument(None, help="Workflow files (default: workflows/*.yaml)."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 on any warning."),
+    as_json: bool = typer.Option(False, "--json", help="Print the warnings as JSON."),
+) -> None:
+    """Warnings beyond validity, each with a code and a fix: security (S), reliability (R),
+    performance (P), best practice (B). `# agentflow: ignore[CODE]` on the line (or the line
+    above) silences one. Exit 0 (1 with --strict and a warning); 2 for an invalid file."""
+    from agentflow.flows.language.document import parse
+    from agentflow.flows.language.lint import lint as lint_
+    from agentflow.flows.language.loader import is_agents_file
+
+    paths = list(workflows or sorted(p for p in Path("workflows").glob("*.yaml")
+                                     if not p.name.endswith(".test.yaml")))
+    paths = [p for p in paths if not p.name.endswith(".test.yaml") and not is_agents_file(p)]
+    if not paths:
+        err.print("no workflow to lint: give the files (default: workflows/*.yaml)", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    warnings = []
+    for path in paths:
+        resolved = _load(path)  # exit 2, every problem located, if it is not valid
+        text = path.read_text(encoding="utf-8")
+        warnings += lint_(resolved, parse(text), text, str(path))
+    if as_json:
+        sys.stdout.write(json.dumps([w.as_dict() for w in warnings], indent=2) + "\n")
+    else:
+        for warning in warnings:
+            out.print(str(warning), markup=False, highlight=False)
+        out.print(f"{counted(len(warnings), 'warning')} in {counted(len(paths), 'file')}", markup=False)
+    raise typer.Exit(EXIT_FAILED if strict and warnings else 0)
