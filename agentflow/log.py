@@ -30,6 +30,8 @@ from typing import Any, Iterator
 
 import structlog
 
+from agentflow import config
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "off": 100}
 ROTATE_BYTES = 20 * 1024 * 1024
 KEEP = 3  # rotated files kept: agentflow.jsonl.1 .. .3
@@ -42,10 +44,16 @@ _state: dict[str, Any] = {"console": LEVELS["off"]}
 
 
 def default_file(variable: str = "AGENTFLOW_LOG_FILE", name: str = "agentflow.jsonl") -> Path:
-    """`$variable` if set, else `$PREFECT_HOME/agentflow/NAME` (the audit log lives there too)."""
+    """`$variable` if set, else its setting (agentflow/config.py: `AGENTFLOW_LOG_FILE` is
+    `log_file`), else `$PREFECT_HOME/agentflow/NAME` (the audit log lives there too)."""
     configured = os.environ.get(variable)
     if configured:
         return Path(configured).expanduser()
+    field = variable.removeprefix("AGENTFLOW_").lower()
+    if field in config.Settings.model_fields:
+        setting = getattr(config.current(), field)
+        if setting is not None:
+            return Path(setting).expanduser()
     home = os.environ.get("PREFECT_HOME") or "~/.prefect"
     return Path(home).expanduser() / "agentflow" / name
 

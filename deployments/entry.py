@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agentflow import log, tracing
+from agentflow import config, log, tracing
 
 WORKFLOWS_ENV = "AGENTFLOW_WORKFLOWS"
 
@@ -25,7 +25,8 @@ def python_name(workflow_name: str) -> str:
 
 
 def workflows_folder() -> Path:
-    return Path(os.environ.get(WORKFLOWS_ENV) or "workflows")
+    """`workflows` (AGENTFLOW_WORKFLOWS, agentflow.toml; default `workflows`)."""
+    return Path(os.environ.get(WORKFLOWS_ENV) or config.current().workflows)
 
 
 def workflow_files(folder: Path | None = None) -> dict[str, Path]:

@@ -28,7 +28,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from agentflow.errors import ConfigError, StepFailed
+from agentflow import config
+from agentflow.errors import StepFailed
 from agentflow.git import git
 from agentflow.tasks.changes import Changes, FileChange
 from agentflow.tasks.results import AgentResult, Artifact
@@ -36,7 +37,6 @@ from agentflow.tasks.results import AgentResult, Artifact
 _log = logging.getLogger("agentflow")
 Mode = Literal["worktree", "in-place"]
 _MB = 1 << 20
-DEFAULT_MAX_PATCH_MB = 50  # AGENTFLOW_MAX_PATCH_MB: a step's patch larger than this fails it
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -93,12 +93,9 @@ def reset(ws: Workspace, tree: str) -> None:
 
 
 def max_patch_bytes() -> int:
-    value = os.environ.get("AGENTFLOW_MAX_PATCH_MB", "")
-    try:
-        return int(float(value) * _MB) if value else DEFAULT_MAX_PATCH_MB * _MB
-    except ValueError:
-        raise ConfigError(f"AGENTFLOW_MAX_PATCH_MB={value!r} is not a number of megabytes; "
-                          f"set it to e.g. {DEFAULT_MAX_PATCH_MB}") from None
+    """`max_patch_mb` (AGENTFLOW_MAX_PATCH_MB, agentflow.toml), read now: a bad value is a ConfigError."""
+    value = next(v.value for v in config.read() if v.name == "max_patch_mb")
+    return int(value * _MB)
 
 
 def diff(ws: Workspace, base: str, tree: str, label: str = "") -> Changes:

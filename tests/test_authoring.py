@@ -357,3 +357,24 @@ def test_lint_warns_with_codes_and_strict_fails(cli, project, offline):
     (project / "broken.yaml").write_text("name: broken\nsteps: []\n")
     broken = cli("lint", "broken.yaml", cwd=project, env=offline)
     assert broken.returncode == 2 and "broken.yaml:2:" in broken.stderr
+
+
+def test_agentflow_toml_configures_runs_and_config_show_says_from_where(cli, project, offline, tmp_path):
+    (project / "agentflow.toml").write_text(f'max_patch_mb = 0.0001\nlog_file = "{tmp_path}/af.jsonl"\n')
+    (project / "big.yaml").write_text("name: big\nsteps:\n  - {id: w, run: [sh, -c, 'seq 1 100000 > big.txt']}\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "config")
+    shown = cli("config", "show", "--json", cwd=project, env={**offline, "AGENTFLOW_METRICS_PORT": "9555"})
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["max_patch_mb"] == {"value": 0.0001, "source": "agentflow.toml:1"}
+    assert document["metrics_port"] == {"value": 9555, "source": "AGENTFLOW_METRICS_PORT"}
+    assert document["workflows"] == {"value": "workflows", "source": "default"}
+    done = cli("run", "big.yaml", "--json", cwd=project, env={**offline, "AGENTFLOW_LOG_FILE": ""})
+    assert done.returncode == 1
+    assert "MB limit" in json.loads(done.stdout)["steps"]["w"]["summary"]
+    assert '"workflow": "big"' in (tmp_path / "af.jsonl").read_text()  # the log went where the file says
+    (project / "agentflow.toml").write_text("max_patch_mb = -1\n")
+    bad = cli("config", "show", cwd=project, env=offline)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("agentflow: agentflow.toml:1: max_patch_mb = -1: input should be greater than 0")

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCES = {"agentflow": REPO / "agentflow", "agentflow.flows": REPO / "flows", "agentflow.tasks": REPO / "tasks",
            "agentflow.blocks": REPO / "blocks", "agentflow.deployments": REPO / "deployments"}
 LAYERS = [
-    ("root", ["agentflow.errors", "agentflow.events", "agentflow.git", "agentflow._prefect_env", "agentflow.log",
+    ("root", ["agentflow.errors", "agentflow.events", "agentflow.git", "agentflow._prefect_env", "agentflow.config",
+              "agentflow.log",
               "agentflow.log_query", "agentflow.printable", "agentflow.tracing"]),
     ("language", ["agentflow.flows.language"]),
     ("tasks", ["agentflow.tasks", "agentflow.blocks"]),

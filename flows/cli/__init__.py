@@ -33,6 +33,7 @@ from agentflow.flows.cli import metrics  # noqa: E402,F401
 from agentflow.flows.cli import stats  # noqa: E402,F401
 from agentflow.flows.cli import approve  # noqa: E402,F401
 from agentflow.flows.cli import work  # noqa: E402,F401
+from agentflow.flows.cli import configuration  # noqa: E402,F401
 from agentflow.errors import AgentflowError, SpecError  # noqa: E402
 from agentflow.flows.cli._app import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err,  # noqa: E402
                                       print_problems, start_api_when_needed)

@@ -19,7 +19,8 @@ app.add_typer(metrics_app, name="metrics")
 @metrics_app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on (Prometheus elsewhere: 0.0.0.0)."),
-    port: int = typer.Option(9090, "--port", help="The port to serve /metrics and /health on (0: any free one)."),
+    port: Optional[int] = typer.Option(None, "--port", help="The port to serve /metrics and /health on (0: any "
+                                       "free one; default: the `metrics_port` setting, 9090)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="AGENTFLOW_METRICS_TOKEN", show_envvar=True,
                                         help="Require `Authorization: Bearer TOKEN` (better given by the "
                                              "environment variable: a command line is visible to every user)."),
@@ -30,9 +31,11 @@ def serve(
                                          "(default: $PREFECT_HOME/agentflow/metrics-<server>.json)."),
 ) -> None:
     """Serve /metrics and /health until stopped (Ctrl-C or SIGTERM)."""
-    from agentflow import _prefect_env, log
+    from agentflow import _prefect_env, config, log
     from agentflow.flows.durability import storage
     from agentflow.flows.observe import exporter, health
+
+    port = config.current().metrics_port if port is None else port
 
     api_url = os.environ.get("PREFECT_API_URL") or _prefect_env.configured_api_url()
     if not api_url:
