@@ -16,11 +16,11 @@ import typer
 from agentflow.flows.cli import recordings
 from agentflow.flows.cli.progress import escape
 
-from agentflow.errors import SpecError, StateDamaged, WorkflowFailed
+from agentflow.errors import SpecError, StateDamaged
 from agentflow.printable import counted
 from agentflow.flows.cli._app import (EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, _prepare, app,
                                       err, need_api, out, print_problems)
-from agentflow.flows.engine.result import WorkflowResult
+from agentflow.flows.engine.result import result_of
 
 @app.command()
 def run(
@@ -153,7 +153,7 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
         if installing is not None:
             installing.join()
     elapsed = time.monotonic() - started
-    result = _result_of(state)
+    result = result_of(state)
     run_id = str(state.state_details.flow_run_id) if state.state_details else "?"
     ok = state.is_completed()
     if result is not None:
@@ -173,15 +173,6 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
                      "error": state.message, "steps": {}})
         sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     return 0 if ok else EXIT_FAILED
-
-
-def _result_of(state: Any) -> WorkflowResult | None:
-    """The flow's WorkflowResult: its return value, or carried by the WorkflowFailed it raised.
-    None if the run ended otherwise (crashed, cancelled, an error outside any step)."""
-    value = state.result(raise_on_failure=False)
-    if isinstance(value, WorkflowFailed):
-        value = value.result
-    return value if isinstance(value, WorkflowResult) else None
 
 
 @app.command()

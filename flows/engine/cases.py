@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentflow.errors import AgentflowError, InputError, SpecError, WorkflowFailed
-from agentflow.flows.engine.result import WorkflowResult
+from agentflow.errors import AgentflowError, InputError, SpecError
+from agentflow.flows.engine.result import WorkflowResult, result_of
 from agentflow.flows.language.answers import read_recording
 from agentflow.flows.language.inputs import validate_inputs
 from agentflow.flows.language.testfile import Case, Expect
@@ -54,7 +54,7 @@ def run_case(resolved: Any, case: Case, test_file: Path) -> CaseOutcome:
     token = recording.REPLAYING.set(replayer)
     try:
         state = build_flow(offline, cache="off")(**values, return_state=True)
-        result = _result_of(state)
+        result = result_of(state)
     except AgentflowError as exc:
         outcome.differences.append(f"the run could not start: {exc}")
         return outcome
@@ -117,10 +117,3 @@ def _data_differs(want: Any, have: Any, where: str = "") -> list[str]:
                 found += _data_differs(value, have[key], f"{where}.{key}")
         return found
     return [] if want == have else [f"{where}: expected {want!r}, got {have!r}"]
-
-
-def _result_of(state: Any) -> WorkflowResult | None:
-    value = state.result(raise_on_failure=False)
-    if isinstance(value, WorkflowFailed):
-        value = value.result
-    return value if isinstance(value, WorkflowResult) else None

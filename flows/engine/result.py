@@ -45,3 +45,14 @@ class WorkflowResult(BaseModel):
         if outcome.result is None:
             raise KeyError(f"step `{step}` did not run ({outcome.status})")
         return outcome.result
+
+
+def result_of(state: Any) -> WorkflowResult | None:
+    """A finished flow run's WorkflowResult: its return value, or carried by the WorkflowFailed
+    it raised. None if the run ended otherwise (crashed, cancelled, an error outside any step)."""
+    from agentflow.errors import WorkflowFailed
+
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, WorkflowFailed):
+        value = value.result
+    return value if isinstance(value, WorkflowResult) else None
