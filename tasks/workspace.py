@@ -93,9 +93,9 @@ def reset(ws: Workspace, tree: str) -> None:
 
 
 def max_patch_bytes() -> int:
-    """`max_patch_mb` (AGENTFLOW_MAX_PATCH_MB, agentflow.toml), read now: a bad value is a ConfigError."""
-    value = next(v.value for v in config.read() if v.name == "max_patch_mb")
-    return int(value * _MB)
+    """`max_patch_mb` (AGENTFLOW_MAX_PATCH_MB, agentflow.toml): read once per process, not at
+    every step's capture; a bad value is a ConfigError."""
+    return int(config.current().max_patch_mb * _MB)
 
 
 def diff(ws: Workspace, base: str, tree: str, label: str = "") -> Changes:
