@@ -2,7 +2,7 @@
 
 `agentflow run --record FILE` keeps every agent call of the run: which step and agent, what
 the agent was asked (the request as its identity sees it), and what came back (the answer,
-its failure, and the changes it made as a git patch). `--replay FILE` and `agentflow test`
+its failure, and the changes it made as a git patch); and what was decided at each approval. `--replay FILE` and `agentflow test`
 answer each agent call from a recording or from answers a test gives per agent: no agent is
 called, so no key and no network are needed. Commands (`run:`) and `call:` steps are not
 agents: they run for real. A call that nothing answers fails its step, naming what differs
@@ -21,8 +21,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from agentflow.errors import AgentUnavailable, StepFailed
-from agentflow.flows.language.answers import Answer, RecordedCall, Recording
-from agentflow.flows.language.testfile import ApprovalAnswer
+from agentflow.flows.language.answers import Answer, ApprovalAnswer, RecordedCall, RecordedDecision, Recording
 from agentflow.git import git
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult
@@ -48,6 +47,13 @@ class Recorder:
         with self._lock:
             self.recording.calls.append(call)
 
+    def decided(self, step: str, decision: dict[str, Any]) -> None:
+        """What a person (or the approval's timeout) decided at `step`."""
+        kept = RecordedDecision(step=step, approve=bool(decision.get("approved")), comment=decision.get("comment") or "",
+                                fields=decision.get("fields") or {}, by=str(decision.get("decided_by") or ""))
+        with self._lock:
+            self.recording.decisions.append(kept)
+
 
 class Replayer:
     """Answers agent calls: first from a test's answers for the agent (`canned`: one answer,
@@ -58,6 +64,7 @@ class Replayer:
                  source: str = "the recording", commands: dict[str, Answer] | None = None,
                  approvals: dict[str, ApprovalAnswer] | None = None):
         self.calls = recording.calls if recording is not None else []
+        self.decisions = recording.decisions if recording is not None else []
         self.canned = canned or {}
         self.source = source
         self.commands = commands or {}  # by step: stand-ins for its `run:` command
@@ -82,9 +89,14 @@ class Replayer:
         return self.commands.get(request.step) if request.agent is None else None
 
     def approval(self, step: str) -> ApprovalAnswer | None:
-        return self.approvals.get(step)
+        """How the approval at `step` is answered: by the test, else as the recording's run
+        decided it (in turn, when it was asked more than once); None: nobody answers it here."""
+        if step in self.approvals:
+            return self.approvals[step]
+        recorded = [d for d in self.decisions if d.step == step]
+        return self._next(("approval", step), recorded).answer() if recorded else None
 
-    def _next(self, key: Any, answers: list[Answer]) -> Answer:
+    def _next(self, key: Any, answers: list[Any]) -> Any:
         with self._lock:
             index = self._taken.get(key, 0)
             self._taken[key] = index + 1

@@ -51,7 +51,8 @@ class Waiting:
             pytest.fail("the run never asked: " + "".join(self.said) + self.process.stdout.read())
 
     def result(self) -> tuple[int, dict]:
-        stdout, _ = self.process.communicate(timeout=120)
+        stdout, stderr = self.process.communicate(timeout=120)
+        self.said.append(stderr)
         return self.process.returncode, json.loads(stdout)
 
 
@@ -282,3 +283,28 @@ def test_a_timer_whose_run_ended_is_swept_by_the_next_one(prefect_server):
         assert f"agentflow: approval timeout of run {ended.id}" not in names
         assert f"agentflow: approval timeout of run {waiting.id}" in names
         approval_timer.disarm(client, waiting.id)
+
+
+def test_a_recorded_run_keeps_the_decision_and_its_replay_is_not_asked(cli, env, tmp_path):
+    """`run --record` keeps what the person decided (fields, comment, who); `run --replay`
+    decides the same without asking anyone, so a replayed run goes on to the end by itself."""
+    _workflow(tmp_path)
+    waiting = Waiting(env, tmp_path, "--record", "run.rec.yaml")
+    approved = cli("approve", waiting.run_id[:8], "review_gate", "-f", "risk=high", "--comment", "go")
+    assert approved.returncode == 0, approved.stderr
+    code, document = waiting.result()
+    assert code == 0 and "recorded 0 agent calls and 1 decision in run.rec.yaml" in "".join(waiting.said)
+    import yaml
+
+    (decision,) = yaml.safe_load((tmp_path / "run.rec.yaml").read_text())["decisions"]
+    by = document["steps"]["review_gate"]["result"]["data"]["decided_by"]
+    assert decision == {"step": "review_gate", "approve": True, "comment": "go", "fields": {"risk": "high"}, "by": by}
+
+    replayed = subprocess.run([sys.executable, "-m", "agentflow", "run", "wf.yaml", "--replay", "run.rec.yaml",
+                               "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert " ask " not in replayed.stderr  # nobody was asked
+    steps = json.loads(replayed.stdout)["steps"]
+    assert steps["review_gate"]["result"]["data"]["comment"] == "go"
+    assert steps["review_gate"]["result"]["data"]["decided_by"] == by
+    assert steps["ship"]["summary"] == "shipping, risk high"

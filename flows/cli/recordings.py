@@ -47,4 +47,6 @@ def answering(record: Path | None, replayer: Any, resolved: Any) -> Iterator[Non
         if recorder is not None and record is not None:
             record.parent.mkdir(parents=True, exist_ok=True)
             record.write_text(dump_recording(recorder.recording), encoding="utf-8")
-            err.print(f"recorded {counted(len(recorder.recording.calls), 'agent call')} in {record}", markup=False)
+            kept = recorder.recording
+            decided = f" and {counted(len(kept.decisions), 'decision')}" if kept.decisions else ""
+            err.print(f"recorded {counted(len(kept.calls), 'agent call')}{decided} in {record}", markup=False)

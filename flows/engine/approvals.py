@@ -105,15 +105,24 @@ def description(step: str, approval: Approval, context: dict[str, Any]) -> str:
 
 
 def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | None, why: str = "") -> dict[str, Any]:
-    """Pause the run until a person answers (or the timeout decides); the decision."""
+    """Pause the run until a person answers (or the timeout decides); the decision. A test or
+    a replayed recording answers instead of a person; a recorded run keeps the decision."""
+    replaying = recording.REPLAYING.get()
+    given = replaying.approval(step) if replaying is not None else None
+    if given is not None:  # nobody is asked
+        return {"approved": given.approve, "decided_by": given.by, "decided_at": _now(), "comment": given.comment,
+                "fields": {name: given.fields.get(name) for name in approval.fields}, "timed_out": False}
+    decision = _asked(step, approval, context, run_id, why)
+    recorder = recording.RECORDING.get()
+    if recorder is not None:
+        recorder.decided(step, decision)
+    return decision
+
+
+def _asked(step: str, approval: Approval, context: dict[str, Any], run_id: str | None, why: str) -> dict[str, Any]:
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
 
-    replaying = recording.REPLAYING.get()
-    given = replaying.approval(step) if replaying is not None else None
-    if given is not None:  # answered by a test (`agentflow test`): nobody is asked
-        return {"approved": given.approve, "decided_by": given.by, "decided_at": _now(), "comment": given.comment,
-                "fields": {name: given.fields.get(name) for name in approval.fields}, "timed_out": False}
     model = form(approval)
     deployed = _deployed()
     answer, expired = _asked_before(step, model, deployed)

@@ -1,7 +1,7 @@
 """How agents answer without being called: the shape of a recording and of a test's answers.
 
 A recording (`agentflow run --record FILE`) keeps each agent call of a run: its step, what the
-agent was asked, and its `Answer`. A test (`*.test.yaml`) gives answers per agent in the same
+agent was asked, and its `Answer`; and what people decided at its approval steps. A test (`*.test.yaml`) gives answers per agent in the same
 shape. tasks/recording.py records and replays them.
 """
 
@@ -51,6 +51,33 @@ class RecordedCall(BaseModel):
     answer: Answer
 
 
+class ApprovalAnswer(BaseModel):
+    """How a person answers an approval step (a test's `approvals:`, a recording's decisions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approve: bool = True
+    comment: str = ""
+    fields: dict[str, Any] = Field(default_factory=dict)
+    by: str = "agentflow test"
+
+
+class RecordedDecision(BaseModel):
+    """A decision kept in a recording: the step, then an `ApprovalAnswer`'s fields (`approve`
+    always written: a reader should not have to know its default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: str
+    approve: bool
+    comment: str = ""
+    fields: dict[str, Any] = Field(default_factory=dict)
+    by: str = ""
+
+    def answer(self) -> ApprovalAnswer:
+        return ApprovalAnswer(approve=self.approve, comment=self.comment, fields=self.fields, by=self.by)
+
+
 class Recording(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,6 +85,8 @@ class Recording(BaseModel):
     workflow: str
     version: str = ""
     calls: list[RecordedCall] = Field(default_factory=list)
+    # What people decided at the run's approval steps, in order: a replay decides the same.
+    decisions: list[RecordedDecision] = Field(default_factory=list)
 
 
 def read_recording(path: Path) -> Recording:
@@ -69,7 +98,10 @@ def dump_recording(recording: Recording) -> str:
     """The recording as YAML, multi-line answers and patches as blocks a reader can follow."""
     data = recording.model_dump(mode="json", exclude_defaults=True)
     data = {"format": FORMAT, **data}
-    return yaml.dump(data, Dumper=_Blocks, sort_keys=False, allow_unicode=True, width=120)
+    header = (f"# The agent calls and approval decisions of a run of workflow {recording.workflow}, kept by `agentflow run --record`.\n"
+              "# `agentflow run --replay FILE` and a test case's `recording: FILE` answer each call from it;\n"
+              "# when the workflow asks its agents something else, record a run again.\n")
+    return header + yaml.dump(data, Dumper=_Blocks, sort_keys=False, allow_unicode=True, width=120)
 
 
 def load_model(path: Path, model: type[M], fix: str) -> M:

@@ -25,17 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentflow.errors import Problem, SpecError
-from agentflow.flows.language.answers import Answer, load_with_document
+from agentflow.flows.language.answers import Answer, ApprovalAnswer, load_with_document
 from agentflow.flows.language.document import Document
-
-
-class ApprovalAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    approve: bool = True
-    comment: str = ""
-    fields: dict[str, Any] = Field(default_factory=dict)
-    by: str = "agentflow test"
 
 
 class StepExpect(BaseModel):
