@@ -113,3 +113,32 @@ def test_a_compensation_must_say_how():
         with pytest.raises(SpecError) as raised:
             load_text(f"name: x\nsteps:\n  - {{id: a, run: [echo], compensate: {compensate}}}\n", source="s.yaml")
         assert "s.yaml:3" in str(raised.value) and said in str(raised.value), str(raised.value)
+
+
+def test_a_compensation_works_in_the_runs_tree_never_in_the_users(cli, tmp_path):
+    """In a git repository a run works in a tree of its own; its compensations run there too. An
+    undo that resets the tree (`git checkout HEAD -- .`) leaves the user's uncommitted work alone."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "notes.txt").write_text("committed\n")
+    (tmp_path / "wf.yaml").write_text(f"""
+name: undo_in_tree_{uuid.uuid4().hex[:8]}
+steps:
+  - id: change
+    run: [sh, -c, "echo by the run > notes.txt"]
+    compensate: {{run: [sh, -c, "git checkout HEAD -- . && pwd > undone-in.txt"]}}
+  - {{id: fails, run: [sh, -c, "exit 3"], depends_on: [change]}}
+""")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    (tmp_path / "notes.txt").write_text("the user's own work, not committed\n")
+    done = cli("run", "wf.yaml", "--json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["compensations"]["change"]["status"] == "success"
+    assert (tmp_path / "notes.txt").read_text() == "the user's own work, not committed\n"
+    assert not (tmp_path / "undone-in.txt").exists()

@@ -168,7 +168,9 @@ class _Scheduler(StepLogic):
         if self.failed:  # undo what the completed steps did, newest first (engine/saga.py)
             undo = self.to_undo if self.to_undo is not None else saga.to_undo(self.compiled, self.completed,
                                                                               self.results)
-            undone = saga.compensate(self.compiled, undo, self.failed, self.results, self.journal, self._context())
+            with entered(self.workspace):  # where the steps worked: never the user's own tree when the run has one
+                undone = saga.compensate(self.compiled, undo, self.failed, self.results, self.journal,
+                                         self._context())
         if self.workspace is not None:
             try:
                 self.work = deliver.finish(self.workspace, self.spec.name, self.spec.deliver, not self.failed)
