@@ -378,3 +378,36 @@ def test_agentflow_toml_configures_runs_and_config_show_says_from_where(cli, pro
     bad = cli("config", "show", cwd=project, env=offline)
     assert bad.returncode == 2
     assert bad.stderr.startswith("agentflow: agentflow.toml:1: max_patch_mb = -1: input should be greater than 0")
+
+
+def test_cases_run_at_once_each_in_its_own_run(cli, project, offline, tmp_path):
+    """Two cases that can only both pass together: each one's command leaves a mark and waits
+    (up to a deadline) for the other's. With -j 2 they run at the same time, each its own run."""
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    (project / "meet.yaml").write_text("""
+name: meet
+inputs:
+  me: {type: string}
+  other: {type: string}
+  where: {type: string}
+steps:
+  - id: meet
+    run: [sh, -c, 'touch "$1/$2"; n=0; until [ -e "$1/$3" ]; do n=$((n+1)); [ $n -gt 600 ] && exit 1; sleep 0.1; done; pwd',
+          sh, "{{ inputs.where }}", "{{ inputs.me }}", "{{ inputs.other }}"]
+""")
+    (project / "meet.test.yaml").write_text(f"""
+workflow: meet.yaml
+cases:
+  - name: a
+    inputs: {{me: a, other: b, where: "{meeting}"}}
+    expect: {{status: completed}}
+  - name: b
+    inputs: {{me: b, other: a, where: "{meeting}"}}
+    expect: {{status: completed}}
+""")
+    done = cli("test", "meet.test.yaml", "-j", "2", cwd=project, env=offline, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line.split(" (")[0] for line in done.stdout.splitlines()[:2]] == [
+        "PASS meet.test.yaml::a", "PASS meet.test.yaml::b"]
+    assert sorted(p.name for p in meeting.iterdir()) == ["a", "b"]

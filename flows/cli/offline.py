@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 from xml.sax.saxutils import escape as xml_escape, quoteattr
 
 import typer
 
+from agentflow import _prefect_env
 from agentflow.errors import SpecError
 from agentflow.printable import counted
 from agentflow.flows.cli._app import EXIT_FAILED, EXIT_INVALID, app, err, need_api, out, print_problems
@@ -22,6 +27,9 @@ def test(
                                                  "default: those under tests/ and workflows/."),
     keyword: Optional[str] = typer.Option(None, "-k", help="Only the cases whose name contains this text."),
     junit_xml: Optional[Path] = typer.Option(None, "--junit-xml", help="Also write the results as JUnit XML."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, max=32,
+                                       help="Cases run at once, each in a process of its own (its own tree, journal "
+                                       "and answers); default: the machine's cores, at most 4."),
 ) -> None:
     """Run workflows' test cases offline: each agent call is answered by the test (a canned
     answer or a recording), commands run for real unless the test stands in for them.
@@ -56,18 +64,16 @@ def test(
         err.print(f"no case matches -k {keyword!r} in {counted(len(files), 'test file')}", markup=False)
         raise typer.Exit(EXIT_INVALID)
     need_api()
-    from agentflow.flows.engine.cases import run_case
-
     started = time.monotonic()
+    work = [(path, resolved, case) for path, resolved, cases in chosen for case in cases]
     results: list[tuple[Path, Any]] = []
-    for path, resolved, cases in chosen:
-        for case in cases:
-            outcome = run_case(resolved, case, path)
-            results.append((path, outcome))
-            mark = "[green]PASS[/]" if outcome.passed else "[red]FAIL[/]"
-            out.print(f"{mark} {_shown(path)}::{case.name} ({outcome.seconds:.1f}s)", highlight=False)
-            for line in outcome.differences:
-                out.print(f"    {line}", markup=False, highlight=False)
+    jobs = jobs or min(4, os.cpu_count() or 1)
+    for (path, _, case), outcome in zip(work, _outcomes(work, jobs)):  # said in the files' order
+        results.append((path, outcome))
+        mark = "[green]PASS[/]" if outcome.passed else "[red]FAIL[/]"
+        out.print(f"{mark} {_shown(path)}::{case.name} ({outcome.seconds:.1f}s)", highlight=False)
+        for line in outcome.differences:
+            out.print(f"    {line}", markup=False, highlight=False)
     failed = sum(1 for _, o in results if not o.passed)
     elapsed = time.monotonic() - started
     out.print(f"{total - failed} passed, {failed} failed in {elapsed:.1f}s" if failed else
@@ -75,6 +81,42 @@ def test(
     if junit_xml is not None:
         junit_xml.write_text(_junit(results, elapsed), encoding="utf-8")
     raise typer.Exit(EXIT_FAILED if failed else 0)
+
+
+def _outcomes(work: list[tuple[Path, Any, Any]], jobs: int) -> Iterator[Any]:
+    """Each case's outcome, in order. Cases run in processes of their own, `jobs` at once: a run
+    works in its tree as its process's directory (so that functions it calls in-process see
+    it), which threads of one process cannot each have. The processes use this command's server."""
+    from agentflow.flows.engine.cases import run_case
+
+    if jobs == 1 or len(work) == 1:
+        for path, resolved, case in work:
+            yield run_case(resolved, case, path)
+        return
+    from agentflow.flows.durability.guard import api_url
+
+    spawn = multiprocessing.get_context("spawn")  # never fork a process that runs Prefect's threads
+    with ProcessPoolExecutor(max_workers=min(jobs, len(work)), mp_context=spawn, initializer=_case_process,
+                             initargs=(api_url(),)) as pool:
+        pending = [pool.submit(_run_case_of, str(path), case.name) for path, _, case in work]
+        for future in pending:
+            yield future.result()
+
+
+def _case_process(url: str | None) -> None:
+    """A case's process: this command's server and quiet console, set before Prefect is imported."""
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+    _prefect_env.apply({**_prefect_env.RELIABLE, **_prefect_env.QUIET})
+
+
+def _run_case_of(path: str, name: str) -> Any:
+    from agentflow.flows.engine.cases import run_case
+    from agentflow.flows.language.testfile import load_tests
+
+    tests, resolved = load_tests(Path(path))
+    case = next(c for c in tests.cases if c.name == name)
+    return run_case(resolved, case, Path(path))
 
 
 def _found(paths: list[Path]) -> list[Path]:

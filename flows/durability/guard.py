@@ -179,3 +179,21 @@ def _embedded_server_pid() -> int | None:
         if process is not None and process.poll() is None:
             return process.pid
     return None
+
+
+def api_url() -> str | None:
+    """The API this process talks to: the one configured, else the embedded server it started
+    (for processes it starts that should use the same server, not each start their own)."""
+    from prefect.settings import get_current_settings
+
+    configured = get_current_settings().api.url
+    if configured:
+        return str(configured)
+    module = sys.modules.get("prefect.server.api.server")
+    if module is None:
+        return None
+    for server in list(getattr(module.SubprocessASGIServer, "_instances", {}).values()):
+        process = getattr(server, "server_process", None)
+        if process is not None and process.poll() is None:
+            return str(server.api_url)
+    return None
