@@ -53,3 +53,61 @@ def test_a_bad_value_names_its_source(tmp_path, text, environ, message):
     with pytest.raises(ConfigError) as raised:
         config.read(tmp_path, environ)
     assert message in str(raised.value)
+
+
+WORKFLOW = """name: wf
+steps:
+  - {id: a, agent: echoer, prompt: hi}
+"""
+AGENTS = """agents:
+  echoer: {kind: shell, command: [cat]}
+  remote: {kind: http, url: "http://127.0.0.1:9/x"}
+  own: {kind: http, url: "http://127.0.0.1:9/y", circuit_breaker: {failures: 9}}
+  none: {kind: http, url: "http://127.0.0.1:9/z", circuit_breaker: false}
+"""
+
+
+def test_a_workflow_takes_what_it_does_not_say_from_the_settings(tmp_path, monkeypatch):
+    """deliver, workspace, work pool, budget, the agents file and breakers: the settings fill in
+    what a workflow (or an agent) leaves out; what it says wins; built-in values change nothing."""
+    from agentflow.flows.language.loader import load_workflow
+
+    for name in [n for n in __import__("os").environ if n.startswith("AGENTFLOW_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "agents.yaml").write_text(AGENTS)
+    (tmp_path / "wf.yaml").write_text(WORKFLOW.replace("name: wf", "name: wf\nagents: shared/agents.yaml"))
+    before = load_workflow(tmp_path / "wf.yaml")
+    (tmp_path / "agentflow.toml").write_text('workspace = "worktree"\ncircuit_failures = 5\n')
+    assert load_workflow(tmp_path / "wf.yaml").spec_hash == before.spec_hash  # built-in values: same version
+
+    (tmp_path / "agentflow.toml").write_text('deliver = "none"\nwork_pool = "gpu"\nbudget_usd = 0.5\n'
+                                             'agents_file = "shared/agents.yaml"\ncircuit_failures = 2\n')
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "wf.yaml").write_text(WORKFLOW)  # no `agents:`: the settings' file, from a folder below
+    loaded = load_workflow(tmp_path / "flows" / "wf.yaml")
+    assert (loaded.spec.deliver, loaded.spec.work_pool, loaded.spec.budget.usd) == ("none", "gpu", 0.5)
+    assert loaded.spec_hash != before.spec_hash
+    breakers = {name: agent.breaker for name, agent in loaded.agents.items()}
+    assert (breakers["remote"].failures, breakers["remote"].cooldown) == (2, 60)
+    assert breakers["own"].failures == 9 and breakers["echoer"] is None and breakers["none"] is None
+
+    (tmp_path / "flows" / "wf.yaml").write_text(WORKFLOW.replace("name: wf", "name: wf\ndeliver: apply\nbudget: {usd: 2}"))
+    said = load_workflow(tmp_path / "flows" / "wf.yaml").spec
+    assert (said.deliver, said.budget.usd, said.work_pool) == ("apply", 2, "gpu")
+    monkeypatch.setenv("AGENTFLOW_DELIVER", "branch")
+    assert load_workflow(tmp_path / "wf.yaml").spec.deliver == "branch"  # the environment over the file
+
+
+def test_a_bad_setting_stops_validate_with_its_source(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "wf.yaml").write_text("name: wf\nsteps:\n  - {id: a, run: [echo, hi]}\n")
+    (tmp_path / "agentflow.toml").write_text('\nworkspace = "elsewhere"\n')
+    done = subprocess.run([sys.executable, "-m", "agentflow", "validate", "wf.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("agentflow: agentflow.toml:2: workspace = 'elsewhere': input should be 'worktree'")

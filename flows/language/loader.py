@@ -12,12 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from agentflow import config
 from agentflow.flows.language import canonical
 from agentflow.flows.language import document as yamldoc
 from agentflow.flows.language.pydantic_problems import problems_from
 from agentflow.flows.language.checks import check_agents_file, check_workflow
 from agentflow.errors import Problem, SpecError, format_got, format_path
-from agentflow.flows.language import children, graph, phases, subagents
+from agentflow.flows.language import children, graph, phases, settings_defaults, subagents
 from agentflow.flows.language.spec import (AgentsFile, AgentSpec, DegradedMode, FallbacksFile, ResolvedWorkflow,
                                             Subagent, Workflow)
 
@@ -63,9 +64,12 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None,
     problems += _template_sources(document, source, base_dir or Path("."))
     spec, model_problems = _validate(Workflow, document, source)
     problems += model_problems
+    settings = config.at((base_dir or Path(".")).resolve())  # the repository's: agentflow.toml, AGENTFLOW_*
+    if spec is not None:
+        spec = settings_defaults.workflow(spec, settings)
 
-    agents, agent_problems, agents_source, agents_doc = _agents(document.data.get("agents"), document,
-                                                                 source, base_dir)
+    agents, agent_problems, agents_source, agents_doc = _agents(
+        settings_defaults.agents_reference(document.data.get("agents"), settings), document, source, base_dir)
     problems += agent_problems
     fallbacks_degraded = None
     for owner, owner_doc, owner_dir in ((agents_doc, agents_doc, Path(agents_source).parent),
@@ -78,6 +82,7 @@ def load_text(text: str, source: str = "<text>", base_dir: Path | None = None,
             fallbacks_degraded = found_mode or fallbacks_degraded
     starts = list(dict.fromkeys([Path.cwd(), (base_dir or Path(".")).resolve()]))
     agents = {**_implicit_subagents(document.data.get("steps"), agents, starts), **agents}
+    agents = settings_defaults.agents(agents, settings)  # circuit breakers the agents leave to the settings
     found, subagent_problems = _subagents(agents, starts, document, source, agents_doc, agents_source)
     problems += subagent_problems
     reference_problems, dependencies = check_workflow(document, source, agents, agents_source, agents_doc)
