@@ -49,4 +49,5 @@ def answering(record: Path | None, replayer: Any, resolved: Any) -> Iterator[Non
             record.write_text(dump_recording(recorder.recording), encoding="utf-8")
             kept = recorder.recording
             decided = f" and {counted(len(kept.decisions), 'decision')}" if kept.decisions else ""
-            err.print(f"recorded {counted(len(kept.calls), 'agent call')}{decided} in {record}", markup=False)
+            err.print(f"recorded {counted(len(kept.calls), 'agent call')}{decided} in {record}; a test case answers "
+                      f"from it with `recording: {record.name}` (agentflow test --help)", markup=False)
