@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentflow.errors import ConfigError
+from agentflow.errors import SettingsError
 
 FILE = "agentflow.toml"
 
@@ -67,14 +67,14 @@ def env_name(field: str) -> str:
 
 
 def read(start: Path | None = None, environ: dict[str, str] | None = None) -> list[Value]:
-    """Every setting's effective value and its source; ConfigError naming the source of a bad one."""
+    """Every setting's effective value and its source; SettingsError naming the source of a bad one."""
     environ = dict(os.environ if environ is None else environ)
     file_values, file_label, lines, folder = _file_values(start or Path.cwd())
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name, value in file_values.items():
         if name not in Settings.model_fields:
-            raise ConfigError(f"{file_label}:{lines.get(name, '?')}: `{name}` is not an agentflow setting; "
+            raise SettingsError(f"{file_label}:{lines.get(name, '?')}: `{name}` is not an agentflow setting; "
                               f"use one of {', '.join(Settings.model_fields)}")
         if name in _RELATIVE_TO_FILE and isinstance(value, str) and folder is not None:
             value = str(folder / value)
@@ -90,7 +90,7 @@ def read(start: Path | None = None, environ: dict[str, str] | None = None) -> li
         source = sources.get(name, "default")
         shown = f"{source}: {name} = {values.get(name)!r}" if source.startswith(("agentflow", "pyproject")) \
             else f"{source}={values.get(name)!r}"
-        raise ConfigError(f"{shown}: {error['msg'].lower()}; the default is "
+        raise SettingsError(f"{shown}: {error['msg'].lower()}; the default is "
                           f"{Settings.model_fields[name].default!r} ({Settings.model_fields[name].description})") from None
     return [Value(name, getattr(settings, name), sources.get(name, "default"), field.description or "")
             for name, field in Settings.model_fields.items()]
@@ -104,7 +104,7 @@ _RELATIVE_TO_FILE = ("agents_file",)
 
 def at(directory: Path) -> Settings:
     """The settings a workflow in `directory` is loaded with (its repository's file, the
-    environment); ConfigError naming the source of a bad value."""
+    environment); SettingsError naming the source of a bad value."""
     return Settings(**{v.name: v.value for v in read(directory)})
 
 
@@ -139,7 +139,7 @@ def _parsed(text: str, path: Path, label: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}; fix the file (or remove it)") from None
+        raise SettingsError(f"{path}: not valid TOML: {exc}; fix the file (or remove it)") from None
 
 
 def _lines(text: str, table: str | None) -> dict[str, int]:

@@ -65,6 +65,11 @@ class ConfigError(AgentflowError):
     """A step cannot run as configured (unknown callable, command not found). Never retried."""
 
 
+class SettingsError(ConfigError):
+    """A setting (agentflow.toml or an AGENTFLOW_* variable) is invalid; the message names its
+    source. Bad input, like an invalid definition: nothing ran."""
+
+
 class ExpressionError(AgentflowError, ValueError):
     """A `when`/`until`/`assert` expression is malformed or cannot be evaluated."""
 

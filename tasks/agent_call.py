@@ -14,6 +14,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.states import Completed, Failed, State
 
+from agentflow import prefect_compat
 from agentflow import tracing
 from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
@@ -43,7 +44,8 @@ def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
 
     Prefect calls it only when the task has retries left, so a True here is a retry.
     """
-    if isinstance(state.data, NOT_RETRYABLE) or getattr(state.data, "retryable", True) is False:
+    failure = prefect_compat.state_data(state)
+    if isinstance(failure, NOT_RETRYABLE) or getattr(failure, "retryable", True) is False:
         return False
     attempt = task_run.run_count + 1
     attempts = ATTEMPTS.get()

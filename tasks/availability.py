@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import shutil
 import socket
-from pathlib import Path
 from urllib.parse import urlsplit
 
+from agentflow import prefect_compat
 from agentflow.flows.language.spec import AgentSpec
 
 _CONNECT_TIMEOUT_S = 1.0
@@ -34,11 +34,9 @@ def check(agent: AgentSpec, given: dict[str, str] | None = None) -> tuple[bool, 
 def _claude_code(given: dict[str, str] | None) -> tuple[bool, str]:
     from agentflow.tasks.backends.claude import credentials
 
-    try:
-        import claude_agent_sdk
-    except ImportError:
+    bundled = prefect_compat.claude_bundled_dir()
+    if bundled is None:
         return False, "the SDK is not installed: pip install 'agentflow[claude]'"
-    bundled = Path(claude_agent_sdk.__file__).parent / "_bundled"
     version_file = bundled / "claude.version"
     version = version_file.read_text().split()[0] if version_file.is_file() and version_file.read_text().split() else None
     cli = f"Claude Code {version} (bundled)" if version else (

@@ -34,7 +34,7 @@ from agentflow.flows.cli import stats  # noqa: E402,F401
 from agentflow.flows.cli import approve  # noqa: E402,F401
 from agentflow.flows.cli import work  # noqa: E402,F401
 from agentflow.flows.cli import configuration  # noqa: E402,F401
-from agentflow.errors import AgentflowError, ConfigError, SpecError  # noqa: E402
+from agentflow.errors import AgentflowError, SettingsError, SpecError  # noqa: E402
 from agentflow.flows.cli._app import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, app, err,  # noqa: E402
                                       print_problems, start_api_when_needed)
 
@@ -66,7 +66,7 @@ def main() -> None:
     except SpecError as exc:  # found while compiling (an agent block that does not exist): invalid
         print_problems(exc, "; nothing was run.")
         sys.exit(EXIT_INVALID)
-    except ConfigError as exc:  # agentflow.toml or AGENTFLOW_*: said with its source
+    except SettingsError as exc:  # agentflow.toml or AGENTFLOW_*: said with its source
         err.print(f"agentflow: {exc}", markup=False)
         sys.exit(EXIT_INVALID)
     except AgentflowError as exc:  # a state agentflow cannot go on from, said in its own words

@@ -96,7 +96,7 @@ def _outcomes(work: list[tuple[Path, Any, Any]], jobs: int) -> Iterator[Any]:
         for path, resolved, case in work:
             yield run_case(resolved, case, path)
         return
-    from agentflow.flows.durability.guard import api_url
+    from agentflow.flows.durability.rest import api_url
 
     spawn = multiprocessing.get_context("spawn")  # never fork a process that runs Prefect's threads
     with ProcessPoolExecutor(max_workers=min(jobs, len(work)), mp_context=spawn, initializer=_case_process,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from agentflow import prefect_compat
 from agentflow.flows.durability import records
 from agentflow.flows.durability.processes import kill_orphans
 
@@ -167,8 +168,8 @@ def _crash_automation(within_s: int) -> dict[str, Any]:
             "posture": "Proactive",
             "match": {"prefect.resource.id": "prefect.flow-run.*"},
             "match_related": {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{RUN_TAG}"},
-            "after": ["prefect.flow-run.heartbeat", "prefect.flow-run.Running"],
-            "expect": ["prefect.flow-run.heartbeat", *[f"prefect.flow-run.{s}" for s in final]],
+            "after": [prefect_compat.HEARTBEAT_EVENT, "prefect.flow-run.Running"],
+            "expect": [prefect_compat.HEARTBEAT_EVENT, *[f"prefect.flow-run.{s}" for s in final]],
             "for_each": ["prefect.resource.id"],
             "threshold": 1,
             "within": within_s,

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agentflow import prefect_compat
 from agentflow.flows.durability.processes import note_command
 
 
@@ -130,9 +131,7 @@ class ServerGuard:
         settings = get_current_settings()
         if settings.api.url or not settings.server.ephemeral.enabled:
             return False
-        from prefect.server.api.server import SubprocessASGIServer
-
-        server = SubprocessASGIServer()
+        server = prefect_compat.embedded_server()
         if server.running:
             return False
         self.watchdog.ensure()
@@ -171,29 +170,6 @@ class ServerGuard:
 
 def _embedded_server_pid() -> int | None:
     """The pid of the temporary Prefect server this process started, if it runs one."""
-    module = sys.modules.get("prefect.server.api.server")  # never imported just to look
-    if module is None:
-        return None
-    for server in list(getattr(module.SubprocessASGIServer, "_instances", {}).values()):
-        process = getattr(server, "server_process", None)
-        if process is not None and process.poll() is None:
-            return process.pid
-    return None
+    running = prefect_compat.running_embedded_servers()
+    return running[0].server_process.pid if running else None
 
-
-def api_url() -> str | None:
-    """The API this process talks to: the one configured, else the embedded server it started
-    (for processes it starts that should use the same server, not each start their own)."""
-    from prefect.settings import get_current_settings
-
-    configured = get_current_settings().api.url
-    if configured:
-        return str(configured)
-    module = sys.modules.get("prefect.server.api.server")
-    if module is None:
-        return None
-    for server in list(getattr(module.SubprocessASGIServer, "_instances", {}).values()):
-        process = getattr(server, "server_process", None)
-        if process is not None and process.poll() is None:
-            return str(server.api_url)
-    return None

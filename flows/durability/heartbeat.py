@@ -15,6 +15,8 @@ import threading
 from contextvars import ContextVar
 from typing import Any
 
+from agentflow import prefect_compat
+
 _log = logging.getLogger("agentflow")
 
 # The heartbeat period (seconds) of a run whose Prefect heartbeat agentflow turned off.
@@ -27,16 +29,7 @@ class Heartbeat:
     def __init__(self, flow_run: Any, flow_name: str, period: float):
         self.period = period
         self._stop = threading.Event()
-        self._resource = {"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
-                          "prefect.resource.name": flow_run.name or ""}
-        related = [{"prefect.resource.id": f"prefect.flow.{flow_run.flow_id}", "prefect.resource.role": "flow",
-                    "prefect.resource.name": flow_name}]
-        if flow_run.deployment_id:
-            related.append({"prefect.resource.id": f"prefect.deployment.{flow_run.deployment_id}",
-                            "prefect.resource.role": "deployment"})
-        related += [{"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"}
-                    for tag in sorted(flow_run.tags or [])]
-        self._related = related
+        self._resource, self._related = prefect_compat.heartbeat_resources(flow_run, flow_name)
         self._thread = threading.Thread(target=self._beat, name="agentflow-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -51,7 +44,7 @@ class Heartbeat:
 
         while True:
             try:
-                emit_event(event="prefect.flow-run.heartbeat", resource=self._resource, related=self._related)
+                emit_event(event=prefect_compat.HEARTBEAT_EVENT, resource=self._resource, related=self._related)
             except Exception as exc:  # noqa: BLE001 - a missed heartbeat is not a failed run
                 _log.debug("agentflow: heartbeat not sent: %s", exc)
             if self._stop.wait(self.period):

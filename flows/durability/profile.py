@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import os
 
+from agentflow import prefect_compat
+
 
 def point_at(api_url: str) -> str | None:
     """Set the active profile's PREFECT_API_URL to `api_url` unless an API is configured
     already; the profile's name if it was set here (or already said `api_url`), else None."""
-    from prefect.context import get_settings_context
     from prefect.settings import PREFECT_API_URL, load_profiles, save_profiles
 
     if os.environ.get("PREFECT_API_URL"):
         return None
-    name = get_settings_context().profile.name
+    name = prefect_compat.current_profile_name()
     profiles = load_profiles()
     current = profiles[name].settings.get(PREFECT_API_URL) if name in profiles.names else None
     if current == api_url:

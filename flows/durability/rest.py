@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from agentflow import prefect_compat
 from agentflow import _prefect_env
 from agentflow.errors import ConfigError
 
@@ -27,9 +28,7 @@ def api_url() -> str:
     url = _prefect_env.setting("PREFECT_API_URL")
     if url:
         return url.rstrip("/")
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
+    server = prefect_compat.embedded_server()
     if not server.running:
         server.start()
     return server.api_url.rstrip("/")

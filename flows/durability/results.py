@@ -21,6 +21,7 @@ from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.serializers import Serializer
 from pydantic import Field, PrivateAttr
 
+from agentflow import prefect_compat
 from agentflow.tasks.results import AgentResult
 
 SERIALIZER_TYPE = "agentflow-result"
@@ -70,9 +71,7 @@ class TrustedStorage(WritableFileSystem):
 
     def _storage(self) -> Any:
         if self.inner is None:
-            from prefect.results import get_default_result_storage
-
-            self.inner = get_default_result_storage(_sync=True)
+            self.inner = prefect_compat.default_result_storage()
         return self.inner
 
     def _resolve_path(self, path: str) -> Any:
@@ -80,7 +79,7 @@ class TrustedStorage(WritableFileSystem):
         # twice for every task run (even one whose result is not kept). Resolving the base
         # once and joining a plain key to it avoids a realpath (a dozen lstat calls) each time.
         storage = self._storage()
-        resolve = getattr(storage, "_resolve_path", None)
+        resolve = prefect_compat.path_resolver(storage)
         if resolve is None:
             return None
         if isinstance(storage, LocalFileSystem) and path and "/" not in path and path not in (".", ".."):
@@ -90,24 +89,16 @@ class TrustedStorage(WritableFileSystem):
         return resolve(path)
 
     def read_path(self, path: str, _sync: bool | None = None) -> bytes:
-        from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
-
-        return check(call_explicitly_sync_block_method(self._storage(), "read_path", (path,), {}), path)
+        return check(prefect_compat.read_path(self._storage(), path), path)
 
     async def aread_path(self, path: str) -> bytes:
-        from prefect._internal.compatibility.blocks import call_explicitly_async_block_method
-
-        return check(await call_explicitly_async_block_method(self._storage(), "read_path", (path,), {}), path)
+        return check(await prefect_compat.aread_path(self._storage(), path), path)
 
     def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> Any:
-        from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
-
-        return call_explicitly_sync_block_method(self._storage(), "write_path", (path, content), {})
+        return prefect_compat.write_path(self._storage(), path, content)
 
     async def awrite_path(self, path: str, content: bytes) -> Any:
-        from prefect._internal.compatibility.blocks import call_explicitly_async_block_method
-
-        return await call_explicitly_async_block_method(self._storage(), "write_path", (path, content), {})
+        return await prefect_compat.awrite_path(self._storage(), path, content)
 
 
 def read_only_our_records() -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentflow import prefect_compat
 from agentflow.errors import ConfigError
 from agentflow.flows.durability.store import BlockStore, LocalStore, Store, atomic_write_bytes
 
@@ -87,7 +88,6 @@ def save_config(**values: Any) -> dict[str, Any]:
 
 def _resolve(settings: Any) -> Located:
     from prefect.filesystems import LocalFileSystem, RemoteFileSystem
-    from prefect.results import get_default_result_storage
 
     local = Path(settings.results.local_storage_path).expanduser()
     named = settings.results.default_storage_block
@@ -96,7 +96,7 @@ def _resolve(settings: Any) -> Located:
         # (`plan`, `cache stats`) that need no server at all.
         return Located(LocalStore(local), local, "results.local_storage_path")
     try:
-        storage = get_default_result_storage(_sync=True)
+        storage = prefect_compat.default_result_storage()
     except (ValueError, TypeError, OSError) as exc:
         raise ConfigError(f"Prefect's default result storage cannot be loaded ({exc}); create the block it "
                           "names, or unset PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK") from None
@@ -124,7 +124,6 @@ def share(directory: Path | None = None, block: str | None = None, name: str = "
     """Make a directory (saved as the block local-file-system/NAME) or an existing block the
     server's default result storage: every worker and command using that server then keeps
     results, the cache and run journals there. The block's slug."""
-    from prefect.blocks.core import Block
     from prefect.client.orchestration import get_client
     from prefect.filesystems import LocalFileSystem
 
@@ -134,7 +133,7 @@ def share(directory: Path | None = None, block: str | None = None, name: str = "
         slug = f"local-file-system/{name}"
     else:
         try:
-            block_id = Block.load(block, _sync=True)._block_document_id
+            block_id = prefect_compat.block_document_id(block)
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"no storage block {block!r} on the server ({exc}); `prefect block ls` lists "
                               "them, or give a directory with --path") from None

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+from agentflow import prefect_compat
 from agentflow.errors import AgentflowError, ConfigError
 
 
@@ -102,10 +103,8 @@ class BlockStore:
                                 "it is reachable and its credentials, then resume the run")
 
     def read(self, key: str) -> bytes:
-        from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
-
         try:
-            return call_explicitly_sync_block_method(self.block, "read_path", (key,), {})
+            return prefect_compat.read_path(self.block, key)
         except FileNotFoundError:
             raise
         except Exception as exc:  # noqa: BLE001 - each block raises its own errors; a missing object is told apart below
@@ -125,10 +124,8 @@ class BlockStore:
                 if self._norm(path) in paths and not isinstance(data, Exception)}
 
     def write(self, key: str, data: bytes) -> None:
-        from prefect._internal.compatibility.blocks import call_explicitly_sync_block_method
-
         try:
-            call_explicitly_sync_block_method(self.block, "write_path", (key, data), {})
+            prefect_compat.write_path(self.block, key, data)
         except Exception as exc:  # noqa: BLE001
             raise self._fail("write", key, exc) from None
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, create_model
 
+from agentflow import prefect_compat
 from agentflow import log
 from agentflow.events import StepEvent, emit
 from agentflow.flows.engine import approval_timer
@@ -197,16 +198,16 @@ def _asked_before(step: str, model: Any, deployed: bool) -> tuple[Any, bool]:
         return None, False
     prefix = pause_key(step) + "-"
     with get_client(sync_client=True) as client:
-        given = [found for state in ("suspended", "paused")
-                 for found in client.filter_flow_run_input(run_id, f"{state}-{prefix}", 100, set())
-                 if found.key.endswith("-response")]
+        given = [found for under in prefect_compat.pause_response_prefixes(prefix)
+                 for found in client.filter_flow_run_input(run_id, under, 100, set())
+                 if prefect_compat.is_response_key(found.key)]
         expired = not given and deployed and approval_timer.expired(client, run_id, prefix)
         if deployed and (given or expired):
             approval_timer.disarm(client, run_id)
     if not given:
         return None, expired
     latest = max(given, key=lambda found: found.created)
-    key = latest.key.split("-", 1)[1].removesuffix("-response")  # `suspended-KEY-response`
+    key = prefect_compat.pause_key_of_response(latest.key)
     return (model.load_from_flow_run_input(latest), key), False
 
 
@@ -238,10 +239,10 @@ def _announce_when_asked(step: str, key: str, how: str) -> None:
         deadline = time.monotonic() + _ANNOUNCE_WITHIN_S
         with get_client(sync_client=True) as client:
             while run_id is not None and time.monotonic() < deadline:
-                state = client.read_flow_run(run_id).state
-                if state is not None and state.is_paused() and state.state_details.run_input_keyset:
+                form_key = prefect_compat.paused_form_key(client.read_flow_run(run_id).state)
+                if form_key is not None:
                     try:
-                        client.read_flow_run_input(run_id, state.state_details.run_input_keyset["schema"])
+                        client.read_flow_run_input(run_id, form_key)
                         break
                     except Exception:  # noqa: BLE001 - not saved yet
                         pass

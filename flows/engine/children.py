@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from agentflow import prefect_compat
 from agentflow.errors import ConfigError, InputError, WorkflowFailed
 from agentflow.flows.durability import crash
 from agentflow.flows.engine import deployment_runs
@@ -34,7 +35,6 @@ def run_local(child: Any, request: AgentRequest) -> AgentResult:
     from prefect import tags
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
-    from prefect.flow_engine import run_flow
     from prefect.states import Scheduled
 
     try:
@@ -53,7 +53,7 @@ def run_local(child: Any, request: AgentRequest) -> AgentResult:
             flow_run = client.read_flow_run(flow_run.id)
     try:
         if earlier:
-            outcome = run_flow(child, flow_run=flow_run, parameters=values, return_type="result")
+            outcome = prefect_compat.run_flow_again(child, flow_run, values, return_type="result")
         else:  # a subflow as Prefect makes one (linked to the step's task run), tagged to be found again
             with tags(tag):
                 outcome = child(**request.params)

@@ -21,6 +21,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field, SecretStr
 
+from agentflow import prefect_compat
 from agentflow.errors import InputError, WorkflowFailed
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
@@ -316,22 +317,20 @@ _quiet: tuple[Any, Any] = (None, None)
 def own_heartbeat() -> Iterator[None]:
     """Runs started here send their heartbeats from agentflow (durability/heartbeat.py), not
     from Prefect's thread, which costs up to a second at the end of every run."""
-    from prefect.context import SettingsContext, get_settings_context
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 
-    context = get_settings_context()
-    period = context.settings.flows.heartbeat_frequency
+    settings = prefect_compat.current_settings()
+    period = settings.flows.heartbeat_frequency
     if period is None:  # heartbeats are off: nothing to send
         yield
         return
     global _quiet
     cached = _quiet  # one read: another thread may replace it
-    if cached[0] is not context.settings:
-        cached = _quiet = (context.settings,
-                           context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+    if cached[0] is not settings:
+        cached = _quiet = (settings, settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
     token = HEARTBEAT_S.set(period)
     try:
-        with SettingsContext(profile=context.profile, settings=cached[1]):
+        with prefect_compat.settings_context(cached[1]):
             yield
     finally:
         HEARTBEAT_S.reset(token)

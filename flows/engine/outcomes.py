@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect.results import ResultRecord
 
+from agentflow import prefect_compat
 from agentflow.errors import AgentflowError, ExpressionError
 from agentflow.events import StepEvent, emit
 from agentflow.flows.engine import requests
@@ -37,7 +38,7 @@ def _state_value(state: Any) -> Any:
     """The state's result or exception. A state made in this process holds it in memory;
     `State.result()` would get it through an event-loop round trip that, with 50 steps
     finishing at once, cost a tenth of a second (benchmarks/ B2)."""
-    data = state.data
+    data = prefect_compat.state_data(state)
     if isinstance(data, ResultRecord):
         return data.result
     if isinstance(data, (AgentResult, BaseException)):

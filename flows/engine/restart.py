@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from agentflow import prefect_compat
 from agentflow.flows.durability import crash, worktrees
 from agentflow.flows.durability.journal import Journal
 from agentflow.flows.durability.resume import Prepared
@@ -25,7 +26,6 @@ def resume(prepared: Prepared, secrets: dict[str, str] | None = None) -> Any:
     """Start the run's flow run again; return its final state. Call from the run's directory.
     `secrets`: the run's secret inputs, which its record holds by name only."""
     from prefect.client.orchestration import get_client
-    from prefect.flow_engine import run_flow
     from prefect.states import Scheduled
 
     flow = build_flow(prepared.workflow, cache=prepared.record.cache)
@@ -35,13 +35,12 @@ def resume(prepared: Prepared, secrets: dict[str, str] | None = None) -> Any:
         flow_run = client.read_flow_run(uuid.UUID(prepared.run_id))
     parameters = {**prepared.record.inputs, **{k: SecretStr(v) for k, v in (secrets or {}).items()}}
     with own_heartbeat():
-        return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+        return prefect_compat.run_flow_again(flow, flow_run, parameters)
 
 
 def rerun(prepared: Prepared, again: set[str], secrets: dict[str, str] | None = None) -> Any:
     """A new flow run: the old run's calls outside `again` are reused, the rest computed."""
     from prefect.client.orchestration import get_client
-    from prefect.flow_engine import run_flow
 
     flow = build_flow(prepared.workflow, cache=prepared.record.cache, refresh=frozenset(again))
     old = Journal(prepared.run_id)
@@ -57,4 +56,4 @@ def rerun(prepared: Prepared, again: set[str], secrets: dict[str, str] | None = 
     if base is not None:  # the same tree to start from, so that the kept steps' patches apply
         worktrees.save_base(str(flow_run.id), base)
     with own_heartbeat():
-        return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+        return prefect_compat.run_flow_again(flow, flow_run, parameters)

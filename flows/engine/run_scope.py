@@ -14,6 +14,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from agentflow import prefect_compat
 from agentflow import log
 from agentflow.events import StepEvent, emit
 from agentflow.flows.durability import records
@@ -50,13 +51,10 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
     """Open the run (record, journal, guard, publisher, its log context) around the steps, and
     close it; on an interruption, stop the running commands at once. `secrets`: the values
     masked in its log lines."""
-    from prefect.context import TagsContext
-
     # The flow run was created tagged `agentflow` (and a child run with its parent's call:
     # engine/children.py); its task runs are not: any task tag costs an API call per task
     # run (engine/compile.py).
-    inherited = {tag for tag in TagsContext.get().current_tags if tag != RUN_TAG and not tag.startswith(CHILD_TAG)}
-    with TagsContext(current_tags=inherited):
+    with prefect_compat.only_tags(lambda tag: tag != RUN_TAG and not tag.startswith(CHILD_TAG)):
         run = _open(compiled, masked_inputs)
         heartbeat = _heartbeat()
         guard = RunGuard(records.run_dir(run.run_id) / "procs") if run.run_id is not None else None

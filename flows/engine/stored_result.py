@@ -14,6 +14,7 @@ from typing import Any
 from prefect.serializers import Serializer
 from pydantic import Field
 
+from agentflow import prefect_compat
 from agentflow.errors import AgentflowError, WorkflowFailed
 from agentflow.flows.durability.results import ForeignRecord
 from agentflow.flows.engine.result import WorkflowResult
@@ -59,9 +60,9 @@ def read_run_result(state: Any) -> Any:
     can name the code that reads it). ForeignRecord if the run's metadata names another
     serializer: not a run of a deployed workflow, not read."""
     from prefect.filesystems import LocalFileSystem
-    from prefect.results import ResultRecordMetadata, get_default_result_storage, resolve_result_storage
+    from prefect.results import ResultRecordMetadata
 
-    metadata = state.data
+    metadata = prefect_compat.state_data(state)
     if not isinstance(metadata, ResultRecordMetadata) or metadata.storage_key is None:
         return None  # nothing was persisted (a run that crashed before it returned)
     if getattr(metadata.serializer, "type", None) != WORKFLOW_RESULT_TYPE:
@@ -69,12 +70,12 @@ def read_run_result(state: Any) -> Any:
                             f"{getattr(metadata.serializer, 'type', '?')}); it is not read")
     key = metadata.storage_key
     if metadata.storage_block_id is not None:
-        storage = resolve_result_storage(metadata.storage_block_id, _sync=True)
+        storage = prefect_compat.result_storage(metadata.storage_block_id)
     elif Path(key).is_absolute():
         storage, key = LocalFileSystem(basepath=str(Path(key).parent)), Path(key).name
     else:
-        storage = get_default_result_storage(_sync=True)
-    content = storage.read_path(key, _sync=True)
+        storage = prefect_compat.default_result_storage()
+    content = prefect_compat.read_path(storage, key)
     try:  # a whole record (result and metadata in one file), or the result alone
         document = json.loads(content)
         if isinstance(document, dict) and "metadata" in document and "result" in document:
