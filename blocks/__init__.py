@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from agentflow.flows.language.spec import AgentSpec
+from agentflow.flows.language.spec import AGENT_KINDS, AgentSpec
 
 
 class AgentCredentials(Block):
@@ -38,7 +38,7 @@ class AgentConfig(Block):
     _block_type_slug = "agentflow-agent"
     _description = "An agent for agentflow workflows, used as `agent: block:NAME`."
 
-    kind: Literal["claude-code", "llm", "shell", "python", "http"]
+    kind: Literal[AGENT_KINDS]
     description: str = ""
     model: Optional[str] = None
     system: Optional[str] = None

@@ -19,17 +19,9 @@ from agentflow import tracing
 from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
 from agentflow.events import StepEvent, emit
 from agentflow.tasks import audit, circuit, limits, recording, workspace
-from agentflow.tasks.backends import Backend
-from agentflow.tasks.backends.claude import ClaudeCodeBackend
-from agentflow.tasks.backends.http import HttpBackend
-from agentflow.tasks.backends.llm import LlmBackend
-from agentflow.tasks.backends.process import ProcessBackend
-from agentflow.tasks.backends.python import PythonBackend
+from agentflow.tasks.kinds import BACKENDS
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, redacted, scrub
-
-_BACKENDS: dict[str, Backend] = {"process": ProcessBackend(), "python": PythonBackend(), "http": HttpBackend(),
-                                 "claude-code": ClaudeCodeBackend(), "llm": LlmBackend()}
 
 # The attempts each task run has made, by its name, for the flow run that sets it (the
 # scheduler): Prefect copies the context into the worker threads that run the tasks.
@@ -153,7 +145,7 @@ def _marked(request: AgentRequest, result: AgentResult) -> AgentResult | State:
 
 def _behind_breaker(request: AgentRequest) -> AgentResult:
     """The backend's call, behind the agent's circuit breaker if it has one."""
-    backend = _BACKENDS[request.kind]
+    backend = BACKENDS[request.kind]
     if request.circuit is None or request.agent is None:
         return backend.call(request)
     failures, cooldown = request.circuit

@@ -11,30 +11,20 @@ result, the error, the audit line and the run's log lines have them replaced by 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
-HEADER_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-CLAUDE_KEYS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
-PROVIDER_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openai-chat": "OPENAI_API_KEY"}
+from agentflow.tasks.kinds import KINDS
+
 # No credential anyone issues is this short; masking a value like "1" or "yes" would rewrite
 # every text a run writes.
 MIN_CHARS = 8
 
 
 def variables(kind: str, config: Mapping[str, Any]) -> tuple[str, ...]:
-    """The environment variables an agent of `kind` configured as `config` reads a credential from."""
-    if kind == "http":
-        headers = config.get("headers") or {}
-        return tuple(dict.fromkeys(name for value in headers.values() if isinstance(value, str)
-                                   for name in HEADER_VARIABLE.findall(value)))
-    if kind == "claude-code":
-        return CLAUDE_KEYS
-    if kind == "llm":
-        provider = str(config.get("model") or "").split(":", 1)[0]
-        return (PROVIDER_KEYS[provider],) if provider in PROVIDER_KEYS else ()
-    return ()
+    """The environment variables an agent of `kind` configured as `config` reads a credential
+    from (each kind says: tasks/kinds.py)."""
+    return KINDS[kind].credential_variables(config) if kind in KINDS else ()
 
 
 def from_environment(kind: str, config: Mapping[str, Any]) -> dict[str, str]:

@@ -19,7 +19,6 @@ from agentflow.tasks.workspace import Workspace
 # already evaluated condition; skip: a step whose `when` was false; error: a step that could
 # not be prepared (its template failed), reported as its failure.
 Kind = Literal["process", "python", "claude-code", "llm", "http", "assert", "skip", "error", "approval", "workflow"]
-AGENT_KINDS = ("process", "python", "claude-code", "llm", "http")
 
 
 class CallKey(BaseModel):

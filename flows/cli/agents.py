@@ -23,7 +23,8 @@ def agents(
     circuit, and whether it is available here (CLI and version, key, server reachable)."""
     from agentflow.flows.engine import agent_blocks, ladder
     from agentflow.flows.language.loader import is_agents_file, load_workflow
-    from agentflow.tasks import availability, circuit
+    from agentflow.tasks import circuit
+    from agentflow.tasks.kinds import KINDS
 
     paths = list(workflows or sorted(Path("workflows").glob("*.yaml")))
     found: dict[str, dict[str, Any]] = {}
@@ -49,7 +50,7 @@ def agents(
                 defined = str(path)
             else:
                 defined = subagent.path if subagent else str(path)
-            ok, why = availability.check(spec)
+            ok, why = KINDS[spec.kind].ready(spec, None)
             entry.update(kind=spec.kind, model=spec.model or (subagent.model if subagent else None),
                          defined_in=defined, subagent=subagent.path if subagent else None,
                          fallbacks=ladder.chain(name, resolved.agents, None, resolved.degraded.max_fallback_retries),
@@ -68,7 +69,8 @@ def agents(
 def _block_agent(reference: str) -> dict[str, Any]:
     """An `agent: block:NAME` as the Prefect server holds it (or why it cannot be used)."""
     from agentflow.flows.engine import agent_blocks
-    from agentflow.tasks import availability, circuit
+    from agentflow.tasks import circuit
+    from agentflow.tasks.kinds import KINDS
 
     defined = f"Prefect block {reference.split(':', 1)[1]}"
     try:
@@ -77,7 +79,7 @@ def _block_agent(reference: str) -> dict[str, Any]:
         return dict(kind="?", model=None, defined_in=defined, subagent=None, fallbacks=[], criticality=None,
                     skip_if_unavailable=None, concurrency=None, available=False,
                     why=f"{exc}; {agent_blocks.FIX}", circuit=None)
-    ok, why = availability.check(spec, keys)
+    ok, why = KINDS[spec.kind].ready(spec, keys)
     return dict(kind=spec.kind, model=spec.model, defined_in=defined, subagent=spec.subagent,
                 fallbacks=[spec.fallback] if spec.fallback else [], criticality=spec.criticality,
                 skip_if_unavailable=spec.skip_if_unavailable, concurrency=spec.concurrency, available=ok, why=why,

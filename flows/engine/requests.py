@@ -18,6 +18,7 @@ from agentflow.flows.engine import variants
 from agentflow.flows.engine.compiled import StepPlan
 from agentflow.flows.language import canonical, templates
 from agentflow.flows.language.spec import AgentSpec
+from agentflow.tasks.kinds import KINDS
 from agentflow.tasks.request import AgentRequest, CallKey
 
 
@@ -110,7 +111,7 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
                                 **{**common, "params": {"dest": dest, "content": text, "mode": spec.mode}})
         if step.workflow is not None or step.deployment is not None:  # `with:`: the child's inputs (engine/children.py)
             return AgentRequest(kind="workflow", **common)
-        if agent is not None and agent.kind in AGENT_SPEC_KINDS:
+        if agent is not None and agent.kind in KINDS:
             return agent_request(agent, subagent, local, common, step)
         kind = agent.kind if agent else step.kind
         raise TemplateError(f"steps of kind `{kind}` cannot run in this version")
@@ -118,27 +119,23 @@ def build(workflow: str, plan: StepPlan, context: dict[str, Any], item: Any = No
         return AgentRequest(kind="error", message=f"step `{step.id}`: {exc}", **base)
 
 
-AGENT_SPEC_KINDS = ("claude-code", "llm", "http", "shell", "python")
-
-
 def agent_request(agent: AgentSpec, subagent: Any, local: dict[str, Any], common: dict[str, Any],
                   step: Any = None) -> AgentRequest:
-    """A call of `agent` with the request's fields in `common` (prompt, params, files, labels):
-    its configuration for a remote agent, its command rendered for a shell agent, its callable.
-    `step`: the step whose `allowed_tools`/`disallowed_tools` narrow the agent's."""
-    if agent.kind in ("claude-code", "llm", "http"):
-        config = agent.model_dump(mode="json", exclude_defaults=False)
+    """A call of `agent` with the request's fields in `common` (prompt, params, files, labels)
+    and those its kind adds (tasks/kinds.py): a remote agent's configuration, a shell agent's
+    command rendered, a python agent's callable. `step`: the step whose
+    `allowed_tools`/`disallowed_tools` narrow the agent's."""
+    kind = KINDS[agent.kind]
+    agent_context = {**local, "prompt": common["prompt"], "with": common["params"], "files": common["files"],
+                     "step": common["step"]}
+    fields = kind.request_fields(agent, lambda text: templates.render(text, agent_context))
+    if "agent_config" in fields:
+        config = fields["agent_config"]
         if subagent is not None:
             config["subagent_definition"] = subagent.model_dump(mode="json")
         if step is not None:
             config.update(narrowed_tools(config, subagent, step.allowed_tools, step.disallowed_tools))
-        return AgentRequest(kind=agent.kind, agent_config=config, **common)
-    if agent.kind == "shell":
-        agent_context = {**local, "prompt": common["prompt"], "with": common["params"], "files": common["files"],
-                         "step": common["step"]}
-        return AgentRequest(kind="process", argv=[templates.render(arg, agent_context) for arg in agent.command or []],
-                            **common)
-    return AgentRequest(kind="python", callable=agent.callable, **common)
+    return AgentRequest(kind=kind.request_kind, **fields, **common)
 
 
 def narrowed_tools(config: dict[str, Any], subagent: Any, allowed: list[str] | None,

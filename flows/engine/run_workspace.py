@@ -20,13 +20,14 @@ from typing import Any, Iterator
 from agentflow.flows.durability import early_tree, patches, worktrees
 from agentflow.flows.durability.worktrees import Base
 from agentflow.tasks import workspace
+from agentflow.tasks.kinds import KINDS
 from agentflow.tasks.changes import Changes
 from agentflow.tasks.workspace import Workspace
 
 _log = logging.getLogger("agentflow")
-# Kinds of call that work in the repository (a command, a function, Claude Code, a local
-# child workflow); llm and http agents answer from elsewhere and change nothing here.
-WRITING_KINDS = ("process", "python", "claude-code", "workflow")
+# Kinds of call that work in the repository: the agents' that do (tasks/kinds.py) and a local
+# child workflow.
+WRITING_KINDS = (*(kind.request_kind for kind in KINDS.values() if kind.works_in_tree), "workflow")
 
 
 @dataclass

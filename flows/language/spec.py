@@ -26,7 +26,11 @@ STEP_KINDS = ("agent", "run", "call", "workflow", "deployment", "approval", "ass
 # A Prefect deployment: `NAME` or `FLOW/NAME`, neither part empty nor holding a template.
 DeploymentName = Annotated[str, Field(pattern=r"^[^{}/\s][^{}/]*(/[^{}/\s][^{}/]*)?$", max_length=200)]
 MAX_CONCURRENCY = 10_000  # calls of one agent at once: Prefect's server refuses limits beyond its integers
+# The kinds of agent a workflow may declare, and the field each needs. What each kind is
+# beyond its YAML (its backend, readiness, credentials) it declares itself: tasks/kinds.py,
+# which a test keeps to the same names.
 AGENT_KINDS = ("claude-code", "llm", "shell", "python", "http")
+KIND_NEEDS = {"shell": "command", "python": "callable", "http": "url", "llm": "model"}
 # Kinds this version can execute; the others are parsed and validated only.
 RUNNABLE_AGENT_KINDS = AGENT_KINDS
 RUNNABLE_STEP_KINDS = STEP_KINDS
@@ -176,7 +180,7 @@ BREAKER_BY_DEFAULT = ("claude-code", "llm", "http")
 
 
 class AgentSpec(_Model):
-    kind: Literal["claude-code", "llm", "shell", "python", "http"]
+    kind: Literal[AGENT_KINDS]
     description: str = ""
     # claude-code
     subagent: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)] | None = None
@@ -230,8 +234,7 @@ class AgentSpec(_Model):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "AgentSpec":
-        needed = {"shell": "command", "python": "callable", "http": "url", "llm": "model"}
-        field = needed.get(self.kind)
+        field = KIND_NEEDS.get(self.kind)
         if field and getattr(self, field) is None:
             raise ValueError(f"an agent of kind {self.kind} needs `{field}`")
         if self.subagent is not None and self.kind != "claude-code":

@@ -39,25 +39,28 @@ shapes this module:
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from agentflow import log
+from agentflow import log, prefect_compat
 from agentflow.errors import AgentNotSetUp, AgentUnavailable, StepFailed, StepTimeout
 from agentflow.events import StepEvent, emit
 from agentflow.tasks.backends.process import children_running, track
 from agentflow.tasks.backends import run_coroutine
-from agentflow.tasks.credentials import CLAUDE_KEYS
 from agentflow.tasks.backends.claude_tools import (DENIED, UNAVAILABLE, Activity, bounded, bounds, globs_text,
                                                    missing_tools, outside_writes)
+from agentflow.tasks.kind import AgentKind, Given
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, confidence_of, parse_text, scrub
 
 # Environment the CLI gets unless the user's environment already says otherwise.
 _CLI_DEFAULTS = {"CLAUDE_CODE_MAX_RETRIES": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+CLAUDE_KEYS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 _KEY_VARIABLES = (*CLAUDE_KEYS, "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
 _DEFAULT_TIMEOUT_S = 30 * 60.0
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
@@ -100,18 +103,42 @@ def verdict(message: Any, schema_asked: bool) -> tuple[str, bool] | None:
     return None
 
 
+def not_set_up(config: Any = None, given: Given = None) -> str | None:
+    """Why Claude Code cannot be called here (its SDK, credentials), or None."""
+    if importlib.util.find_spec("claude_agent_sdk") is None:
+        return "needs Claude Code's SDK, which is not installed: pip install 'agentflow[claude]'"
+    if credentials(dict(given or {})) is None:
+        return "has no Claude credentials here: set ANTHROPIC_API_KEY or log in with `claude login`"
+    return None
+
+
+def ready(agent: Any, given: Given = None) -> tuple[bool, str]:
+    """Which Claude Code CLI a call would start, and where its credentials come from."""
+    bundled = prefect_compat.claude_bundled_dir()
+    if bundled is None:
+        return False, "the SDK is not installed: pip install 'agentflow[claude]'"
+    version_file = bundled / "claude.version"
+    words = version_file.read_text().split() if version_file.is_file() else []
+    cli = f"Claude Code {words[0]} (bundled)" if words else (
+        f"Claude Code at {shutil.which('claude')}" if shutil.which("claude") else None)
+    if cli is None:
+        return False, "no Claude Code CLI: reinstall 'agentflow[claude]'"
+    found = credentials(dict(given or {}))
+    if found is None:
+        return False, f"{cli}; no credentials: set ANTHROPIC_API_KEY or run `claude login`"
+    return True, f"{cli}; credentials from {found}"
+
+
 class ClaudeCodeBackend:
     def call(self, request: AgentRequest) -> AgentResult:
-        try:
-            import claude_agent_sdk  # noqa: F401
-        except ImportError:
-            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` needs Claude Code's SDK, "
-                                   "which is not installed: pip install 'agentflow[claude]'") from None
-        found = credentials(request.secrets)
-        if found is None:
-            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` has no Claude credentials here: "
-                                   "set ANTHROPIC_API_KEY or log in with `claude login`")
+        why = not_set_up(request.agent_config, request.secrets)
+        if why is not None:
+            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` {why}")
         return run_coroutine(lambda: _call(request))
+
+
+KIND = AgentKind(name="claude-code", request_kind="claude-code", backend=ClaudeCodeBackend(), ready=ready, works_in_tree=True,
+                 not_set_up=not_set_up, credential_variables=lambda config: CLAUDE_KEYS)
 
 
 def _options(request: AgentRequest, stderr: list[str], activity: Activity) -> Any:

@@ -20,10 +20,11 @@ from typing import Any
 import httpx
 
 from agentflow.errors import AgentNotSetUp, AgentUnavailable, ConfigError, StepFailed, StepTimeout
-from agentflow.tasks.credentials import HEADER_VARIABLE
+from agentflow.tasks.kind import AgentKind, reachable
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import MAX_OUTPUT, AgentResult, from_value, parse_text
 
+HEADER_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DEFAULT_TIMEOUT_S = 60.0
 _BODY_TAIL = 500
 
@@ -91,3 +92,14 @@ def _result_of(response: httpx.Response, text: str) -> AgentResult:
         result = from_value(value)
         return result if result.output else result.model_copy(update={"output": text})
     return parse_text(text)
+
+
+def header_variables(config: Any) -> tuple[str, ...]:
+    """The variables the agent's headers name (`${NAME}`): each holds a credential."""
+    headers = config.get("headers") or {}
+    return tuple(dict.fromkeys(name for value in headers.values() if isinstance(value, str)
+                               for name in HEADER_VARIABLE.findall(value)))
+
+
+KIND = AgentKind(name="http", request_kind="http", backend=HttpBackend(),
+                 ready=lambda agent, given: reachable(agent.url or ""), credential_variables=header_variables)

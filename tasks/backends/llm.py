@@ -12,6 +12,7 @@ ladder could act (pydantic-ai#3267).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import time
@@ -20,16 +21,17 @@ from typing import Any
 from agentflow.errors import AgentNotSetUp, AgentUnavailable, ConfigError, StepFailed, StepTimeout
 from agentflow.flows.language.spec import LLM_PROVIDERS
 from agentflow.tasks.backends import run_coroutine
-from agentflow.tasks.credentials import PROVIDER_KEYS
+from agentflow.tasks.kind import AgentKind, Given, reachable
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, confidence_of, parse_text
 
+PROVIDER_KEYS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openai-chat": "OPENAI_API_KEY"}
 _BASE_URLS = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL", "openai-chat": "OPENAI_BASE_URL"}
 _OLLAMA = "http://127.0.0.1:11434/v1"
 _DEFAULT_TIMEOUT_S = 10 * 60.0
 
 
-def missing_key(model: str, given: dict[str, str] | None = None) -> str | None:
+def missing_key(model: str, given: Given = None) -> str | None:
     """The environment variable the model's provider needs and that is not set (nor `given`
     by a credentials block), if any."""
     provider = model.split(":", 1)[0]
@@ -37,19 +39,41 @@ def missing_key(model: str, given: dict[str, str] | None = None) -> str | None:
     return variable if variable and not (given or {}).get(variable) and not os.environ.get(variable) else None
 
 
+def not_set_up(config: Any, given: Given = None) -> str | None:
+    """Why the model cannot be called here (pydantic-ai, the provider's key), or None."""
+    if importlib.util.find_spec("pydantic_ai") is None:
+        return "needs pydantic-ai, which is not installed: pip install 'agentflow[llm]'"
+    model = config.get("model") or ""
+    variable = missing_key(model, given)
+    return f"({model}) needs an API key: set {variable}" if variable else None
+
+
+def ready(agent: Any, given: Given = None) -> tuple[bool, str]:
+    """Set up, and for a model on a server of the user's (a base_url, Ollama) that it answers."""
+    why = not_set_up({"model": agent.model}, given)
+    if why is not None:
+        return False, why.removeprefix(f"({agent.model}) ")
+    if agent.base_url or (agent.model or "").startswith("ollama:"):
+        return reachable(agent.base_url or _OLLAMA)
+    from_block = any((given or {}).values())
+    return True, "API key from a credentials block" if from_block else "API key set"
+
+
+def key_variables(config: Any) -> tuple[str, ...]:
+    provider = str(config.get("model") or "").split(":", 1)[0]
+    return (PROVIDER_KEYS[provider],) if provider in PROVIDER_KEYS else ()
+
+
 class LlmBackend:
     def call(self, request: AgentRequest) -> AgentResult:
-        try:
-            import pydantic_ai  # noqa: F401
-        except ImportError:
-            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` needs pydantic-ai, which is "
-                                   "not installed: pip install 'agentflow[llm]'") from None
-        model_name = request.agent_config.get("model") or ""
-        variable = missing_key(model_name, request.secrets)
-        if variable:
-            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` ({model_name}) needs an API key: "
-                                   f"set {variable}")
+        why = not_set_up(request.agent_config, request.secrets)
+        if why is not None:
+            raise AgentNotSetUp(f"step `{request.step}`: agent `{request.agent}` {why}")
         return run_coroutine(lambda: _call(request))
+
+
+KIND = AgentKind(name="llm", request_kind="llm", backend=LlmBackend(), ready=ready, not_set_up=not_set_up,
+                 credential_variables=key_variables)
 
 
 def _model(config: dict[str, Any], step: str, given: dict[str, str]) -> Any:

@@ -7,6 +7,7 @@ started; stdout becomes the result, the tail of stderr explains a failure.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from agentflow.errors import AgentNotSetUp, ConfigError, StepFailed, StepTimeout
+from agentflow.tasks.kind import AgentKind
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, parse_text
 
@@ -202,3 +204,17 @@ def _kill_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # it has already exited
+
+
+def _shell_ready(agent: Any, given: Any = None) -> tuple[bool, str]:
+    program = (agent.command or [""])[0]
+    if "{{" in program:
+        return True, "its program is chosen at run time"
+    found = shutil.which(program)
+    return (True, f"{program} at {found}") if found else (False, f"`{program}` is not on PATH")
+
+
+# A `shell` agent is a command whose arguments are templates rendered with the step's prompt
+# and values (never a shell string).
+SHELL = AgentKind(name="shell", request_kind="process", backend=ProcessBackend(), ready=_shell_ready, works_in_tree=True,
+                  request_fields=lambda agent, render: {"argv": [render(arg) for arg in agent.command or []]})

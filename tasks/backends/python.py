@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 from agentflow.errors import ConfigError, StepFailed, StepTimeout
+from agentflow.tasks.kind import AgentKind
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult, from_value
 
@@ -134,3 +135,16 @@ def _arguments(function: Callable[..., Any], request: AgentRequest) -> dict[str,
         raise ConfigError(f"step `{request.step}`: {request.callable} does not accept "
                           f"{', '.join(sorted(unknown))}; rename the `with:` keys or add the parameters")
     return {k: v for k, v in offered.items() if k in accepted}
+
+
+def _python_ready(agent: Any, given: Any = None) -> tuple[bool, str]:
+    from agentflow.flows.language import callables
+
+    target = agent.callable or ""
+    if callables.accepted_parameters(target) is None:
+        return False, f"`{target}` cannot be imported here"
+    return True, f"{target} imports"
+
+
+PYTHON = AgentKind(name="python", request_kind="python", backend=PythonBackend(), ready=_python_ready, works_in_tree=True,
+                   request_fields=lambda agent, render: {"callable": agent.callable})
