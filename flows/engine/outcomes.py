@@ -11,6 +11,7 @@ from agentflow import prefect_compat
 from agentflow.errors import AgentflowError, ExpressionError
 from agentflow.events import StepEvent, emit
 from agentflow.flows.engine import requests
+from agentflow.flows.engine.jobs import StepRun
 from agentflow.flows.engine.result import StepOutcome
 from agentflow.flows.language.expressions import Expression
 from agentflow.tasks.results import AgentResult
@@ -102,8 +103,7 @@ def compensation(result: AgentResult) -> StepOutcome:
                        summary=result.summary, result=result)
 
 
-def step_outcomes(order: list[str], results: dict[str, AgentResult], durations: dict[str, float],
-                  attempts: dict[str, int], cached: set[str], reused: set[str],
+def step_outcomes(order: list[str], results: dict[str, AgentResult], step_runs: dict[str, StepRun],
                   failed: list[str]) -> dict[str, StepOutcome]:
     """Every step's outcome in the run's result, in the definition's order; a step that never
     ran (the run stopped after `failed`) is `not_run`, and the live view is told so."""
@@ -115,7 +115,8 @@ def step_outcomes(order: list[str], results: dict[str, AgentResult], durations: 
             emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status="not_run", summary=summary))
             steps[step_id] = StepOutcome(status="not_run", summary=summary)
             continue
+        run = step_runs.get(step_id)  # none for a step a resumed run's compensation found done
         steps[step_id] = StepOutcome(status=result.status, summary=result.summary, result=result,
-                                     duration_s=durations.get(step_id), attempts=attempts.get(step_id, 1),
-                                     cached=step_id in cached, reused=step_id in reused)
+                                     duration_s=run.duration if run else None, attempts=run.attempts if run else 1,
+                                     cached=bool(run and run.cached), reused=bool(run and run.reused))
     return steps

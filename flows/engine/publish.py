@@ -31,6 +31,7 @@ from agentflow.printable import counted
 from agentflow.errors import StepFailed
 from agentflow.flows.durability import worktrees
 from agentflow.flows.engine import announce
+from agentflow.flows.engine.jobs import StepFinished
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.tasks import workspace
 from agentflow.tasks.results import AgentResult
@@ -138,13 +139,11 @@ class Publisher:
     def started(self, label: str, agent: str | None = None, attempt: int = 1) -> None:
         self._logger.info(f"step {label}: started", step=label, agent=agent, attempt=attempt)
 
-    def step_done(self, step: str, result: AgentResult, duration: float | None, attempts: int, cached: bool,
-                  reused: bool, task_run_id: Any = None, agent: str | None = None,
-                  cache_calls: tuple[int, int] = (0, 0), spend: dict[str, Any] | None = None,
-                  variant: str | None = None, skip_reason: str | None = None) -> None:
-        """`cache_calls`: the step's calls answered from the cache, and those that missed it;
-        `spend`: what its agents reported (usd, tokens)."""
-        outcome = outcome_of(result, cached, reused)
+    def step_done(self, done: StepFinished) -> None:
+        """A step ended: its log line, its outcome event and metrics, its page, the progress."""
+        step, result, duration, attempts, agent = done.step, done.result, done.duration, done.attempts, done.agent
+        variant, skip_reason, cache_calls, task_run_id = done.variant, done.skip_reason, done.cache_calls, done.task_run_id
+        outcome = outcome_of(result, done.cached, done.reused)
         took = f" in {duration:.1f}s" if duration is not None and outcome != "skipped" else ""
         how = {"cached": " (from the cache)", "reused": " (done before the resume: from the journal)"}.get(outcome, "")
         said = result.summary or "(no summary)"
@@ -156,7 +155,7 @@ class Publisher:
                          attempt=attempts, outcome=outcome, duration_s=None if duration is None else round(duration, 3),
                          fallback=result.fallback_used, error=result.error[:500] if outcome == "failed" and result.error
                          else None)
-        spent = spend or {}
+        spent = done.spend or {}
         announce.step_outcome(self.workflow, self.run_id, step, result, outcome, agent, skip_reason, {
             "duration_s": None if duration is None else round(duration, 4), "attempts": attempts,
             "cache_hits": cache_calls[0], "cache_misses": cache_calls[1],

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
@@ -32,15 +33,15 @@ from agentflow.flows.durability.repo import RepoState
 from agentflow.flows.engine import deliver, ladder, outcomes, requests, saga
 from agentflow.flows.engine.budget import Budgets
 from agentflow.flows.engine.compiled import CompiledWorkflow
-from agentflow.flows.engine.jobs import Job, StepRun
+from agentflow.flows.engine.jobs import Job, StepFinished, StepRun
 from agentflow.flows.engine.publish import Publisher
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.flows.engine.run_scope import run_scope
 from agentflow.flows.engine.run_workspace import WRITING_KINDS, RunWorkspace, entered
-from agentflow.flows.engine.steps import StepLogic
+from agentflow.flows.engine.steps import StepLogic, to_the_live_view
 from agentflow.flows.language.inputs import secret_marker
 from agentflow.tasks import credentials
-from agentflow.tasks.request import AGENT_KINDS
+from agentflow.tasks.kinds import REQUEST_KINDS
 from agentflow.tasks.results import AgentResult
 from agentflow.tasks.workspace import PatchConflict
 
@@ -69,30 +70,22 @@ class _Scheduler(StepLogic):
         # Inputs as written down anywhere (run record, cache key, index): secrets by name only.
         self.masked_inputs = {**inputs, **{name: secret_marker(name) for name in secret}}
         self.waiting: list[str] = [s.id for s in self.spec.steps]
-        self.active: dict[str, StepRun] = {}
+        self.step_runs: dict[str, StepRun] = {}
         self.results: dict[str, AgentResult] = {}
         self.step_views: dict[str, dict[str, Any]] = {}
         self.queue: deque[Job] = deque()
         self.running: dict[Any, tuple[Job, Any]] = {}
         self.failed: list[str] = []
         self._repo: RepoState | None = None
-        self.cached: set[str] = set()  # steps answered (at least in part) from the cache
         self.key_parts: dict[str, dict[str, Any]] = {}  # cache key -> what it was made of
         self.journal: Journal | None = None
         self.run_id: str | None = None
         self.reused: deque[tuple[Job, AgentResult]] = deque()  # calls this run had done before
-        self.reused_steps: set[str] = set()
-        self.durations: dict[str, float | None] = {}
         self.attempts: dict[str, int] = {}  # by task run name, filled by the task's retry condition
-        self.step_attempts: dict[str, int] = {}  # the most tries any of a step's task runs took
-        self.cache_calls: dict[str, tuple[int, int]] = {}  # a step's calls that hit the cache, that missed it
         self.budgets = Budgets(compiled.spec.budget)  # what the agents spent (engine/budget.py)
         self.publisher: Publisher | None = None  # the run's log lines, artifacts, events (engine/publish.py)
-        self.task_runs: dict[str, Any] = {}  # step -> its task run's id (not for fan-out steps)
+        self.sinks: list[Callable[[StepFinished], None]] = [to_the_live_view]
         self.approvals: deque[str] = deque()  # approval steps ready: asked when nothing else can run
-        self.skipped_by: dict[str, str] = {}
-        self.rejected: set[str] = set()  # rejected with `on_reject: skip`, and the steps skipped for it
-        self.gated: dict[str, tuple[AgentResult, str, str]] = {}  # results a confidence gate holds back
         self.completed: list[str] = []  # steps in the order they completed (a saga undoes them backwards)
         self.to_undo: list[saga.Undo] | None = None  # set when a resumed run was compensating
         self.workspace: RunWorkspace | None = None  # the run's tree (engine/run_workspace.py)
@@ -104,6 +97,8 @@ class _Scheduler(StepLogic):
     def run(self) -> WorkflowResult:
         with run_scope(self.compiled, self.masked_inputs, self.attempts, self._masked_values()) as run:
             self.run_id, self.journal, self.publisher = run.run_id, run.journal, run.publisher
+            if self.publisher is not None:  # the run's log line, outcome event, metrics and page: before the live view's
+                self.sinks.insert(0, self.publisher.step_done)
             self._repo, self.workspace = run.repo, run.workspace
             if self.workspace is not None and not self.workspace.attached:
                 self.run_view = {**self.run_view, "workspace": self.workspace.ws.workdir}
@@ -159,7 +154,7 @@ class _Scheduler(StepLogic):
                 done, _ = wait(list(self.running), timeout=_SIGNAL_CHECK_S, return_when=FIRST_COMPLETED)
             for wrapped in done:
                 job, future = self.running.pop(wrapped)
-                self.active[job.step].running -= 1
+                self.step_runs[job.step].running -= 1
                 future.wait()  # already done: this only records the final state on the future
                 self._finish(job, future.state)
 
@@ -177,8 +172,7 @@ class _Scheduler(StepLogic):
             except BaseException:
                 deliver.remove(self.workspace)
                 raise
-        steps = outcomes.step_outcomes(self.spec_order(), self.results, self.durations, self.step_attempts,
-                                       self.cached, self.reused_steps, self.failed)
+        steps = outcomes.step_outcomes(self.spec_order(), self.results, self.step_runs, self.failed)
         outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
                                  run_id=self.run_id, status="failed" if self.failed else "completed",
                                  steps=steps, failed_steps=list(self.failed), spend=self.budgets.spent.view(),
@@ -201,7 +195,7 @@ class _Scheduler(StepLogic):
         for job in list(self.queue):
             if len(self.running) >= limit:
                 return
-            step_run = self.active[job.step]
+            step_run = self.step_runs[job.step]
             step_limit = step_run.plan.step.max_parallel
             if step_limit and step_run.running >= step_limit:
                 continue
@@ -229,8 +223,7 @@ class _Scheduler(StepLogic):
         job.started = time.monotonic()
         emit(StepEvent(kind="started", step=job.step, label=job.request.label, cache_key=job.cache_key))
         if self.publisher is not None and job.request.kind != "skip":
-            self.publisher.started(job.request.label, job.request.agent or None,
-                                   self.step_attempts.get(job.step, 1))
+            self.publisher.started(job.request.label, job.request.agent or None, self.step_runs[job.step].attempts)
 
     def _task(self, job: Job) -> Any:
         task = self.compiled.plans[job.step].task
@@ -238,8 +231,9 @@ class _Scheduler(StepLogic):
 
     def _finish(self, job: Job, state: Any) -> None:
         result = job.outcome or outcomes.of_state(state)
+        step_run = self.step_runs[job.step]
         if job.index is None and state.state_details is not None:
-            self.task_runs[job.step] = state.state_details.task_run_id
+            step_run.task_run_id = state.state_details.task_run_id
         duration = time.monotonic() - job.started
         cached = state.name == "Cached"
         try:
@@ -251,10 +245,10 @@ class _Scheduler(StepLogic):
                 self._again(job, exc)
                 return
         tries = self.attempts.get(job.request.label, 1)
-        self.step_attempts[job.step] = max(self.step_attempts.get(job.step, 1), tries)
+        step_run.attempts = max(step_run.attempts, tries)
         if not cached:  # a cache hit spends nothing
             self.budgets.add(job.step, result)
-        if job.request.agent is not None and job.request.kind in AGENT_KINDS:
+        if job.request.agent is not None and job.request.kind in REQUEST_KINDS:
             result = self._on_the_ladder(job, state, result, duration)
             if result is None:
                 return  # the next agent was queued

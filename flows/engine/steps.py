@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from agentflow.errors import ExpressionError, TemplateError
@@ -23,15 +24,23 @@ from agentflow.flows.durability.repo import RepoState, read_repo_state
 from agentflow.flows.engine import approvals, outcomes, requests
 from agentflow.flows.engine.budget import Budgets
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
-from agentflow.flows.engine.jobs import Job, StepRun
+from agentflow.flows.engine.jobs import Job, StepFinished, StepRun
 from agentflow.flows.engine.publish import Publisher
 from agentflow.flows.engine.run_workspace import RunWorkspace
 from agentflow.flows.language.inputs import secret_env
 from agentflow.flows.language.spec import Workflow
-from agentflow.tasks.request import AGENT_KINDS, AgentRequest
+from agentflow.tasks.kinds import REQUEST_KINDS
+from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult
 
 STOPPING_CRITICALITIES = ("critical", "high")
+
+
+def to_the_live_view(done: StepFinished) -> None:
+    """A sink: the step's end as an event for the live view and `--json` (agentflow/events.py)."""
+    emit(StepEvent(kind="step_finished", step=done.step, label=done.step, status=done.result.status,
+                   summary=done.result.summary, duration_s=done.duration, cached=done.cached, reused=done.reused,
+                   degraded=done.result.degraded))
 
 
 class StepLogic:
@@ -42,29 +51,21 @@ class StepLogic:
     masked_inputs: dict[str, Any]
     secrets: dict[str, str]
     credentials: dict[str, dict[str, str]]  # agent -> its credentials, by variable
-    skipped_by: dict[str, str]  # step -> why the run skipped it: condition | rejected
     waiting: list[str]
-    active: dict[str, StepRun]
+    step_runs: dict[str, StepRun]  # every step started, by id: everything about it
     results: dict[str, AgentResult]
     step_views: dict[str, dict[str, Any]]
     queue: deque[Job]
     failed: list[str]
     _repo: RepoState | None
-    cached: set[str]
     key_parts: dict[str, dict[str, Any]]
     journal: Journal | None
     run_id: str | None
     reused: deque[tuple[Job, AgentResult]]
-    reused_steps: set[str]
-    durations: dict[str, float | None]
-    step_attempts: dict[str, int]
-    cache_calls: dict[str, tuple[int, int]]
     budgets: Budgets
     publisher: Publisher | None
-    task_runs: dict[str, Any]
+    sinks: list[Callable[[StepFinished], None]]  # each gets every step's end
     approvals: deque[str]
-    rejected: set[str]
-    gated: dict[str, tuple[AgentResult, str, str]]
     completed: list[str]
     workspace: RunWorkspace | None
     run_view: dict[str, str]
@@ -90,13 +91,13 @@ class StepLogic:
     def _start_step(self, step_id: str) -> None:
         plan = self.compiled.plans[step_id]
         step_run = StepRun(plan=plan, started=time.monotonic())
-        self.active[step_id] = step_run
+        self.step_runs[step_id] = step_run
         context = self._context()
-        rejected = [up for up in plan.upstream if up in self.rejected]
+        rejected = [up for up in plan.upstream if self.step_runs[up].rejected]
         if rejected:
-            self.rejected.add(step_id)
+            step_run.rejected = True
             why = f"skipped: `{rejected[0]}` was rejected"
-            self.skipped_by[step_id] = "rejected"
+            step_run.skipped_by = "rejected"
             self._enqueue(step_id, self._special(plan, "skip", why, f"{step_id} (skipped)"))
             return
         try:
@@ -105,7 +106,7 @@ class StepLogic:
             self._enqueue(step_id, self._special(plan, "error", f"step `{step_id}`: {exc}", step_id))
             return
         if start.kind == "skip":
-            self.skipped_by[step_id] = "condition"
+            step_run.skipped_by = "condition"
             self._enqueue(step_id, self._special(plan, "skip", start.reason, f"{step_id} (skipped)"))
         elif start.kind == "approval":
             self.approvals.append(step_id)
@@ -129,7 +130,7 @@ class StepLogic:
         from the journal (a resumed run), else from a person (the run pauses:
         engine/approvals.py); recorded by a task run of its own."""
         plan = self.compiled.plans[step_id]
-        gated = self.gated.get(step_id)  # (the held result, review | approval, why)
+        gated = self.step_runs[step_id].held  # (the held result, review | approval, why)
         approval = approvals.gate_approval(step_id, gated[1], gated[2]) if gated else approvals.spec_of(plan)
         label = f"{step_id} ({gated[1]})" if gated else step_id
         request = self._special(plan, "approval", approval.message, label)
@@ -146,7 +147,7 @@ class StepLogic:
         if gated and outcome.status == "success":  # approved: the agent's answer, with who approved it
             outcome = gated[0].model_copy(update={"metrics": {**gated[0].metrics, "approval": outcome.summary}})
         if outcome.status == "skipped":
-            self.rejected.add(step_id)
+            self.step_runs[step_id].rejected = True
         # Keyed as asked (`masked`): a resumed run finds the decision by the request it makes.
         self._enqueue(step_id, request.model_copy(update={"params": decision, "message": outcome.summary}),
                       masked=request, outcome=outcome)
@@ -157,7 +158,7 @@ class StepLogic:
         plan = self.compiled.plans[step_id]
         job = Job(step=step_id, request=request, index=index, rung=rung, tried=tried, outcome=outcome,
                   tree=self.workspace.tree if self.workspace is not None else "")
-        callable_ = request.kind in AGENT_KINDS or request.kind in ("approval", "workflow")
+        callable_ = request.kind in REQUEST_KINDS or request.kind in ("approval", "workflow")
         if callable_ and (self.journal is not None or plan.cache):
             job.key = requests.call_key(self.spec.name, plan, masked or request, rung)
         if self.journal is not None and job.key is not None:
@@ -207,21 +208,19 @@ class StepLogic:
         answer (agents_failed), or its agent or function answered that it skipped (answered)."""
         if result.status != "skipped":
             return None
-        if step_id in self.skipped_by:
-            return self.skipped_by[step_id]
+        if self.step_runs[step_id].skipped_by is not None:
+            return self.step_runs[step_id].skipped_by
         if result.skipped_agent:
             return "agents_failed"
         return "rejected" if plan.step.approval is not None else "answered"
 
     def _settle(self, job: Job, result: AgentResult, duration: float | None, cached: bool, reused: bool) -> None:
-        if cached:
-            self.cached.add(job.step)
-        if reused:
-            self.reused_steps.add(job.step)
+        step_run = self.step_runs[job.step]
+        step_run.cached |= cached
+        step_run.reused |= reused
         emit(StepEvent(kind="finished", step=job.step, label=job.request.label, status=result.status,
                        summary=result.summary, duration_s=duration, cached=cached, reused=reused,
                        degraded=result.degraded, agent=result.fallback_used or result.skipped_agent))
-        step_run = self.active[job.step]
         plan = step_run.plan
         if job.index is not None:
             step_run.item_results[job.index] = result
@@ -236,8 +235,9 @@ class StepLogic:
     def _index(self, job: Job, hit: bool) -> None:
         plan = self.compiled.plans[job.step]
         key = job.cache_key or ""
-        hits, misses = self.cache_calls.get(job.step, (0, 0))
-        self.cache_calls[job.step] = (hits + hit, misses + (not hit))
+        step_run = self.step_runs[job.step]
+        step_run.cache_hits += hit
+        step_run.cache_misses += not hit
         cache_index.record_call(self.spec.name, job.step, plan.step.agent, key, self.key_parts.get(key, {}),
                                 plan.cache_ttl or 0, hit)
 
@@ -258,31 +258,28 @@ class StepLogic:
 
     def _complete(self, step_id: str, result: AgentResult) -> None:
         plan = self.compiled.plans[step_id]
+        step_run = self.step_runs[step_id]
         if result.status in ("success", "completed_with_errors") and plan.gates:
             result = outcomes.apply_gates(step_id, plan.gates, result, self._context(result=result.context()))
-        if plan.approve_if is not None and step_id not in self.gated and result.status in ("success",
-                                                                                          "completed_with_errors"):
+        if plan.approve_if is not None and step_run.held is None and result.status in ("success",
+                                                                                       "completed_with_errors"):
             asked = approvals.band(plan, self._context(result=result.context()))
             if asked is not None:  # held back until a person decides (`_ask`)
-                self.gated[step_id] = (result, *asked)
+                step_run.held = (result, *asked)
                 self.approvals.append(step_id)
                 return
-        self.results[step_id] = result
+        self.results[step_id] = step_run.result = result
         self.completed.append(step_id)
         self.step_views[step_id] = result.context()
-        step_run = self.active[step_id]
-        self.durations[step_id] = duration = time.monotonic() - step_run.started
-        if self.publisher is not None:
-            self.publisher.step_done(step_id, result, duration, self.step_attempts.get(step_id, 1),
-                                     cached=step_id in self.cached, reused=step_id in self.reused_steps,
-                                     task_run_id=self.task_runs.get(step_id), agent=plan.step.agent,
-                                     cache_calls=self.cache_calls.get(step_id, (0, 0)),
-                                     variant=requests.step_variant(plan, self.run_id),
-                                     skip_reason=self._skip_reason(step_id, plan, result),
-                                     spend=self.budgets.by_step[step_id].view() if step_id in self.budgets.by_step else None)
-        emit(StepEvent(kind="step_finished", step=step_id, label=step_id, status=result.status,
-                       summary=result.summary, duration_s=duration, cached=step_id in self.cached,
-                       reused=step_id in self.reused_steps, degraded=result.degraded))
+        step_run.duration = time.monotonic() - step_run.started
+        finished = StepFinished(
+            step=step_id, result=result, duration=step_run.duration, attempts=step_run.attempts,
+            cached=step_run.cached, reused=step_run.reused, agent=plan.step.agent, task_run_id=step_run.task_run_id,
+            cache_calls=(step_run.cache_hits, step_run.cache_misses), variant=requests.step_variant(plan, self.run_id),
+            skip_reason=self._skip_reason(step_id, plan, result),
+            spend=self.budgets.by_step[step_id].view() if step_id in self.budgets.by_step else None)
+        for sink in self.sinks:
+            sink(finished)
         if result.status == "failed" and (plan.criticality in STOPPING_CRITICALITIES or self.budgets.exhausted):
             self.failed.append(step_id)
             # Start nothing new: drop what is queued; what runs finishes.
