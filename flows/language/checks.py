@@ -68,6 +68,7 @@ class _Checker(AgentChecks, SecretChecks):
         self.inputs = inputs
         self.problems: list[Problem] = []
         self.ids: list[str] = []
+        self.known: set[str] = set()  # the ids, to look up: a list's `in` made 20 000 steps quadratic
         self.explicit: dict[str, list[str]] = {}
         self.referenced: dict[str, set[str]] = {}
         self.edges: dict[tuple[str, str], tuple[tuple, str]] = {}  # (step, upstream) -> (path, how)
@@ -93,6 +94,7 @@ class _Checker(AgentChecks, SecretChecks):
                 continue
             first_line[step_id] = self.document.line_of(path)
             self.ids.append(step_id)
+            self.known.add(step_id)
 
     def _unknown_step(self, name: str, path: tuple, where: str, how: str) -> None:
         close = difflib.get_close_matches(name, self.ids, n=1, cutoff=0.6)
@@ -114,7 +116,7 @@ class _Checker(AgentChecks, SecretChecks):
                 if name == step_id:
                     self.add(path, f"{prefix}.depends_on", f"step `{step_id}` depends on itself",
                              "remove it from its own depends_on")
-                elif isinstance(name, str) and name not in self.ids:
+                elif isinstance(name, str) and name not in self.known:
                     self._unknown_step(name, path, f"{prefix}.depends_on", "depends on")
                 elif isinstance(name, str):
                     self.edges.setdefault((step_id, name), (path, "{step} depends on {upstream}"))
@@ -125,7 +127,7 @@ class _Checker(AgentChecks, SecretChecks):
             self.explicit[step_id] = self.explicit.get(step_id, []) + [s for s in shown if isinstance(s, str)]
             for position, name in enumerate(shown):
                 path = base + ("approval", "show", position)
-                if isinstance(name, str) and name not in self.ids:
+                if isinstance(name, str) and name not in self.known:
                     self._unknown_step(name, path, f"{prefix}.approval.show", "shows")
                 elif isinstance(name, str) and name != step_id:
                     self.edges.setdefault((step_id, name), (path, "{step} shows {upstream}"))
@@ -264,7 +266,7 @@ class _Checker(AgentChecks, SecretChecks):
     def _check_fields(self, fields: Any, path: tuple, where: str) -> None:
         """`steps.a.sumary`: a step's result has known fields, so a typo is found now."""
         for step, field in sorted(fields):
-            if step in self.ids and field not in RESULT_FIELDS:
+            if step in self.known and field not in RESULT_FIELDS:
                 close = difflib.get_close_matches(field, RESULT_FIELDS, n=1, cutoff=0.6)
                 fix = f"did you mean `{close[0]}`?" if close else f"a result has: {', '.join(RESULT_FIELDS)}"
                 self.add(path, where, f"`steps.{step}.{field}`: a step's result has no field `{field}`", fix)
@@ -274,7 +276,7 @@ class _Checker(AgentChecks, SecretChecks):
             if name == step_id:
                 self.add(path, where, f"step `{step_id}` refers to its own result",
                          "use `result` inside repeat.until or gate, or refer to an earlier step")
-            elif name not in self.ids:
+            elif name not in self.known:
                 self._unknown_step(name, path, where, "refers to")
             else:
                 self.referenced[step_id].add(name)

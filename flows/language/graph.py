@@ -18,14 +18,16 @@ def dependencies(
     pattern: str,
 ) -> dict[str, list[str]]:
     """Each step's upstream steps, in definition order, restricted to known ids."""
-    known = set(order)
+    # Each step's upstream ordered by position: sorting its few ids, not scanning every step
+    # (which made a 20 000-step definition take seconds to load).
+    position = {step: index for index, step in enumerate(order)}
     deps: dict[str, list[str]] = {}
     for index, step in enumerate(order):
         upstream = set(explicit.get(step, ())) | set(referenced.get(step, ()))
         if pattern == "sequential" and index > 0:
             upstream.add(order[index - 1])
         upstream.discard(step)
-        deps[step] = [s for s in order if s in upstream and s in known]
+        deps[step] = sorted((s for s in upstream if s in position), key=position.__getitem__)
     return deps
 
 
