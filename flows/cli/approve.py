@@ -95,7 +95,7 @@ def approve(
     from prefect.flow_runs import resume_flow_run
 
     from agentflow.flows.durability.history import RunNotFound, find_run
-    from agentflow.flows.engine.approvals import PAUSE_PREFIX, decided_by_key, pause_key
+    from agentflow.flows.engine.approval_form import PAUSE_PREFIX, decided_by_key, pause_key
 
     try:
         run = find_run(run_id)

@@ -52,7 +52,7 @@ def _wait(run_id: str, as_json: bool, timeout: Optional[float], started: float) 
 
     from agentflow.deployments import client as deployments
     from agentflow.flows.cli import progress
-    from agentflow.flows.engine.approvals import PAUSE_PREFIX
+    from agentflow.flows.engine.approval_form import PAUSE_PREFIX
 
     console = err if as_json else out
     ui = get_current_settings().ui_url

@@ -1,108 +1,38 @@
-"""Approval steps: the run waits for a person, with a form in the Prefect UI.
+"""Approval steps: the waiting. The run waits for a person, with a form in the Prefect UI
+(its form and what the answer makes of the step: engine/approval_form.py; a result held
+back by a confidence gate: engine/approval_gates.py).
 
-The run waits with a typed form: approve or reject, a comment, who decides, and the fields
-the step declares, under the step's message and the results of the steps it shows
-(markdown). A deployed run is suspended (Prefect's `suspend_flow_run`): its process ends and
-gives its worker slot back, and once answered the run is scheduled again and a worker runs
-it from the top, its journal answering every step done, this one from the answer kept on
-the server; a `timeout` is kept by the server (engine/approval_timer.py). A run started here
-pauses in place (`pause_flow_run`: the process waits). A person answers in the
-UI ("Resume" on the run's page) or with `agentflow approve RUN [STEP]`, from any machine
-that reaches the server (Prefect's `resume_flow_run` with the form's values: the server
-checks them against the form's schema; a bad value is refused and the run keeps waiting).
-
-The decision is the step's result: `data` holds approved, decided_by, decided_at, comment,
-fields and timed_out; an approval becomes status success, a rejection failed (or skipped,
-with `on_reject: skip`, and its dependents with it). With `timeout`, no answer in time
-decides `default` (approve, reject, or fail).
+A deployed run is suspended (Prefect's `suspend_flow_run`): its process ends and gives its
+worker slot back, and once answered the run is scheduled again and a worker runs it from the
+top, its journal answering every step done, this one from the answer kept on the server; a
+`timeout` is kept by the server (engine/approval_timer.py). A run started here pauses in
+place (`pause_flow_run`: the process waits). A person answers in the UI ("Resume" on the
+run's page) or with `agentflow approve RUN [STEP]`, from any machine that reaches the server
+(Prefect's `resume_flow_run` with the form's values: the server checks them against the
+form's schema; a bad value is refused and the run keeps waiting). With `timeout`, no answer
+in time decides `default` (approve, reject, or fail).
 """
 
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import re
 import secrets
 import threading
 import time
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, create_model
 
 from agentflow import prefect_compat
 from agentflow import log
 from agentflow.events import StepEvent, emit
 from agentflow.flows.engine import approval_timer
-from agentflow.flows.engine.compiled import StepPlan
-from agentflow.flows.language import templates
-from agentflow.flows.language.spec import Approval, InputSpec
+from agentflow.flows.engine.approval_form import decided_by_key, description, form, pause_key
+from agentflow.flows.language.spec import Approval
 from agentflow.tasks import recording
-from agentflow.tasks.results import AgentResult
 
-PAUSE_PREFIX = "approval-"  # a paused run's pause key: `approval-STEP` (what `agentflow approve` reads)
 _FOREVER_S = 365 * 24 * 3600  # no `timeout`: wait (Prefect's pause needs a number)
 _POLL_S = 2  # how often the paused run asks whether it was answered
-_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "array": list,
-                          "object": dict}
-_SHOWN_CHARS = 4000
 _ANNOUNCE_WITHIN_S = 30.0
-
-
-def spec_of(plan: StepPlan) -> Approval:
-    approval = plan.step.approval
-    return Approval(message=approval) if isinstance(approval, str) else approval
-
-
-def pause_key(step: str) -> str:
-    """What the pause keys of `step` start with (each ask adds `-` and a nonce): Prefect's pause
-    keys are lowercase letters, digits and dashes, so the step's id made so, and a digest of it,
-    so that `Review` and `review` stay apart."""
-    readable = re.sub(r"[^a-z0-9]+", "-", step.lower()).strip("-")[:40]
-    return f"{PAUSE_PREFIX}{readable}-{hashlib.sha256(step.encode()).hexdigest()[:6]}"
-
-
-def form(approval: Approval):
-    """The form's model: Prefect builds the UI's form from its JSON schema, and checks an
-    answer against it."""
-    from prefect.input import RunInput
-
-    declared = {name: (_annotation(spec), _field(spec)) for name, spec in approval.fields.items()}
-    return create_model(
-        "Approval", __base__=RunInput,
-        approve=(bool, Field(description="Approve (checked) or reject (unchecked)")),
-        comment=(str, Field(default="", description="Why: shown to later steps and in the run's result")),
-        **declared)
-
-
-def decided_by_key(key: str) -> str:
-    """The flow-run input where `agentflow approve` says who answered the ask `key` (user@host):
-    not part of the form, so no answer can set it; an answer from the UI has none."""
-    return f"agentflow-decided-by-{key}"
-
-
-def _annotation(spec: InputSpec) -> Any:
-    if spec.enum:
-        return Literal[tuple(spec.enum)]  # type: ignore[misc] - a Literal built from the enum
-    return _TYPES[spec.type] if spec.required else _TYPES[spec.type] | None
-
-
-def _field(spec: InputSpec) -> Any:
-    if spec.required:
-        return Field(description=spec.description or None)
-    return Field(default=spec.default, description=spec.description or None)
-
-
-def description(step: str, approval: Approval, context: dict[str, Any]) -> str:
-    """The markdown above the form: the step's message, then each shown step's result."""
-    lines = [f"## Approval: `{step}`", "", templates.render(approval.message, context), ""]
-    for name in approval.show:
-        shown = context["steps"].get(name) or {}
-        lines += [f"### `{name}`: {shown.get('status', 'not run')}", "", str(shown.get("summary") or "")]
-        output = str(shown.get("output") or "")
-        if output and output != shown.get("summary"):
-            lines += ["", "```", output[-_SHOWN_CHARS:], "```"]
-        lines.append("")
-    return "\n".join(lines)
 
 
 def ask(step: str, approval: Approval, context: dict[str, Any], run_id: str | None, why: str = "") -> dict[str, Any]:
@@ -275,49 +205,6 @@ def _running_again() -> None:
         return
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(run_id, Running(), force=True)
-
-
-# ---- confidence gates ------------------------------------------------------------------------
-def band(plan: StepPlan, context: dict[str, Any]) -> tuple[str, str] | None:
-    """Where a step's result falls: None (approve_if holds: it goes on), or ("review" | "approval",
-    why) for the person asked. An expression that cannot be evaluated (no confidence given)
-    asks for an approval: a gate that cannot tell does not let the result through."""
-    from agentflow.errors import ExpressionError
-
-    confidence = context["result"].get("confidence")
-    said = f"confidence {confidence:g}" if isinstance(confidence, (int, float)) else "no confidence given"
-    for name, expression in (("approve_if", plan.approve_if), ("review_if", plan.review_if)):
-        if expression is None:
-            continue
-        try:
-            holds = bool(expression.evaluate(context))
-        except ExpressionError as exc:
-            return "approval", f"{said}; `{name}` could not be evaluated ({exc})"
-        if holds:
-            return None if name == "approve_if" else ("review", f"{said}: in the review band (`{plan.step.review_if}`)")
-    return "approval", f"{said}: below `{plan.step.approve_if or 'approve_if'}`"
-
-
-def gate_approval(step: str, kind: str, why: str) -> Approval:
-    """What a person is asked about a gated step's result (shown with it)."""
-    what = "Review" if kind == "review" else "Approval required"
-    return Approval(message=f"**{what}**: step `{step}` answered with {why}. Approve to use its answer; "
-                            "reject to fail the step.", show=[step])
-
-
-def result(step: str, approval: Approval, decision: dict[str, Any]) -> AgentResult:
-    who, comment = decision["decided_by"], decision["comment"]
-    said = f"{who}{': ' + comment if comment else ''}"
-    data = {k: v for k, v in decision.items() if k != "fail"}
-    if decision.get("fail"):
-        return AgentResult(status="failed", summary=f"no decision: {said}", data=data,
-                           error=f"step `{step}`: no one approved or rejected it within {approval.timeout:g}s")
-    if decision["approved"]:
-        return AgentResult(summary=f"approved by {said}", data=data)
-    if approval.on_reject == "skip":
-        return AgentResult(status="skipped", summary=f"rejected by {said}", data=data)
-    return AgentResult(status="failed", summary=f"rejected by {said}", data=data,
-                       error=f"step `{step}`: rejected by {said}")
 
 
 def _now() -> str:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
+from prefect.exceptions import Pause
 from prefect.utilities.annotations import quote
 
 from agentflow.errors import WorkflowFailed
@@ -104,8 +105,14 @@ class _Scheduler(StepLogic):
                 self.run_view = {**self.run_view, "workspace": self.workspace.ws.workdir}
             begun = saga.begun(self.journal)
             if begun is None:
-                with entered(self.workspace):
-                    self._loop()
+                try:
+                    with entered(self.workspace):
+                        self._loop()
+                except Pause:  # suspended for a person: this process ends; the run goes on from
+                    # its journal on whichever worker takes it, which makes its tree again
+                    if self.workspace is not None:
+                        deliver.remove(self.workspace)
+                    raise
             else:  # a run that crashed while it compensated: its compensation goes on, not its steps
                 self.failed, self.to_undo, results = begun
                 self.results.update(results)

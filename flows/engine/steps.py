@@ -21,7 +21,7 @@ from agentflow.flows.durability import cache_index
 from agentflow.flows.durability.cache import components, key_of
 from agentflow.flows.durability.journal import Journal
 from agentflow.flows.durability.repo import RepoState, read_repo_state
-from agentflow.flows.engine import approvals, outcomes, requests
+from agentflow.flows.engine import approval_form, approval_gates, approvals, outcomes, requests
 from agentflow.flows.engine.budget import Budgets
 from agentflow.flows.engine.compiled import CompiledWorkflow, StepPlan
 from agentflow.flows.engine.jobs import Job, StepFinished, StepRun
@@ -131,7 +131,7 @@ class StepLogic:
         engine/approvals.py); recorded by a task run of its own."""
         plan = self.compiled.plans[step_id]
         gated = self.step_runs[step_id].held  # (the held result, review | approval, why)
-        approval = approvals.gate_approval(step_id, gated[1], gated[2]) if gated else approvals.spec_of(plan)
+        approval = approval_gates.gate_approval(step_id, gated[1], gated[2]) if gated else approval_form.spec_of(plan)
         label = f"{step_id} ({gated[1]})" if gated else step_id
         request = self._special(plan, "approval", approval.message, label)
         if self.journal is not None:
@@ -143,7 +143,7 @@ class StepLogic:
         if gated:
             context = {**context, "steps": {**self.step_views, step_id: gated[0].context()}}
         decision = approvals.ask(step_id, approval, context, self.run_id, f"{gated[1]}: {gated[2]}" if gated else "")
-        outcome = approvals.result(step_id, approval, decision)
+        outcome = approval_form.result(step_id, approval, decision)
         if gated and outcome.status == "success":  # approved: the agent's answer, with who approved it
             outcome = gated[0].model_copy(update={"metrics": {**gated[0].metrics, "approval": outcome.summary}})
         if outcome.status == "skipped":
@@ -263,7 +263,7 @@ class StepLogic:
             result = outcomes.apply_gates(step_id, plan.gates, result, self._context(result=result.context()))
         if plan.approve_if is not None and step_run.held is None and result.status in ("success",
                                                                                        "completed_with_errors"):
-            asked = approvals.band(plan, self._context(result=result.context()))
+            asked = approval_gates.band(plan, self._context(result=result.context()))
             if asked is not None:  # held back until a person decides (`_ask`)
                 step_run.held = (result, *asked)
                 self.approvals.append(step_id)
