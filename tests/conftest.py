@@ -26,6 +26,17 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 def pytest_configure(config):
     config.addinivalue_line("markers", "unit: needs no Prefect server, service or subprocess: `pytest -m unit` "
                                        "is the one-minute loop")
+    config.addinivalue_line("markers", "server: needs a Prefect server (every test not marked `unit` gets it)")
+    config.addinivalue_line("markers", "deployment: deploys to workers on a server of its own (tests/deployments/)")
+    config.addinivalue_line("markers", "ui: looks at Prefect's UI in Chromium (tests/test_ui.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """What a test needs is said by its marks: a test is `unit` or it needs a server, so that
+    `-m "not deployment and not ui"` or `-m server` select by what can run."""
+    for item in items:
+        if item.get_closest_marker("unit") is None:
+            item.add_marker(pytest.mark.server)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from browser import after_click, page
 from postgres import free_port
 from waiting import until
 
-pytestmark = pytest.mark.xdist_group("test_ui")  # one worker runs the module: it shares a module fixture
+pytestmark = [pytest.mark.xdist_group("test_ui"), pytest.mark.ui]  # one worker runs the module: it shares a module fixture
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
