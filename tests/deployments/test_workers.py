@@ -33,7 +33,7 @@ def test_two_workers_share_one_cache(deployed):
     for name in deployed.workers:  # no result of it in either worker's own home
         home = deployed.root / name / "home"
         # (A run's tree there holds the project's files, cached.yaml among them, which spells the
-        # value: a run suspended or killed by an earlier test keeps its tree for its resume.)
+        # value: a run killed by an earlier test keeps its tree until `agentflow work gc`.)
         holding = [str(p) for p in home.rglob("*") if p.is_file() and p.suffix != ".log"
                    and "agentflow-worktrees" not in p.relative_to(home).parts
                    and p.stat().st_size < 1_000_000 and "costly-value" in p.read_text(errors="replace")]
