@@ -12,11 +12,11 @@ from contextvars import ContextVar
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.states import Completed, Failed, State
+from prefect.states import Completed, State
 
 from agentflow import prefect_compat
 from agentflow import tracing
-from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, AssertionFailed, ConfigError, StepFailed
+from agentflow.errors import NOT_RETRYABLE, AgentNotSetUp, StepFailed
 from agentflow.events import StepEvent, emit
 from agentflow.tasks import audit, circuit, limits, recording, workspace
 from agentflow.tasks.kinds import BACKENDS
@@ -51,18 +51,7 @@ def _retry_condition(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="agent_call", task_run_name="{request.label}", retry_condition_fn=_retry_condition,
       persist_result=False)
 def agent_call(request: AgentRequest) -> AgentResult | State:
-    if request.kind == "skip":
-        # A state of its own, so the UI and `agentflow status` say Skipped, and why.
-        return Completed(name="Skipped", message=request.message[:_MESSAGE_CHARS],
-                         data=AgentResult(status="skipped", summary=request.message))
-    if request.kind == "error":
-        raise ConfigError(request.message)
-    if request.kind == "approval":
-        return _decision(request)
-    if request.kind == "assert":
-        if not request.passed:
-            raise AssertionFailed(f"step `{request.step}`: {request.message}")
-        return AgentResult(summary=f"holds: {request.message}")
+    """Call the request's agent, command or function (a decision is tasks/decisions.py's)."""
     recorder = recording.RECORDING.get() if request.agent is not None else None
     try:
         result = _guarded(request)
@@ -80,19 +69,6 @@ def agent_call(request: AgentRequest) -> AgentResult | State:
     if recorder is not None:
         recorder.note(request, result, None)
     return _marked(request, result)
-
-
-def _decision(request: AgentRequest) -> State:
-    """An approval step's task run records the decision a person made (engine/approvals.py):
-    Approved, Rejected or Failed in the UI, with who and why; and a line in the audit log."""
-    decision = request.params
-    audit.decision(request)
-    data = AgentResult(status="success" if decision.get("approved") else "failed", summary=request.message,
-                       data=decision)
-    if decision.get("fail"):
-        return Failed(message=request.message[:_MESSAGE_CHARS], data=data)
-    name = "Approved" if decision.get("approved") else "Rejected"
-    return Completed(name=name, message=request.message[:_MESSAGE_CHARS], data=data)
 
 
 def _guarded(request: AgentRequest) -> AgentResult:

@@ -42,6 +42,7 @@ from agentflow.flows.engine.run_workspace import WRITING_KINDS, RunWorkspace, en
 from agentflow.flows.engine.steps import StepLogic, to_the_live_view
 from agentflow.flows.language.inputs import secret_marker
 from agentflow.tasks import credentials
+from agentflow.tasks.decisions import DECISION_KINDS
 from agentflow.tasks.kinds import REQUEST_KINDS
 from agentflow.tasks.results import AgentResult
 from agentflow.tasks.workspace import PatchConflict
@@ -233,7 +234,10 @@ class _Scheduler(StepLogic):
             self.publisher.started(job.request.label, job.request.agent or None, self.step_runs[job.step].attempts)
 
     def _task(self, job: Job) -> Any:
-        task = self.compiled.plans[job.step].task
+        plan = self.compiled.plans[job.step]
+        if job.request.kind in DECISION_KINDS:  # decided already: recorded, nothing called
+            return plan.decision_task
+        task = plan.task
         return task.with_options(refresh_cache=True) if job.refresh else task
 
     def _finish(self, job: Job, state: Any) -> None:

@@ -29,6 +29,7 @@ from agentflow.flows.engine.publish import Publisher
 from agentflow.flows.engine.run_workspace import RunWorkspace
 from agentflow.flows.language.inputs import secret_env
 from agentflow.flows.language.spec import Workflow
+from agentflow.tasks.decisions import DECISION_KINDS
 from agentflow.tasks.kinds import REQUEST_KINDS
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult
@@ -166,7 +167,7 @@ class StepLogic:
             if done is not None:
                 self.reused.append((job, done))
                 return
-        if plan.cache_policy is not None and job.key is not None:
+        if plan.cache_policy is not None and job.key is not None and request.kind not in DECISION_KINDS:
             if self._repo is None:
                 self._repo = read_repo_state(".")  # outside a flow run (no journal): read here, once
             # The tree the call will see: the run's, made of its commit and patches so far.
