@@ -9,6 +9,8 @@ B6  a claude-code step against a local Messages API stub: agentflow's whole step
 B5  100 deployed 5-step runs through `run_workflow_deployment` on two workers and a
     PostgreSQL-backed server (bench_deployments.py; needs PostgreSQL on 127.0.0.1:5432;
     --skip-b5 leaves it out).
+SC  the server's CPU per step (bench_server_cpu.py): B1's two flows against a server of its own
+    with its default services (events persisted), its process's CPU from /proc per run.
 B7  the fixed cost of a flow run: flow call to first step, last step's end to the call
     returning, vs a hand-written one-task flow (bench_fixed_cost.py).
 S   start-up (bench_startup.py): a started `prefect server` until healthy, the embedded server's start, the
@@ -55,6 +57,7 @@ from bench_fixed_cost import fixed_cost  # noqa: E402
 from bench_metrics import describe as describe_metrics, metrics_cost  # noqa: E402
 from bench_resume import b4  # noqa: E402
 from bench_shared import available as b9_available, b9, describe as describe_b9  # noqa: E402
+from bench_server_cpu import server_cpu  # noqa: E402
 from bench_startup import startup  # noqa: E402
 from bench_workspace import b8, describe as describe_b8  # noqa: E402
 
@@ -276,11 +279,14 @@ def main() -> None:
     try:
         r1 = b1(args.rounds, 200)
         r2 = b2(args.rounds, 50)
+        sc = server_cpu(args.rounds, 200, start_server)
         if args.quick:
             print(f"B1 ours {r1['ours']:.2f} ms/step, hand {r1['hand']:.2f}, tagged {r1['hand_tagged']:.2f}, "
                   f"walls {r1['ours_wall']:.2f}/{r1['hand_wall']:.2f}, "
                   f"ratio {r1['ours'] / r1['hand']:.3f}; "
-                  f"B2 steps phase {r2['steps_phase']:.3f}, flow {r2['flow_wall']:.3f}, hand {r2['hand_phase']:.3f}")
+                  f"B2 steps phase {r2['steps_phase']:.3f}, flow {r2['flow_wall']:.3f}, hand {r2['hand_phase']:.3f}; "
+                  + (f"SC server CPU ms/step ours {sc['ours']:.2f}, hand {sc['hand']:.2f}, "
+                     f"ratio {sc['ours'] / sc['hand']:.3f}" if sc else "SC: no /proc here"))
             return
         r3 = b3()
         os.chdir(here)
@@ -316,6 +322,9 @@ def main() -> None:
          f"{r1['ours_wall']:.2f} / {r1['hand_wall']:.2f}", "includes the flow run's fixed cost"),
         ("B1 hand-written with two task tags, ms per step", f"{r1['hand_tagged']:.2f}",
          "Prefect asks the server for tag concurrency limits per tagged task run"),
+        *([("SC the server's CPU per step, ms: agentflow / hand-written", f"{sc['ours']:.2f} / {sc['hand']:.2f}",
+            f"ratio {sc['ours'] / sc['hand']:.3f} (target <= 1.10); default services (events persisted); "
+            "from the flow call until the server is idle again; medians")] if sc else []),
         ("B2 50 x 1 s steps, steps phase / 1 s", f"{r2['steps_phase']:.3f}", "target <= 1.11"),
         ("B2 50 x 1 s steps, whole flow call / 1 s", f"{r2['flow_wall']:.3f}", "includes flow start and end"),
         ("B2 peer: 50 plain Prefect tasks submitted by hand / 1 s", f"{r2['hand_phase']:.3f}",

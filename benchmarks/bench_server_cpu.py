@@ -1,0 +1,149 @@
+"""SC: what a step costs the Prefect server, in CPU: 200 sequential no-op steps as an agentflow
+workflow and as a hand-written Prefect flow of plain tasks, interleaved, against a server of
+its own with its default services (the event persister and triggers on: what a step sends is
+part of its cost). The server's CPU (its process and its children's) is read from /proc from
+just before a flow call until the server has recorded the run and gone idle again.
+
+On a server shared by many workers, its CPU is the limit of the whole system: this is the
+figure that says how far one server scales. The flows run in a child process, which the
+parent steps through its rounds (one line on stdin per run), so that nothing else in the
+measuring process talks to the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+_IDLE_WINDOW_S = 0.5
+_IDLE_BELOW = 0.03  # of a core: the server's background loops when nothing is asked of it
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of `pid` and its living descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(times.get(member, 0.0) for member in tree)
+
+
+def _idle(pid: int, limit_s: float = 60.0) -> None:
+    """Wait until the server uses less than _IDLE_BELOW of a core over a window."""
+    deadline = time.monotonic() + limit_s
+    before = process_cpu_s(pid)
+    while time.monotonic() < deadline:
+        time.sleep(_IDLE_WINDOW_S)
+        now = process_cpu_s(pid)
+        if (now - before) / _IDLE_WINDOW_S < _IDLE_BELOW:
+            return
+        before = now
+
+
+def _recorded(url: str, flow_run_id: str, task_runs: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        count = httpx.post(f"{url}/task_runs/count", json={"flow_runs": {"id": {"any_": [flow_run_id]}}},
+                           timeout=30).json()
+        if count >= task_runs:
+            return
+        time.sleep(0.2)
+
+
+def server_cpu(rounds: int, steps: int, start_server) -> dict:
+    """Median server CPU per step, ms, for agentflow's flow and the hand-written one."""
+    if not Path("/proc/self/stat").exists():
+        return {}
+    home = Path(tempfile.mkdtemp(prefix="agentflow-bench-sc-"))
+    server, url, _ = start_server(home)  # default services: events persisted, triggers on
+    env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home / "client")}
+    child = subprocess.Popen([sys.executable, str(Path(__file__)), "--child", str(steps)], cwd=home, env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    samples: dict[str, list[float]] = {"ours": [], "hand": []}
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"  # both flows warmed (imports, registration)
+        for _ in range(rounds):
+            for name in ("ours", "hand"):
+                _idle(server.pid)
+                before = process_cpu_s(server.pid)
+                child.stdin.write(f"{name}\n")
+                child.stdin.flush()
+                flow_run_id = child.stdout.readline().strip()
+                _recorded(url, flow_run_id, steps)
+                _idle(server.pid)
+                samples[name].append((process_cpu_s(server.pid) - before) * 1000 / steps)
+        child.stdin.close()
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {"ours": statistics.median(samples["ours"]), "hand": statistics.median(samples["hand"]),
+            "ours_all": samples["ours"], "hand_all": samples["hand"]}
+
+
+def _child(steps: int) -> None:
+    sys.path[:0] = [str(HERE.parent), str(HERE)]
+    import agentflow  # noqa: F401  (agentflow's Prefect defaults, before Prefect is imported)
+    from prefect import flow, task
+
+    from agentflow import build_flow
+    from agentflow.flows.language.loader import load_text
+
+    lines = "\n".join(f"  - {{id: s{i}, call: 'bench_steps:noop'}}" for i in range(steps))
+    ours = build_flow(load_text(f"name: sc-agentflow\npattern: sequential\nsteps:\n{lines}\n"))
+
+    @task(name="noop", task_run_name="s{i}", persist_result=False)
+    def noop_task(i: int) -> int:
+        return i
+
+    @flow(name="sc-hand-written", persist_result=False)
+    def hand() -> None:
+        for i in range(steps):
+            noop_task(i)
+
+    flows = {"ours": ours, "hand": hand}
+    for fn in flows.values():
+        fn()
+    print("ready", flush=True)
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for line in sys.stdin:
+        state = flows[line.strip()](return_state=True)
+        # What the run sends in the background (log lines, events) reaches the server now, so
+        # that it is counted with this run and not the next.
+        APILogWorker.drain_all(timeout=30)
+        EventsWorker.drain_all(timeout=30)
+        print(json.dumps(str(state.state_details.flow_run_id)).strip('"'), flush=True)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--child"]:
+    _child(int(sys.argv[2]))
