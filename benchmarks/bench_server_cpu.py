@@ -62,7 +62,9 @@ def _idle(pid: int, limit_s: float = 60.0) -> None:
         before = now
 
 
-def _recorded(url: str, flow_run_id: str, task_runs: int) -> None:
+def recorded(url: str, flow_run_id: str, task_runs: int) -> None:
+    """Wait until the server has recorded every task run of the flow run (from its events, in
+    the background)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         count = httpx.post(f"{url}/task_runs/count", json={"flow_runs": {"id": {"any_": [flow_run_id]}}},
@@ -92,7 +94,7 @@ def server_cpu(rounds: int, steps: int, start_server) -> dict:
                 child.stdin.write(f"{name}\n")
                 child.stdin.flush()
                 flow_run_id = child.stdout.readline().strip()
-                _recorded(url, flow_run_id, steps)
+                recorded(url, flow_run_id, steps)
                 _idle(server.pid)
                 samples[name].append((process_cpu_s(server.pid) - before) * 1000 / steps)
         child.stdin.close()

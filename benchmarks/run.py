@@ -57,7 +57,7 @@ from bench_fixed_cost import fixed_cost  # noqa: E402
 from bench_metrics import describe as describe_metrics, metrics_cost  # noqa: E402
 from bench_resume import b4  # noqa: E402
 from bench_shared import available as b9_available, b9, describe as describe_b9  # noqa: E402
-from bench_server_cpu import server_cpu  # noqa: E402
+from bench_server_cpu import recorded, server_cpu  # noqa: E402
 from bench_startup import startup  # noqa: E402
 from bench_workspace import b8, describe as describe_b8  # noqa: E402
 
@@ -104,15 +104,7 @@ def settle(state, task_runs: int) -> None:
     still digests the previous one's backlog pays for it (seen: 11 to 22 ms per step for
     the same flow), which made interleaved comparisons noise.
     """
-    url = os.environ["PREFECT_API_URL"]
-    flow_run_id = str(state.state_details.flow_run_id)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        count = httpx.post(f"{url}/task_runs/count", json={"flow_runs": {"id": {"any_": [flow_run_id]}}},
-                           timeout=30).json()
-        if count >= task_runs:
-            return
-        time.sleep(0.2)
+    recorded(os.environ["PREFECT_API_URL"], str(state.state_details.flow_run_id), task_runs)
 
 
 def b1(rounds: int, steps: int) -> dict:
