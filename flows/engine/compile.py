@@ -40,7 +40,6 @@ from agentflow.flows.language.inputs import validate_inputs
 from agentflow.flows.language.spec import AgentSpec, ResolvedWorkflow, Step, Workflow
 from agentflow.tasks import workspace
 from agentflow.tasks.agent_call import agent_call
-from agentflow.tasks.decisions import record_decision
 from agentflow.tasks.request import AgentRequest
 from agentflow.tasks.results import AgentResult
 
@@ -123,7 +122,6 @@ def _plan(workflow: ResolvedWorkflow, step: Step, upstream: tuple[str, ...], cac
         agent=agent,
         criticality=criticality,
         timeout=timeout,
-        decision_task=record_decision.with_options(name=f"{spec.name}.{step.id}"),
         definition_digest=canonical.digest(canonical.step_definition(step)),
         agent_digest=_agent_digest(workflow, agent) if agent else None,
         cache_policy=cache_options["cache_policy"] if cached else None,

@@ -43,9 +43,6 @@ class StepPlan:
     # May run at the same time as another step (or its items beside each other): its calls
     # then work in worktrees of their own (engine/run_workspace.py), so each captures only its work.
     concurrent: bool = False
-    # Records what was decided without a call (a skip, an assert, an approval, a step that could
-    # not be prepared) as the step's task run (tasks/decisions.py).
-    decision_task: Task | None = None
 
     @property
     def cache(self) -> bool:

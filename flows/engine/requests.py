@@ -129,7 +129,7 @@ def agent_request(agent: AgentSpec, subagent: Any, local: dict[str, Any], common
     agent_context = {**local, "prompt": common["prompt"], "with": common["params"], "files": common["files"],
                      "step": common["step"]}
     fields = kind.request_fields(agent, lambda text: templates.render(text, agent_context))
-    if "agent_config" in fields:
+    if kind.carries_config:
         config = fields["agent_config"]
         if subagent is not None:
             config["subagent_definition"] = subagent.model_dump(mode="json")

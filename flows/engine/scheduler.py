@@ -41,7 +41,7 @@ from agentflow.flows.engine.run_scope import run_scope
 from agentflow.flows.engine.run_workspace import WRITING_KINDS, RunWorkspace, entered
 from agentflow.flows.engine.steps import StepLogic, to_the_live_view
 from agentflow.flows.language.inputs import secret_marker
-from agentflow.tasks import credentials
+from agentflow.tasks import credentials, decisions
 from agentflow.tasks.decisions import DECISION_KINDS
 from agentflow.tasks.kinds import REQUEST_KINDS
 from agentflow.tasks.results import AgentResult
@@ -236,7 +236,7 @@ class _Scheduler(StepLogic):
     def _task(self, job: Job) -> Any:
         plan = self.compiled.plans[job.step]
         if job.request.kind in DECISION_KINDS:  # decided already: recorded, nothing called
-            return plan.decision_task
+            return decisions.for_step(plan.task.name)
         task = plan.task
         return task.with_options(refresh_cache=True) if job.refresh else task
 
