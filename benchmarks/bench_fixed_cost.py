@@ -70,7 +70,7 @@ if __name__ == "__main__":
     from pathlib import Path
 
     sys.path[:0] = [str(Path(__file__).resolve().parent)]
-    from run import QUIET_SERVER, start_server
+    from servers import QUIET_SERVER, start_server
 
     server, url, _ = start_server(Path(tempfile.mkdtemp(prefix="agentflow-b7-")), QUIET_SERVER)
     os.environ["PREFECT_API_URL"] = url

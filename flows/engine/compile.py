@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -248,19 +249,23 @@ def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozense
     spec = workflow.spec
 
     def run(**inputs: Any) -> WorkflowResult | State:
-        if deployed:
-            inputs = with_secrets_from_env(spec, inputs)
-        values = validate_inputs(spec, inputs)
+        checked = _CHECKED.get()
+        if checked is not None and checked[0] is spec and not deployed:  # checked by WorkflowFlow.__call__, just now
+            _CHECKED.set(None)
+            values = dict(checked[1])
+        else:  # a run a deployment started, or a resumed one: its parameters come from the server
+            values = validate_inputs(spec, with_secrets_from_env(spec, inputs) if deployed else inputs)
         read_only_our_records()
         prefect_logs.install()
-        try:
-            return execute(compiled, values)
-        except WorkflowFailed as exc:
+        outcome = execute(compiled, values)
+        if outcome.status == "failed":
             # A failed step is an outcome the run reports, not an error in the engine: returned
             # as the flow's Failed state, Prefect logs it in one line, with no traceback (a
-            # worker's log printed two for an ordinary rejection); callers still get the
-            # WorkflowFailed raised, or stored as the deployed run's result.
-            return Failed(message=str(exc), data=exc)
+            # worker's log printed two for an ordinary rejection). Its data is the
+            # WorkflowFailed that a Python caller gets raised (carrying the result), and that a
+            # deployed run stores (engine/stored_result.py).
+            return Failed(message=outcome.message, data=WorkflowFailed(outcome.message, outcome))
+        return outcome
 
     run.__signature__ = _signature(spec, with_secrets=not deployed)  # type: ignore[attr-defined]
     run.__name__ = run.__qualname__ = spec.name.replace("-", "_").replace(".", "_")
@@ -293,19 +298,31 @@ class WorkflowFlow(Flow):
     def parameters_of(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The flow run's parameters for these inputs: checked (InputError), defaults filled in,
         secrets wrapped so that Prefect stores and shows them masked."""
-        values = validate_inputs(self.workflow_spec, inputs)
-        for name, input_spec in self.workflow_spec.inputs.items():
-            if input_spec.secret and isinstance(values.get(name), str):
-                values[name] = SecretStr(values[name])
-        return values
+        return _masked(self.workflow_spec, validate_inputs(self.workflow_spec, inputs))
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any) -> Any:
         if args:
             raise InputError(f"workflow `{self.workflow_spec.name}` takes its inputs by name, "
                              f"e.g. flow({next(iter(self.workflow_spec.inputs), 'name')}=...)")
-        values = self.parameters_of(kwargs)
-        with tags(RUN_TAG), own_heartbeat():  # the flow run's tag; the body takes it off its task runs
-            return super().__call__(return_state=return_state, wait_for=wait_for, **values)
+        values = validate_inputs(self.workflow_spec, kwargs)
+        checked = _CHECKED.set((self.workflow_spec, values))  # the body takes them as they are
+        try:
+            with tags(RUN_TAG), own_heartbeat():  # the flow run's tag; the body takes it off its task runs
+                return super().__call__(return_state=return_state, wait_for=wait_for,
+                                        **_masked(self.workflow_spec, values))
+        finally:
+            _CHECKED.reset(checked)
+
+
+# Inputs a WorkflowFlow call has checked, for its body: checked once, not again when the body
+# starts (a deployed or resumed run's body, called by Prefect, checks what the server gave it).
+_CHECKED: ContextVar[tuple[Workflow, dict[str, Any]] | None] = ContextVar("agentflow_checked_inputs", default=None)
+
+
+def _masked(spec: Workflow, values: dict[str, Any]) -> dict[str, Any]:
+    """Secrets wrapped, so that Prefect stores and shows them masked."""
+    return {name: SecretStr(value) if spec.inputs[name].secret and isinstance(value, str) else value
+            for name, value in values.items()}
 
 
 # The settings last in use and their copy without Prefect's heartbeat: copying Prefect's

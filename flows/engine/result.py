@@ -30,6 +30,7 @@ class WorkflowResult(BaseModel):
     version: str
     run_id: str | None = None  # the Prefect flow run id
     status: Literal["completed", "failed"]
+    message: str = ""  # a failed run: which steps failed it, and why it stopped
     steps: dict[str, StepOutcome] = Field(default_factory=dict)  # every step, in definition order
     failed_steps: list[str] = Field(default_factory=list)  # the failures that stopped the run
     spend: dict[str, float | int] = Field(default_factory=dict)  # what its agents reported: usd, tokens

@@ -25,7 +25,6 @@ from typing import Any
 from prefect.exceptions import Pause
 from prefect.utilities.annotations import quote
 
-from agentflow.errors import WorkflowFailed
 from agentflow.events import StepEvent, emit
 from agentflow.flows.durability import patches
 from agentflow.flows.durability.journal import Done, Journal
@@ -52,7 +51,8 @@ _SIGNAL_CHECK_S = 0.25
 
 
 def execute(compiled: CompiledWorkflow, inputs: dict[str, Any]) -> WorkflowResult:
-    """Run every step; return the WorkflowResult, or raise WorkflowFailed carrying it."""
+    """Run every step; the WorkflowResult, failed or not (the flow body turns a failed one
+    into the flow run's Failed state)."""
     return _Scheduler(compiled, inputs).run()
 
 
@@ -181,8 +181,12 @@ class _Scheduler(StepLogic):
                 deliver.remove(self.workspace)
                 raise
         steps = outcomes.step_outcomes(self.spec_order(), self.results, self.step_runs, self.failed)
+        message = ""
+        if self.failed:
+            message = (f"workflow `{self.spec.name}` failed: step(s) {', '.join(self.failed)} failed"
+                       f"{self.budgets.why_stopped()}")
         outcome = WorkflowResult(workflow=self.spec.name, version=self.compiled.workflow.spec_hash,
-                                 run_id=self.run_id, status="failed" if self.failed else "completed",
+                                 run_id=self.run_id, status="failed" if self.failed else "completed", message=message,
                                  steps=steps, failed_steps=list(self.failed), spend=self.budgets.spent.view(),
                                  compensations={step: outcomes.compensation(r) for step, r in undone.items()},
                                  work=self.work)
@@ -192,10 +196,6 @@ class _Scheduler(StepLogic):
         finally:
             if self.workspace is not None:
                 deliver.remove(self.workspace)
-        if self.failed:
-            names = ", ".join(self.failed)
-            why = self.budgets.why_stopped()
-            raise WorkflowFailed(f"workflow `{self.spec.name}` failed: step(s) {names} failed{why}", outcome)
         return outcome
 
     def _launch(self) -> None:

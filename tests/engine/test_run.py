@@ -225,6 +225,7 @@ steps:
     assert "exited with code 3: disk is full" in bad.error
     assert bad.output == "partial\n"
     assert caught.value.result.steps["after"].status == "not_run"
+    assert caught.value.result.message == str(caught.value) == "workflow `failing` failed: step(s) bad failed"
     assert not marker.exists()
 
 
