@@ -225,7 +225,31 @@ def heartbeat_resources(flow_run: Any, flow_name: str) -> tuple[dict[str, str], 
     return resource, related
 
 
-# ---- 9. The Claude Agent SDK's bundled CLI ------------------------------------------------------------------------
+# ---- 9. The line Prefect logs when a task run ends -------------------------------------------------------
+# Prefect's task engine logs `Finished in state Completed()` (or `Cached(...)`) at INFO on the
+# `prefect.task_runs` logger as a task run ends well (TaskRunEngine.log_finished_message), with
+# the task run's `flow_run_id` on the record (task_run_logger's extra); that logger's records
+# reach the run's log in the UI through Prefect's APILogHandler (Prefect's logging.yml).
+# Public alternative: none (the message is not a setting).
+
+
+def is_task_run_end_line(record: Any) -> bool:
+    import logging
+
+    return record.levelno == logging.INFO and str(record.msg).startswith("Finished in state ")
+
+
+def api_log_handlers() -> list[Any]:
+    """The handlers that send `prefect.task_runs` records to the API (the run's log in the UI)."""
+    import logging
+
+    from prefect.logging.handlers import APILogHandler
+
+    return [handler for handler in logging.getLogger("prefect.task_runs").handlers
+            if isinstance(handler, APILogHandler)]
+
+
+# ---- 10. The Claude Agent SDK's bundled CLI ------------------------------------------------------------------------
 def claude_bundled_dir() -> Path | None:
     """The folder the SDK's wheel ships its Claude Code CLI in (`_bundled`, private), with its
     `claude.version`; None if the SDK is not installed. Shown by `agentflow agents`."""

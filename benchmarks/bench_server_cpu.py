@@ -74,6 +74,43 @@ def recorded(url: str, flow_run_id: str, task_runs: int) -> None:
         time.sleep(0.2)
 
 
+def sent(url: str, flow_run_id: str, steps: int) -> dict[str, float]:
+    """What a run sent the server, per step: log rows, events (of the run, or naming it as a
+    related resource), and the resource rows those events are stored with (one for the event's
+    resource, one for each related one). Read once the counts stop growing: the server
+    persists events in batches, in the background."""
+    def count() -> tuple[int, int, int]:
+        logs = offset = 0
+        while True:
+            page = httpx.post(f"{url}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                                                          "limit": 200, "offset": offset}, timeout=30).json()
+            logs += len(page)
+            offset += len(page)
+            if len(page) < 200:
+                break
+        events = resources = 0
+        page = httpx.post(f"{url}/events/filter", json={"filter": {
+            "any_resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+            "occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 50}, timeout=30).json()
+        while True:
+            events += len(page["events"])
+            resources += sum(1 + len(event.get("related", [])) for event in page["events"])
+            if not page.get("next_page"):
+                break
+            page = httpx.get(page["next_page"], timeout=30).json()
+        return logs, events, resources
+
+    seen, deadline = None, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = count()
+        if now == seen and now[1] >= 3 * steps:
+            break
+        seen = now
+        time.sleep(1.0)
+    logs, events, resources = seen or (0, 0, 0)
+    return {"logs": logs / steps, "events": events / steps, "resources": resources / steps}
+
+
 def server_cpu(rounds: int, steps: int, start_server) -> dict:
     """Median server CPU per step, ms, for agentflow's flow and the hand-written one."""
     if not Path("/proc/self/stat").exists():
@@ -84,6 +121,7 @@ def server_cpu(rounds: int, steps: int, start_server) -> dict:
     child = subprocess.Popen([sys.executable, str(Path(__file__)), "--child", str(steps)], cwd=home, env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     samples: dict[str, list[float]] = {"ours": [], "hand": []}
+    last: dict[str, str] = {}
     try:
         assert child.stdout is not None and child.stdin is not None
         assert child.stdout.readline().strip() == "ready"  # both flows warmed (imports, registration)
@@ -93,12 +131,13 @@ def server_cpu(rounds: int, steps: int, start_server) -> dict:
                 before = process_cpu_s(server.pid)
                 child.stdin.write(f"{name}\n")
                 child.stdin.flush()
-                flow_run_id = child.stdout.readline().strip()
+                flow_run_id = last[name] = child.stdout.readline().strip()
                 recorded(url, flow_run_id, steps)
                 _idle(server.pid)
                 samples[name].append((process_cpu_s(server.pid) - before) * 1000 / steps)
         child.stdin.close()
         child.wait(timeout=60)
+        what_was_sent = {name: sent(url, flow_run_id, steps) for name, flow_run_id in last.items()}
     finally:
         if child.poll() is None:
             child.kill()
@@ -108,7 +147,7 @@ def server_cpu(rounds: int, steps: int, start_server) -> dict:
         except subprocess.TimeoutExpired:
             server.kill()
     return {"ours": statistics.median(samples["ours"]), "hand": statistics.median(samples["hand"]),
-            "ours_all": samples["ours"], "hand_all": samples["hand"]}
+            "ours_all": samples["ours"], "hand_all": samples["hand"], "sent": what_was_sent}
 
 
 def _child(steps: int) -> None:

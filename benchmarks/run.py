@@ -280,7 +280,14 @@ def main() -> None:
          "Prefect asks the server for tag concurrency limits per tagged task run"),
         *([("SC the server's CPU per step, ms: agentflow / hand-written", f"{sc['ours']:.2f} / {sc['hand']:.2f}",
             f"ratio {sc['ours'] / sc['hand']:.3f} (target <= 1.10); default services (events persisted); "
-            "from the flow call until the server is idle again; medians")] if sc else []),
+            "from the flow call until the server is idle again; medians"),
+           ("SC what a step sends: log rows / events / event resource rows, agentflow vs hand-written",
+            " / ".join(f"{sc['sent']['ours'][k]:.2f}" for k in ("logs", "events", "resources")) + " vs "
+            + " / ".join(f"{sc['sent']['hand'][k]:.2f}" for k in ("logs", "events", "resources")),
+            "per step, counted on the server. Ours: the step's line (its outcome, time and summary; Prefect's "
+            "own end line is kept off the UI for our steps); its outcome event `agentflow.step.*` (the metrics "
+            "exporter's figures, automations); every event of an agentflow run also names the run's `agentflow` "
+            "tag (crash automation, metrics, runs in flight)")] if sc else []),
         ("B2 50 x 1 s steps, steps phase / 1 s", f"{r2['steps_phase']:.3f}", "target <= 1.11"),
         ("B2 50 x 1 s steps, whole flow call / 1 s", f"{r2['flow_wall']:.3f}", "includes flow start and end"),
         ("B2 peer: 50 plain Prefect tasks submitted by hand / 1 s", f"{r2['hand_phase']:.3f}",

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 # What only prefect_compat.py may name (a name, or the shape of a use).
 PRIVATE = [r"_sync=True", r"_block_document_id", r"prefect\._internal", r"SubprocessASGIServer", r"\._instances\b",
            r"flow_engine", r"SettingsContext", r"TagsContext", r"run_input_keyset", r"\"_bundled\"", r"\bstate\.data\b",
-           r"keyset_from", r"get_settings_context", r"-response\"", r"\"prefect\.flow-run\.heartbeat\""]
+           r"keyset_from", r"get_settings_context", r"-response\"", r"\"prefect\.flow-run\.heartbeat\"",
+           r"[\"']Finished in state", r"APILogHandler"]
 
 
 @pytest.mark.unit
@@ -163,6 +164,44 @@ def test_only_the_kept_tags_reach_a_task_run(prefect_server):
 
     with tags("drop", "keep"):
         assert tagged() == ["keep"]
+
+
+def test_a_task_runs_end_line_is_recognised_and_sent_by_prefects_api_handler(prefect_server):
+    """is_task_run_end_line, api_log_handlers: a task run that ends well is logged as `Finished in
+    state ...` at INFO on prefect.task_runs, with its flow run's id, and an APILogHandler on
+    that logger sends it to the run's log (engine/prefect_logs.py keeps it off for our steps)."""
+    import logging
+
+    from prefect import flow, task
+
+    handlers = prefect_compat.api_log_handlers()
+    assert handlers, "no APILogHandler on the prefect.task_runs logger"
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    @task
+    def quick() -> int:
+        return 1
+
+    @flow(name=f"compat-{uuid.uuid4().hex[:6]}")
+    def one() -> str:
+        quick()
+        from prefect.context import get_run_context
+
+        return str(get_run_context().flow_run.id)
+
+    keep = Keep()
+    logging.getLogger("prefect.task_runs").addHandler(keep)
+    try:
+        flow_run_id = one()
+    finally:
+        logging.getLogger("prefect.task_runs").removeHandler(keep)
+    ends = [record for record in seen if prefect_compat.is_task_run_end_line(record)]
+    assert len(ends) == 1, [record.getMessage() for record in seen]
+    assert getattr(ends[0], "flow_run_id", None) == flow_run_id, "the record no longer carries its flow run's id"
 
 
 def test_an_answer_to_a_pause_is_found_by_its_key(prefect_server):

@@ -94,7 +94,7 @@ def test_a_runs_page_shows_its_steps_logs_and_artifacts(served):
 
     # Each waits until the page shows every text (and fails naming those that never did).
     page(f"{url}/runs/flow-run/{run_id}", "ui-run-logs.png", (
-        "ui-tour", "2 Task runs", "step gather_facts: started", "facts about Ada", "step write_report: completed",
+        "ui-tour", "2 Task runs", "step gather_facts: completed", "facts about Ada", "step write_report: completed",
         "completed (2 steps)"))
     page(f"{url}/artifacts", "ui-artifacts.png", (
         "ui-tour-steps", "ui-tour: every step", "ui-tour-progress", "ui-tour: steps ended", "ui-tour-write-report",

@@ -1,7 +1,10 @@
 """What the Prefect UI shows of a run besides its task runs.
 
-- the run's log: a line when each step starts, and one when it ends with its summary (or why
-  it failed, was skipped, or came from the cache or the journal);
+- the run's log: a line when each step ends, with its summary (or why it failed, was skipped,
+  or came from the cache or the journal), in place of Prefect's `Finished in state ...`
+  (engine/prefect_logs.py); its start is in agentflow's own log (`agentflow logs`), and the
+  UI shows it as its task run, running. One line a step: each is a row the server writes
+  (benchmarks/ SC);
 - artifacts: the result of each agent step, failed or degraded step, or step that wrote
   files, as markdown (summary, files created and modified, metrics, degraded flags) on its
   task run; a progress bar that advances as steps end; a table of every step when the run
@@ -30,7 +33,7 @@ from agentflow import log
 from agentflow.printable import counted
 from agentflow.errors import StepFailed
 from agentflow.flows.durability import worktrees
-from agentflow.flows.engine import announce
+from agentflow.flows.engine import announce, prefect_logs
 from agentflow.flows.engine.jobs import StepFinished
 from agentflow.flows.engine.result import WorkflowResult
 from agentflow.tasks import workspace
@@ -134,10 +137,13 @@ class Publisher:
         self._thread = threading.Thread(target=self._send, name="agentflow-artifacts", daemon=True)
         self._thread.start()
         self._queue.put(("progress-create", None))
+        prefect_logs.describing(run_id, True)  # its steps' ends: our line in the UI, not Prefect's too
 
     # ---- called by the scheduler --------------------------------------------------------
     def started(self, label: str, agent: str | None = None, attempt: int = 1) -> None:
-        self._logger.info(f"step {label}: started", step=label, agent=agent, attempt=attempt)
+        # agentflow's log only: in the UI the step's task run shows it running, and a line there
+        # is a row the server writes for every step (benchmarks/ SC).
+        self._logger.info(f"step {label}: started", step=label, agent=agent, attempt=attempt, ui=False)
 
     def step_done(self, done: StepFinished) -> None:
         """A step ended: its log line, its outcome event and metrics, its page, the progress."""
@@ -177,6 +183,7 @@ class Publisher:
     def close(self, outcome: WorkflowResult, workdir: str | None = None) -> None:
         """The run's table, its reports (read in `workdir`, the run's workspace, else here)
         and its outcome event; then wait (bounded) for the thread to send what is queued."""
+        prefect_logs.describing(self.run_id, False)
         failed = outcome.status == "failed"
         self._logger.log(logging.WARNING if failed else logging.INFO,
                          f"run {self.run_id}: {outcome.status} ({counted(len(outcome.steps), 'step')})", outcome=outcome.status)
