@@ -57,4 +57,19 @@ def b4(api_url: str, steps: int = 20, kill_at: int = 10) -> dict:
     remaining = steps - len(ended_before)
     return {"completed_before": len(ended_before), "redone": len(redone), "resume_run_s": resume_run,
             "resume_wall_s": resume_wall, "remaining_steps": remaining,
-            "remaining_work_s": uninterrupted * remaining / steps, "uninterrupted_s": uninterrupted}
+            "remaining_work_s": uninterrupted * remaining / steps, "uninterrupted_s": uninterrupted,
+            "import_floor_s": import_floor()}
+
+
+def import_floor(rounds: int = 3) -> float:
+    """What a new process pays before a resume can begin: Python's start and the imports of
+    `agentflow resume` (Prefect's flow engine among them), median wall time, s."""
+    import statistics
+
+    walls = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import agentflow.flows.cli, agentflow.flows.engine.restart"],
+                       check=True)
+        walls.append(time.perf_counter() - started)
+    return statistics.median(walls)

@@ -304,6 +304,10 @@ def main() -> None:
          f"ratio {r4['resume_run_s'] / r4['remaining_work_s']:.2f}; remaining = {r4['remaining_steps']} steps "
          f"of an uninterrupted run ({r4['uninterrupted_s']:.1f} s for 20); whole `agentflow resume` "
          f"process {r4['resume_wall_s']:.1f} s"),
+        ("B4 resume's cost above the work left, s: whole `agentflow resume` - remaining work",
+         f"{r4['resume_wall_s'] - r4['remaining_work_s']:.2f}",
+         f"target <= 1; of which a new process's Python start and imports (Prefect's flow engine): "
+         f"{r4['import_floor_s']:.2f} s, measured alone"),
         *(() if r6 is None else (
             ("B6 claude-code step against a stub: SDK called directly, ms", f"{r6['direct_ms']:.0f}",
              "a plain script: query() read to the end"),
