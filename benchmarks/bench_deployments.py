@@ -12,6 +12,12 @@ more flow runs than submitted), runs per minute (first submit to last end), p50/
 run's submit to its end (the server's end time), and peak RSS: the server's process tree,
 each worker process, and each worker with the flow-run processes it started (sampled every
 0.5 s).
+
+Then the peer: the same five steps as a hand-written Prefect flow (`PEER`), deployed to the
+same pool with Prefect's `Flow.from_source(...).deploy(...)`, the same number of runs on the
+same workers: its runs per minute beside agentflow's, and for both the time from a worker
+taking a run to the run's first step (process start, imports, flow build); each worker's RSS
+after agentflow's runs and after the peer's.
 """
 
 from __future__ import annotations
@@ -42,6 +48,25 @@ steps:
     depends_on: [{f"s{i - 1}" if i > 1 else ""}]
     run: [sh, -c, 'echo "$0 s{i}" >> marks.txt', "{{{{ inputs.tag }}}}"]
 """ for i in range(1, 6))
+
+
+# The peer: the same five steps as a hand-written Prefect flow, deployed to the same pool and
+# run by the same workers (Prefect's own `flow.from_source(...).deploy(...)`).
+PEER = """import subprocess
+
+from prefect import flow, task
+
+
+@task
+def mark(tag: str, i: int) -> None:
+    subprocess.run(["sh", "-c", f'echo "$0 s{i}" >> peer-marks.txt', tag], check=True)
+
+
+@flow(name="b5-peer")
+def peer(tag: str) -> None:
+    for i in range(1, 6):
+        mark(tag, i)
+"""
 
 
 def _children() -> dict[int, list[int]]:
@@ -138,9 +163,16 @@ def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> 
                     stdout=open(work / f"w{n}.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
             peaks = PeakRss({"server": server_pid, **{f"worker {n}": p.pid for n, p in enumerate(processes, 1)}})
             peaks.start()
-            figures = _submit_and_wait(url, project, runs)
+            figures = _submit_and_wait(url, project / "marks.txt", runs, "b5-five-steps", _ours)
+            rss_after_ours = {f"worker {n}": round(_rss_kib(p.pid) / 1024) for n, p in enumerate(processes, 1)}
+            (project / "peer.py").write_text(PEER)
+            _deploy_peer(url, project)
+            figures["peer"] = _submit_and_wait(url, project / "peer-marks.txt", runs, "b5-peer", _peer)
             peaks.stopped.set()
             peaks.join()
+            figures["worker_rss_mib"] = {"after ours": rss_after_ours,
+                                         "after the peer": {f"worker {n}": round(_rss_kib(p.pid) / 1024)
+                                                            for n, p in enumerate(processes, 1)}}
         finally:
             for process in processes:
                 try:
@@ -156,28 +188,48 @@ def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> 
     return figures
 
 
-def _submit_and_wait(url: str, project: Path, runs: int) -> dict:
+def _ours(n: int) -> str:
+    from agentflow.deployments import run_workflow_deployment
+
+    return run_workflow_deployment("b5-five-steps", {"tag": f"r{n}"}, wait=False)
+
+
+def _peer(n: int) -> str:
+    from prefect.deployments import run_deployment
+
+    return str(run_deployment("b5-peer/b5-peer", parameters={"tag": f"r{n}"}, timeout=0).id)
+
+
+def _deploy_peer(url: str, project: Path) -> None:
+    from prefect import Flow
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: url}):
+        Flow.from_source(source=str(project), entrypoint="peer.py:peer").deploy(name="b5-peer", work_pool_name=POOL,
+                                                                                print_next_steps=False)
+
+
+def _submit_and_wait(url: str, marks_file: Path, runs: int, deployment: str, submit) -> dict:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from agentflow.deployments import run_workflow_deployment
 
     with temporary_settings({PREFECT_API_URL: url}):
         submitted: dict[str, float] = {}
         for n in range(runs):
             at = time.time()
-            submitted[run_workflow_deployment("b5-five-steps", {"tag": f"r{n}"}, wait=False)] = at
+            submitted[submit(n)] = at
         final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
         deadline = time.monotonic() + 60 * 60
         with get_client(sync_client=True) as client:
             while True:
                 flow_runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
-                    name=DeploymentFilterName(any_=["b5-five-steps"])), limit=runs * 2)
+                    name=DeploymentFilterName(any_=[deployment])), limit=runs * 2)
                 if all(r.state and r.state.type.value in final for r in flow_runs) or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
-    marks = collections.Counter((project / "marks.txt").read_text().splitlines())
+            first_step = _picked_to_first_step(client, flow_runs)
+    marks = collections.Counter(marks_file.read_text().splitlines())
     completed = [r for r in flow_runs if r.state.type.value == "COMPLETED"]
     latencies = sorted(r.end_time.timestamp() - submitted[str(r.id)] for r in completed if str(r.id) in submitted)
     span = max(r.end_time.timestamp() for r in completed) - min(submitted.values()) if completed else float("nan")
@@ -189,7 +241,39 @@ def _submit_and_wait(url: str, project: Path, runs: int) -> dict:
         "runs_per_min": len(completed) / span * 60,
         "p50_s": statistics.median(latencies) if latencies else float("nan"),
         "p95_s": latencies[max(0, round(len(latencies) * 0.95) - 1)] if latencies else float("nan"),
+        "first_step_p50_s": statistics.median(first_step) if first_step else float("nan"),
     }
+
+
+def _picked_to_first_step(client, flow_runs) -> list[float]:
+    """For each run: from the moment a worker took it (its Pending state) to its first task
+    run's start: the flow-run process's start, its imports, the flow's build."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    first: dict[str, float] = {}
+    ids = [r.id for r in flow_runs]
+    for chunk in range(0, len(ids), 50):
+        offset = 0
+        while True:
+            page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids[chunk:chunk + 50])),
+                                         sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=200, offset=offset)
+            for task_run in page:
+                if task_run.start_time is not None:
+                    at = task_run.start_time.timestamp()
+                    key = str(task_run.flow_run_id)
+                    first[key] = min(first.get(key, at), at)
+            offset += len(page)
+            if len(page) < 200:
+                break
+    gaps = []
+    for flow_run in flow_runs:
+        if str(flow_run.id) not in first:
+            continue
+        pending = [s.timestamp.timestamp() for s in client.read_flow_run_states(flow_run.id) if s.type.value == "PENDING"]
+        if pending:
+            gaps.append(first[str(flow_run.id)] - min(pending))
+    return gaps
 
 
 def describe(figures: dict) -> list[tuple[str, str, str]]:
@@ -206,6 +290,26 @@ def describe(figures: dict) -> list[tuple[str, str, str]]:
          "all runs submitted at once: includes the queue"),
         ("B5 peak RSS, MiB: server / a worker / a worker with its flow runs",
          f"{figures['peak_tree_rss_mib']['server']} / {max(workers)} / {max(trees)}", "sampled every 0.5 s"),
+        *_beside_the_peer(figures),
+    ]
+
+
+def _beside_the_peer(figures: dict) -> list[tuple[str, str, str]]:
+    peer = figures.get("peer")
+    if not peer:
+        return []
+    rss = figures["worker_rss_mib"]
+    return [
+        ("B5 peer: the same runs as a hand-written 5-task Prefect deployment, same workers: completed / lost",
+         f"{peer['completed']} / {peer['lost']}", "run after agentflow's, on the same two workers and server"),
+        ("B5 runs per minute: agentflow / peer", f"{figures['runs_per_min']:.1f} / {peer['runs_per_min']:.1f}",
+         f"ratio {figures['runs_per_min'] / peer['runs_per_min']:.2f} (target >= 0.9)"),
+        ("B5 a worker's pick to the run's first step, p50, s: agentflow / peer",
+         f"{figures['first_step_p50_s']:.2f} / {peer['first_step_p50_s']:.2f}",
+         "the flow-run process's start, imports and flow build (from the run's Pending state to its first task run)"),
+        ("B5 worker RSS, MiB, after agentflow's runs / after the peer's too",
+         " ".join(f"{rss['after ours'][w]}/{rss['after the peer'][w]}" for w in rss["after ours"]),
+         f"each worker, after {figures['submitted']} and {2 * figures['submitted']} runs"),
     ]
 
 
