@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -265,8 +266,12 @@ def test_runs_made_together_are_told_apart_and_future_ones_listed_apart(cli):
         pass
 
     later = datetime.now(timezone.utc) + timedelta(hours=1)
+    # Named apart: Prefect's generated names repeat among the shared server's hundreds of runs
+    # (seen: two `rousing-sturgeon`s), and a name two runs share is refused, rightly.
+    together = uuid.uuid4().hex[:8]
     with get_client(sync_client=True) as client:
-        past = [client.create_flow_run(made_together, state=Completed()) for _ in range(17)]
+        past = [client.create_flow_run(made_together, name=f"together-{together}-{n}", state=Completed())
+                for n in range(17)]
         future = [client.create_flow_run(made_together, state=Scheduled(scheduled_time=later)) for _ in range(3)]
     listing = cli("runs", "-w", "made-together", "-n", "30")
     assert listing.returncode == 0, listing.stderr
