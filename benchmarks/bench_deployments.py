@@ -18,12 +18,17 @@ same pool with Prefect's `Flow.from_source(...).deploy(...)`, the same number of
 same workers: its runs per minute beside agentflow's, and for both the time from a worker
 taking a run to the run's first step (process start, imports, flow build); each worker's RSS
 after agentflow's runs and after the peer's.
+
+`--memory 500`: instead, agentflow's runs only, submitted 100 at a time (each batch ends
+before the next), and each worker's RSS after every 100: whether a worker running `--limit`
+flow runs at once grows with the runs it has run.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import shutil
 import signal
@@ -33,6 +38,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +136,22 @@ def _database(url: str | None):
     return temporary_database("agentflow_b5")
 
 
-def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> dict:
+@dataclass
+class Pool:
+    """A started server on PostgreSQL, the workflow deployed, and the workers of its pool."""
+
+    work: Path
+    project: Path
+    url: str
+    server_pid: int
+    workers: list[subprocess.Popen]
+
+    def worker_rss_mib(self) -> dict[str, int]:
+        return {f"worker {n}": round(_rss_kib(p.pid) / 1024) for n, p in enumerate(self.workers, 1)}
+
+
+@contextmanager
+def _pool(workers: int, limit: int, database_url: str | None) -> Iterator[Pool]:
     from postgres import free_port
 
     work = Path(tempfile.mkdtemp(prefix="agentflow-b5-"))
@@ -144,8 +167,6 @@ def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> 
                                  text=True, timeout=300)
         if started.returncode != 0:
             raise SystemExit(f"agentflow server start failed:\n{started.stdout}{started.stderr}")
-        import json
-
         server_pid = json.loads((work / "home" / "agentflow-server.json").read_text())["pid"]
         url = f"http://127.0.0.1:{port}/api"
         env = {**base, "PREFECT_HOME": str(work / "client-home"), "PREFECT_API_URL": url}
@@ -161,18 +182,7 @@ def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> 
                     [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--name", f"b5-w{n}",
                      "--limit", str(limit)], cwd=work / f"w{n}", env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"},
                     stdout=open(work / f"w{n}.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
-            peaks = PeakRss({"server": server_pid, **{f"worker {n}": p.pid for n, p in enumerate(processes, 1)}})
-            peaks.start()
-            figures = _submit_and_wait(url, project / "marks.txt", runs, "b5-five-steps", _ours)
-            rss_after_ours = {f"worker {n}": round(_rss_kib(p.pid) / 1024) for n, p in enumerate(processes, 1)}
-            (project / "peer.py").write_text(PEER)
-            _deploy_peer(url, project)
-            figures["peer"] = _submit_and_wait(url, project / "peer-marks.txt", runs, "b5-peer", _peer)
-            peaks.stopped.set()
-            peaks.join()
-            figures["worker_rss_mib"] = {"after ours": rss_after_ours,
-                                         "after the peer": {f"worker {n}": round(_rss_kib(p.pid) / 1024)
-                                                            for n, p in enumerate(processes, 1)}}
+            yield Pool(work, project, url, server_pid, processes)
         finally:
             for process in processes:
                 try:
@@ -182,10 +192,50 @@ def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> 
                 process.wait(timeout=30)
             subprocess.run([*cli, "server", "stop"], env=server_env, capture_output=True, timeout=120)
             shutil.rmtree(work, ignore_errors=True)
+
+
+def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> dict:
+    with _pool(workers, limit, database_url) as pool:
+        peaks = PeakRss({"server": pool.server_pid, **{f"worker {n}": p.pid for n, p in enumerate(pool.workers, 1)}})
+        peaks.start()
+        try:
+            figures = _submit_and_wait(pool.url, pool.project / "marks.txt", runs, "b5-five-steps", _ours)
+            rss_after_ours = pool.worker_rss_mib()
+            (pool.project / "peer.py").write_text(PEER)
+            _deploy_peer(pool.url, pool.project)
+            figures["peer"] = _submit_and_wait(pool.url, pool.project / "peer-marks.txt", runs, "b5-peer", _peer)
+            figures["worker_rss_mib"] = {"after ours": rss_after_ours, "after the peer": pool.worker_rss_mib()}
+        finally:
+            peaks.stopped.set()
+            peaks.join()
     figures.update(workers=workers, limit=limit,
                    peak_rss_mib={name: round(kib / 1024) for name, kib in peaks.alone.items()},
                    peak_tree_rss_mib={name: round(kib / 1024) for name, kib in peaks.tree.items()})
     return figures
+
+
+def memory(runs: int, batch: int, workers: int, limit: int, database_url: str | None = None) -> dict:
+    """Each worker's RSS after every `batch` runs (all submitted, all ended), up to `runs`:
+    whether a worker that runs `limit` flow runs at once grows with the runs it has run."""
+    rss: dict[int, dict[str, int]] = {}
+    lost = 0
+    with _pool(workers, limit, database_url) as pool:
+        rss[0] = pool.worker_rss_mib()
+        for done in range(batch, runs + 1, batch):
+            figures = _submit_and_wait(pool.url, pool.project / "marks.txt", batch, "b5-five-steps", _ours,
+                                       first=done - batch)
+            lost += figures["lost"]
+            rss[done] = pool.worker_rss_mib()
+    return {"runs": runs, "lost": lost, "workers": workers, "limit": limit, "rss_mib": rss}
+
+
+def describe_memory(figures: dict) -> list[tuple[str, str, str]]:
+    rss = figures["rss_mib"]
+    marks = [n for n in rss if n]
+    return [(f"B5 memory: each worker's RSS, MiB, after {' / '.join(map(str, marks))} runs",
+             "  ".join("/".join(str(rss[n][w]) for n in marks) for w in rss[marks[0]]),
+             f"{figures['workers']} workers, each running at most {figures['limit']} at once; "
+             f"at start {' '.join(str(v) for v in rss[0].values())}; {figures['lost']} runs lost")]
 
 
 def _ours(n: int) -> str:
@@ -209,22 +259,22 @@ def _deploy_peer(url: str, project: Path) -> None:
                                                                                 print_next_steps=False)
 
 
-def _submit_and_wait(url: str, marks_file: Path, runs: int, deployment: str, submit) -> dict:
+def _submit_and_wait(url: str, marks_file: Path, runs: int, deployment: str, submit, first: int = 0) -> dict:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: url}):
         submitted: dict[str, float] = {}
-        for n in range(runs):
+        for n in range(first, first + runs):
             at = time.time()
             submitted[submit(n)] = at
         final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
         deadline = time.monotonic() + 60 * 60
         with get_client(sync_client=True) as client:
             while True:
-                flow_runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
-                    name=DeploymentFilterName(any_=[deployment])), limit=runs * 2)
+                flow_runs = [r for r in client.read_flow_runs(deployment_filter=DeploymentFilter(
+                    name=DeploymentFilterName(any_=[deployment])), limit=(first + runs) * 2) if not first or str(r.id) in submitted]
                 if all(r.state and r.state.type.value in final for r in flow_runs) or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
@@ -233,7 +283,7 @@ def _submit_and_wait(url: str, marks_file: Path, runs: int, deployment: str, sub
     completed = [r for r in flow_runs if r.state.type.value == "COMPLETED"]
     latencies = sorted(r.end_time.timestamp() - submitted[str(r.id)] for r in completed if str(r.id) in submitted)
     span = max(r.end_time.timestamp() for r in completed) - min(submitted.values()) if completed else float("nan")
-    expected = {f"r{n} s{i}" for n in range(runs) for i in range(1, 6)}
+    expected = {f"r{n} s{i}" for n in range(first, first + runs) for i in range(1, 6)}
     return {
         "submitted": runs, "completed": len(completed), "lost": runs - len(completed),
         "duplicated": max(0, len(flow_runs) - runs) + sum(1 for line, count in marks.items() if count > 1),
@@ -318,11 +368,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=4, help="flow runs a worker runs at once")
+    parser.add_argument("--memory", type=int, metavar="RUNS",
+                        help="instead: run RUNS runs (agentflow's only) in batches of 100, each worker's RSS after each")
     parser.add_argument("--database-url", help="a PostgreSQL database for the server (asyncpg URL); default: "
                         "a temporary one on 127.0.0.1:5432")
     args = parser.parse_args()
-    figures = b5(args.runs, args.workers, args.limit, args.database_url)
-    for name, value, note in describe(figures):
+    if args.memory:
+        rows = describe_memory(memory(args.memory, 100, args.workers, args.limit, args.database_url))
+    else:
+        rows = describe(b5(args.runs, args.workers, args.limit, args.database_url))
+    for name, value, note in rows:
         print(f"{name:<80}  {value:>14}  {note}")
 
 
