@@ -8,7 +8,8 @@ B6  a claude-code step against a local Messages API stub: agentflow's whole step
     (bench_agents.py; needs the claude extra).
 B5  100 deployed 5-step runs through `run_workflow_deployment` on two workers and a
     PostgreSQL-backed server (bench_deployments.py; needs PostgreSQL on 127.0.0.1:5432;
-    --skip-b5 leaves it out).
+    --skip-b5 leaves it out), beside the same runs as a hand-written Prefect deployment;
+    `--memory 500` adds each worker's RSS after every 100 of 500 more runs.
 SC  the server's CPU per step (bench_server_cpu.py): B1's two flows against a server of its own
     with its default services (events persisted), its process's CPU from /proc per run.
 B7  the fixed cost of a flow run: flow call to first step, last step's end to the call
@@ -50,7 +51,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import agentflow  # noqa: E402,F401  (agentflow's Prefect defaults, before Prefect is imported)
 from bench_agents import b6  # noqa: E402
-from bench_deployments import b5, describe as describe_b5  # noqa: E402
+from bench_deployments import b5, describe as describe_b5, describe_memory, memory  # noqa: E402
 from bench_fixed_cost import fixed_cost  # noqa: E402
 from bench_metrics import describe as describe_metrics, metrics_cost  # noqa: E402
 from bench_resume import b4  # noqa: E402
@@ -224,6 +225,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--quick", action="store_true", help="B1 and B2 only; print, do not write the file")
     parser.add_argument("--skip-b5", action="store_true", help="leave out B5 (it needs PostgreSQL)")
+    parser.add_argument("--memory", type=int, default=0, metavar="RUNS",
+                        help="also B5's memory rows: RUNS deployed runs in batches of 100, each worker's RSS after "
+                             "each (500: ~35 min on 2 cores)")
     parser.add_argument("--skip-b9", action="store_true", help="leave out B9 (it needs the test extra: moto, s3fs)")
     parser.add_argument("--skip-metrics", action="store_true", help="leave out M (the metrics exporter, ~2 min)")
     args = parser.parse_args()
@@ -266,6 +270,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
     r5 = None if args.skip_b5 else b5(100, 2, 4)
+    r5m = memory(args.memory, 100, 2, 4) if args.memory and not args.skip_b5 else None
     rm = None if args.skip_metrics else metrics_cost()
     ratio = r1["ours"] / r1["hand"]
     rows = [
@@ -319,6 +324,7 @@ def main() -> None:
              "(the rest is the CLI's one retry)"),
         )),
         *(() if r5 is None else describe_b5(r5)),
+        *(() if r5m is None else describe_memory(r5m)),
         *describe_b8(r8),
         *(() if r9 is None else describe_b9(r9)),
         ("B7 fixed cost per flow run, ms: flow call to first step / last step's end to return",
