@@ -261,7 +261,7 @@ def _deploy_peer(url: str, project: Path) -> None:
 
 def _submit_and_wait(url: str, marks_file: Path, runs: int, deployment: str, submit, first: int = 0) -> dict:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterId
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: url}):
@@ -273,8 +273,11 @@ def _submit_and_wait(url: str, marks_file: Path, runs: int, deployment: str, sub
         deadline = time.monotonic() + 60 * 60
         with get_client(sync_client=True) as client:
             while True:
-                flow_runs = [r for r in client.read_flow_runs(deployment_filter=DeploymentFilter(
-                    name=DeploymentFilterName(any_=[deployment])), limit=(first + runs) * 2) if not first or str(r.id) in submitted]
+                # A later batch (`first`): its own runs only (the API reads at most 200 at once).
+                flow_runs = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(submitted))) if first else None,
+                    limit=runs * 2)
                 if all(r.state and r.state.type.value in final for r in flow_runs) or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
