@@ -22,7 +22,8 @@ SOURCES = {"agentflow": REPO / "agentflow", "agentflow.flows": REPO / "flows", "
 LAYERS = [
     ("root", ["agentflow.errors", "agentflow.events", "agentflow.git", "agentflow._prefect_env", "agentflow.config",
               "agentflow.log",
-              "agentflow.log_query", "agentflow.prefect_compat", "agentflow.printable", "agentflow.tracing"]),
+              "agentflow.log_query", "agentflow.prefect_compat", "agentflow.printable", "agentflow.startup",
+              "agentflow.tracing"]),
     ("language", ["agentflow.flows.language"]),
     ("tasks", ["agentflow.tasks", "agentflow.blocks"]),
     ("durability", ["agentflow.flows.durability"]),

@@ -127,6 +127,9 @@ def _run(resolved: Any, as_json: bool, invoke: Callable[[], Any], doing: str = "
     ui = None
     from prefect.settings import get_current_settings
 
+    from agentflow import startup
+
+    startup.collect_now()  # what the run needs is imported: the collector runs again (agentflow/startup.py)
     installing = None
     if get_current_settings().api.url:  # a started server (the environment or the profile names it)
         # Let it find this run Crashed if this process is killed: asked of the server while
