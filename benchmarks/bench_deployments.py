@@ -220,7 +220,6 @@ def memory(runs: int, batch: int, workers: int, limit: int, database_url: str | 
     rss: dict[int, dict[str, int]] = {}
     lost = 0
     with _pool(workers, limit, database_url) as pool:
-        rss[0] = pool.worker_rss_mib()
         for done in range(batch, runs + 1, batch):
             figures = _submit_and_wait(pool.url, pool.project / "marks.txt", batch, "b5-five-steps", _ours,
                                        first=done - batch)
@@ -231,11 +230,11 @@ def memory(runs: int, batch: int, workers: int, limit: int, database_url: str | 
 
 def describe_memory(figures: dict) -> list[tuple[str, str, str]]:
     rss = figures["rss_mib"]
-    marks = [n for n in rss if n]
+    marks = list(rss)
     return [(f"B5 memory: each worker's RSS, MiB, after {' / '.join(map(str, marks))} runs",
              "  ".join("/".join(str(rss[n][w]) for n in marks) for w in rss[marks[0]]),
              f"{figures['workers']} workers, each running at most {figures['limit']} at once; "
-             f"at start {' '.join(str(v) for v in rss[0].values())}; {figures['lost']} runs lost")]
+             f"{figures['lost']} runs lost")]
 
 
 def _ours(n: int) -> str:
