@@ -219,10 +219,11 @@ def memory(runs: int, batch: int, workers: int, limit: int, database_url: str | 
     whether a worker that runs `limit` flow runs at once grows with the runs it has run."""
     rss: dict[int, dict[str, int]] = {}
     lost = 0
+    marks = [*range(batch, runs, batch), runs]  # the last batch may be smaller
     with _pool(workers, limit, database_url) as pool:
-        for done in range(batch, runs + 1, batch):
-            figures = _submit_and_wait(pool.url, pool.project / "marks.txt", batch, "b5-five-steps", _ours,
-                                       first=done - batch)
+        for before, done in zip([0, *marks], marks):
+            figures = _submit_and_wait(pool.url, pool.project / "marks.txt", done - before, "b5-five-steps", _ours,
+                                       first=before)
             lost += figures["lost"]
             rss[done] = pool.worker_rss_mib()
     return {"runs": runs, "lost": lost, "workers": workers, "limit": limit, "rss_mib": rss}
