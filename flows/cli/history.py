@@ -72,7 +72,8 @@ def status(run_id: str = typer.Argument(..., help="A run id, a unique prefix of 
     out.print(one_line(f"run {run.id}{named}  {run.workflow} (version {run.version or '-'})  {run.state}{took}"),
               markup=False)
     table = Table()
-    steps = run_steps(run.id)
+    found = run_steps(run)
+    steps = found.rows
     resumed = any(step.earlier for step in steps)
     for column in ("step", "state", "time", "tries") + (("before the resume",) if resumed else ()):
         table.add_column(column)
@@ -81,6 +82,10 @@ def status(run_id: str = typer.Argument(..., help="A run id, a unique prefix of 
                str(step.tries)]
         table.add_row(*row, *((escape(" → ".join(step.earlier)) or "-",) if resumed else ()))
     out.print(table)
+    if not found.complete:
+        err.print(f"warning: the server shows {found.recorded} of the {found.expected} task runs this run ended: it "
+                  "records them from the events the run's process sent, and has not recorded the others yet (or "
+                  f"lost them); `agentflow status {run.id[:8]}` again shows them once it has", markup=False)
     raise typer.Exit(0 if run.state in ("Completed", "Cached") else EXIT_FAILED)
 
 

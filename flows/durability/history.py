@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agentflow.errors import AgentflowError
+from agentflow.flows.durability import settling
 from agentflow.flows.durability.rest import Reader
 
 _SEARCH_LIMIT = 200  # recent runs searched for an id prefix
@@ -31,12 +32,27 @@ class RunRow:
     name: str = ""  # the flow run's name on the server (`crimson-otter`), accepted wherever an id is
     expected: datetime | None = None  # when it was (or is) to start
     resumed: bool = False  # run more than once (resumed, or run again by a worker): duration_s is the last time
+    ended: datetime | None = None  # when it ended (None while it has not)
+    task_runs_ended: int | None = None  # how many task runs its process ended (durability/settling.py)
 
     def label(self, state: str | None = None) -> str:
         """How `state` (default: the row's) is shown: a run waiting at an approval step says
         that it waits for a person, so that `agentflow runs` shows which runs do."""
         state = state or self.state
         return "Awaiting approval" if self.awaiting and state in ("Paused", "Suspended") else state
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A run's steps as the server shows them, and whether it shows every one its process ended."""
+
+    rows: list[StepRow]
+    recorded: int | None = None  # task runs the server shows ended (counted when the run said how many)
+    expected: int | None = None  # task runs the run's process ended, as it said
+
+    @property
+    def complete(self) -> bool:
+        return self.expected is None or self.recorded is None or self.recorded >= self.expected
 
 
 @dataclass(frozen=True)
@@ -108,10 +124,19 @@ def find_run(run_id: str) -> RunRow:
                       "give one of these")
 
 
-def run_steps(run_id: str) -> list[StepRow]:
+def run_steps(run: RunRow) -> Steps:
+    """The run's steps, one row per task-run name; for a run that just ended, once the server
+    has recorded every task run its process ended (waited for a few seconds at most:
+    durability/settling.py)."""
+    run_id = run.id
+    ran = {"flow_runs": {"id": {"any_": [run_id]}}}
     with Reader() as api:
-        tasks = api.post("task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}},
-                                              "sort": "EXPECTED_START_TIME_ASC", "limit": 200})
+        recorded = None
+        if run.task_runs_ended is not None:
+            ended = {**ran, "task_runs": {"state": {"type": {"any_": list(settling.FINAL_TYPES)}}}}
+            ago = (datetime.now(timezone.utc) - run.ended).total_seconds() if run.ended else None
+            recorded = settling.wait_for_records(lambda: api.post("task_runs/count", ended), run.task_runs_ended, ago)
+        tasks = api.post("task_runs/filter", {**ran, "sort": "EXPECTED_START_TIME_ASC", "limit": 200})
     # A resumed run ran a step again in a new task run of the same name (the one its dead
     # process left may still say Running): one row per name, the latest, and what came before.
     latest: dict[str, Any] = {}
@@ -122,10 +147,11 @@ def run_steps(run_id: str) -> list[StepRow]:
         latest[t["name"]] = t
     # A crashed step ended when its crash was noticed, a minute or more after its process died:
     # no time is shown rather than that one.
-    return [StepRow(name=name, state=_state_name(t), started=_when(t.get("start_time")),
+    rows = [StepRow(name=name, state=_state_name(t), started=_when(t.get("start_time")),
                     duration_s=None if _state_name(t) == "Crashed" else _duration(t),
                     tries=max(t.get("run_count") or 0, 1), earlier=tuple(earlier.get(name, ())))
             for name, t in latest.items()]
+    return Steps(rows, recorded, run.task_runs_ended)
 
 
 def _state_name(run: dict) -> str:
@@ -145,7 +171,8 @@ def _row(run: dict, names: dict, api: Reader) -> RunRow:
                   state=_state_name(run), started=_when(run.get("start_time")),
                   duration_s=_last_duration(run, api) if resumed else _duration(run),
                   deployment_id=run.get("deployment_id"), awaiting=_awaiting(run), name=run.get("name") or "",
-                  expected=_when(run.get("expected_start_time")), resumed=resumed)
+                  expected=_when(run.get("expected_start_time")), resumed=resumed, ended=_when(run.get("end_time")),
+                  task_runs_ended=settling.said(run.get("labels")))
 
 
 def _when(text: str | None) -> datetime | None:

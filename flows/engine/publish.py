@@ -26,13 +26,14 @@ import queue
 import re
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from agentflow import log
 from agentflow.printable import counted
 from agentflow.errors import StepFailed
-from agentflow.flows.durability import worktrees
+from agentflow.flows.durability import settling, worktrees
 from agentflow.flows.engine import announce, prefect_logs
 from agentflow.flows.engine.jobs import StepFinished
 from agentflow.flows.engine.result import WorkflowResult
@@ -180,9 +181,10 @@ class Publisher:
             self._progress = min(100.0, 100.0 * self.done / max(self.steps, 1))
         self._queue.put(("progress", None))
 
-    def close(self, outcome: WorkflowResult, workdir: str | None = None) -> None:
-        """The run's table, its reports (read in `workdir`, the run's workspace, else here)
-        and its outcome event; then wait (bounded) for the thread to send what is queued."""
+    def close(self, outcome: WorkflowResult, workdir: str | None = None, task_runs_ended: int | None = None) -> None:
+        """The run's table, its reports (read in `workdir`, the run's workspace, else here),
+        its outcome event and how many task runs it ended (durability/settling.py); then wait
+        (bounded) for the thread to send what is queued."""
         prefect_logs.describing(self.run_id, False)
         failed = outcome.status == "failed"
         self._logger.log(logging.WARNING if failed else logging.INFO,
@@ -197,6 +199,8 @@ class Publisher:
         with self._lock:
             self._progress = 100.0
         self._queue.put(("progress", None))
+        if task_runs_ended is not None:
+            self._queue.put(("ended", task_runs_ended))
         self._queue.put(None)
         self._thread.join(_DRAIN_S)
         if self._thread.is_alive():
@@ -256,7 +260,9 @@ class Publisher:
                 self._progress_sent_at = time.monotonic()
                 return progress_id, value
             return progress_id, sent
-        if kind == "markdown":
+        if kind == "ended":  # a label on the flow run, not an artifact: what `agentflow status` waits for
+            client.update_flow_run_labels(uuid.UUID(self.run_id), {settling.LABEL: payload})
+        elif kind == "markdown":
             key, description, text, task_run_id = payload
             client.create_artifact(ArtifactCreate(key=key, type="markdown", data=text, description=description,
                                                   flow_run_id=self.run_id, task_run_id=task_run_id))

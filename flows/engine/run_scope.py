@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from agentflow import prefect_compat
 from agentflow import log
 from agentflow.events import StepEvent, emit
-from agentflow.flows.durability import records
+from agentflow.flows.durability import records, settling
 from agentflow.flows.durability.crash import CHILD_TAG, RUN_TAG
 from agentflow.flows.durability.guard import RunGuard
 from agentflow.flows.durability.heartbeat import HEARTBEAT_S, Heartbeat
@@ -66,7 +66,7 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
         logging = (log.run_context(run.run_id, compiled.spec.name, run.publisher.ui_line, secrets)
                    if run.publisher is not None and run.run_id is not None else nullcontext())
         try:
-            with logging:
+            with logging, settling.tracking(_labels()):
                 yield run
         except BaseException:
             # Interrupted (Ctrl-C, SIGTERM, cancellation) while steps run: stop their commands
@@ -84,6 +84,14 @@ def run_scope(compiled: CompiledWorkflow, masked_inputs: dict[str, Any], attempt
             hand_back(parents)  # a child run's parent goes on tracking its own commands
             if heartbeat is not None:
                 heartbeat.stop()
+
+
+def _labels() -> dict[str, Any] | None:
+    """The flow run's labels as it started: what an earlier attempt said (durability/settling.py)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return dict(context.flow_run.labels or {}) if context is not None and context.flow_run is not None else None
 
 
 def _heartbeat() -> Heartbeat | None:

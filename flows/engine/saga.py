@@ -25,6 +25,7 @@ from prefect.utilities.annotations import quote
 
 from agentflow.errors import TemplateError
 from agentflow.events import StepEvent, emit
+from agentflow.flows.durability import settling
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.engine import outcomes, requests
 from agentflow.flows.engine.compiled import CompiledWorkflow
@@ -85,7 +86,9 @@ def compensate(compiled: CompiledWorkflow, undo: list[Undo], failed: list[str], 
         if request.kind == "error":
             result = AgentResult(status="failed", summary=request.message, error=request.message)
         else:
-            result = outcomes.of_state(_UNDO(quote(request), return_state=True))
+            state = _UNDO(quote(request), return_state=True)
+            settling.saw(state)
+            result = outcomes.of_state(state)
         done[item.step] = result
         if journal is not None and result.status != "failed":  # a failed one is tried again on a resume
             journal.record(request.label, Done(item.step, identity, result))

@@ -26,7 +26,7 @@ from prefect.exceptions import Pause
 from prefect.utilities.annotations import quote
 
 from agentflow.events import StepEvent, emit
-from agentflow.flows.durability import patches
+from agentflow.flows.durability import patches, settling
 from agentflow.flows.durability.journal import Done, Journal
 from agentflow.flows.durability.store import StoreUnavailable
 from agentflow.flows.durability.repo import RepoState
@@ -192,7 +192,8 @@ class _Scheduler(StepLogic):
                                  work=self.work)
         try:
             if self.publisher is not None:
-                self.publisher.close(outcome, self.workspace.ws.workdir if self.workspace is not None else None)
+                self.publisher.close(outcome, self.workspace.ws.workdir if self.workspace is not None else None,
+                                     settling.ended())
         finally:
             if self.workspace is not None:
                 deliver.remove(self.workspace)
@@ -241,6 +242,7 @@ class _Scheduler(StepLogic):
         return task.with_options(refresh_cache=True) if job.refresh else task
 
     def _finish(self, job: Job, state: Any) -> None:
+        settling.saw(state)
         result = job.outcome or outcomes.of_state(state)
         step_run = self.step_runs[job.step]
         if job.index is None and state.state_details is not None:
