@@ -146,3 +146,30 @@ def test_the_checker_sees_a_forbidden_import(tmp_path):
     targets = imports_of("agentflow.tasks.bad", bad)
     assert "agentflow.flows.engine.scheduler" in targets
     assert layer("agentflow.flows.engine.scheduler") > layer("agentflow.tasks.bad")
+
+
+def _third_party_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots - {"agentflow", "__future__"}
+
+
+def test_a_runs_watchdog_imports_no_heavy_library():
+    """Each run starts a watchdog process (durability/watchdog.py): what it imports, every run
+    pays for in CPU; pydantic alone cost it 0.3 s. It and what it imports (with their packages'
+    __init__) stay on the standard library."""
+    todo, seen = ["agentflow.flows.durability.watchdog"], set()
+    while todo:
+        module = todo.pop()
+        parts = module.split(".")
+        for name in [".".join(parts[:i]) for i in range(1, len(parts) + 1)]:
+            if name in MODULES and name not in seen:
+                seen.add(name)
+                todo.extend(GRAPH[name])
+    heavy = {m: sorted(_third_party_roots(MODULES[m]) & {"pydantic", "prefect", "httpx", "yaml", "typer", "rich"})
+             for m in sorted(seen)}
+    assert {m: roots for m, roots in heavy.items() if roots} == {}, sorted(seen)

@@ -11,9 +11,8 @@ import os
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import BaseModel
 
 
 def process_start(pid: int) -> int | None:
@@ -32,8 +31,11 @@ def process_start(pid: int) -> int | None:
     return int(fields[19])  # field 22 of stat: starttime
 
 
-class ProcessId(BaseModel):
-    """One process, told apart from any later process that gets the same pid."""
+@dataclass
+class ProcessId:
+    """One process, told apart from any later process that gets the same pid. A dataclass, not
+    a pydantic model (a run record holds it all the same): a run's watchdog imports this
+    module, and pydantic would cost it 0.3 s of CPU per run (durability/watchdog.py)."""
 
     pid: int
     host: str
