@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import pickle
@@ -68,8 +69,8 @@ def test_process_identity_survives_pid_reuse():
     """A process is its pid and its start time: a later process with the same pid is another."""
     me = ProcessId.current()
     assert me.alive() is True
-    assert me.model_copy(update={"proc_start": (me.proc_start or 0) + 1}).alive() is False
-    assert me.model_copy(update={"host": "another-machine"}).alive() is None
+    assert dataclasses.replace(me, proc_start=(me.proc_start or 0) + 1).alive() is False
+    assert dataclasses.replace(me, host="another-machine").alive() is None
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert process_start(child.pid) is None
