@@ -47,6 +47,11 @@ def workflow_files(folder: Path | None = None) -> dict[str, Path]:
 def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
+    from agentflow import startup
+
+    # A worker's flow-run process: Prefect is imported; agentflow's modules and the flow are
+    # built now, with the collector paused, which the flow body lets run again (agentflow/startup.py).
+    startup.collect_later()
     from agentflow.flows.engine.compile import build_flow
     from agentflow.flows.language.loader import load_workflow
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import gc
 import json
+from pathlib import Path
 
 import pytest
 
 from agentflow import startup
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture
@@ -59,3 +62,35 @@ def test_a_runs_steps_run_with_the_collector_on(cli, write, tmp_path):
     enabled, frozen = summary.split()
     assert enabled == "enabled=True"
     assert int(frozen.removeprefix("frozen=")) > 10_000  # Prefect's and agentflow's modules, frozen
+
+
+DEPLOYED_RUN = """
+import gc, json
+import prefect  # a worker's flow-run process has imported Prefect when it asks for the flow
+from agentflow.deployments import entry
+
+flow = entry.collected  # built as a deployment's flow is: the collector paused meanwhile
+paused = not gc.isenabled()
+result = flow()
+print(json.dumps({"paused_while_built": paused, "summary": result["look"].summary}))
+"""
+
+
+def test_a_deployed_runs_flow_is_built_with_the_collector_paused_and_runs_with_it_on(prefect_server, tmp_path):
+    """A worker's flow-run process (deployments/entry.py): agentflow's imports and the flow's
+    build are made with the collector paused; the flow body lets it run again, frozen."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "collected.yaml").write_text(
+        'name: collected\nsteps:\n  - {id: look, call: "probe:collector"}\n')
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PYTHONPATH": str(FIXTURES)}
+    done = subprocess.run([sys.executable, "-c", DEPLOYED_RUN], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["paused_while_built"] is True
+    enabled, frozen = seen["summary"].split()
+    assert enabled == "enabled=True" and int(frozen.removeprefix("frozen=")) > 10_000

@@ -22,7 +22,7 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field, SecretStr
 
-from agentflow import prefect_compat
+from agentflow import prefect_compat, startup
 from agentflow.errors import InputError, WorkflowFailed
 from agentflow.flows.durability.cache import KEY_PARTS, step_policy
 from agentflow.flows.durability.crash import RUN_TAG
@@ -249,6 +249,7 @@ def build_flow(workflow: ResolvedWorkflow, cache: str = "use", refresh: frozense
     spec = workflow.spec
 
     def run(**inputs: Any) -> WorkflowResult | State:
+        startup.collect_now()  # paused while a deployed run's process built the flow (deployments/entry.py)
         checked = _CHECKED.get()
         if checked is not None and checked[0] is spec and not deployed:  # checked by WorkflowFlow.__call__, just now
             _CHECKED.set(None)

@@ -92,7 +92,7 @@ def test_status_says_so_when_the_server_has_not_recorded_a_runs_task_runs(tmp_pa
         held = agentflow("status", run_id)  # 6 events held: fewer than 8
         assert held.returncode == 0, held.stdout + held.stderr  # the run completed: that is what it says
         assert "Completed" in held.stdout.splitlines()[0]
-        assert (f"warning: the server shows 0 of the 2 task runs this run ended" in held.stderr
+        assert ("warning: the server shows 0 of the 2 task runs this run ended" in held.stderr
                 and f"`agentflow status {run_id[:8]}` again" in held.stderr), held.stderr
         assert "first" not in held.stdout
 
