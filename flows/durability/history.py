@@ -132,9 +132,9 @@ def run_steps(run: RunRow) -> Steps:
     ran = {"flow_runs": {"id": {"any_": [run_id]}}}
     with Reader() as api:
         recorded = None
-        if run.task_runs_ended is not None:
+        if run.task_runs_ended is not None and run.ended is not None:  # said at its end: a run going on says nothing
             ended = {**ran, "task_runs": {"state": {"type": {"any_": list(settling.FINAL_TYPES)}}}}
-            ago = (datetime.now(timezone.utc) - run.ended).total_seconds() if run.ended else None
+            ago = (datetime.now(timezone.utc) - run.ended).total_seconds()
             recorded = settling.wait_for_records(lambda: api.post("task_runs/count", ended), run.task_runs_ended, ago)
         tasks = api.post("task_runs/filter", {**ran, "sort": "EXPECTED_START_TIME_ASC", "limit": 200})
     # A resumed run ran a step again in a new task run of the same name (the one its dead

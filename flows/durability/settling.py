@@ -72,11 +72,11 @@ def said(labels: Mapping[str, Any] | None) -> int | None:
         return None
 
 
-def wait_for_records(count: Callable[[], int], expected: int, ended_ago_s: float | None) -> int:
+def wait_for_records(count: Callable[[], int], expected: int, ended_ago_s: float) -> int:
     """Wait until `count()` (the task runs the server shows ended) reaches `expected`, for
     WAIT_S at most, and only for a run that ended in the last RECENT_S; the last count."""
     shown = count()
-    if ended_ago_s is None or ended_ago_s > RECENT_S:
+    if ended_ago_s > RECENT_S:
         return shown
     deadline = time.monotonic() + WAIT_S
     while shown < expected and time.monotonic() < deadline:
