@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentflow._prefect_env import prefect_home
-from agentflow.git import git
 from agentflow.flows.durability import worktrees
 from agentflow.flows.durability.worktrees import PARALLEL_CHECKOUT, Found
 
@@ -71,7 +70,8 @@ def _make(directory: str, mode: str) -> None:
             return
         tree = prefect_home() / "agentflow-worktrees" / f"{PENDING}{os.getpid()}-{secrets.token_hex(4)}"
         tree.parent.mkdir(parents=True, exist_ok=True)
-        made = git(found.top, *PARALLEL_CHECKOUT, "worktree", "add", "--detach", "-q", str(tree), found.commit)
+        made = worktrees.worktree_git(found.top, *PARALLEL_CHECKOUT, "worktree", "add", "--detach", "-q", str(tree),
+                                      found.commit)
         if made.returncode == 0:
             _begun.append(Begun(directory=directory, mode=mode, found=found, tree=tree))
     except Exception:  # noqa: BLE001 - an early start only: the run makes its tree itself, and says what fails

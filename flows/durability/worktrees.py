@@ -14,8 +14,10 @@ index under the run's directory tracks it, so the user's staging area is never t
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +35,35 @@ from agentflow.tasks.workspace import Workspace
 PARALLEL_CHECKOUT = ("-c", "checkout.workers=0")
 AUTHOR = {"GIT_AUTHOR_NAME": "agentflow", "GIT_AUTHOR_EMAIL": "agentflow@localhost",
           "GIT_COMMITTER_NAME": "agentflow", "GIT_COMMITTER_EMAIL": "agentflow@localhost"}
+
+
+def worktree_git(repo: str | Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """`git -C repo ARGS` for a `git worktree` command (add, move, remove, prune), one at a time
+    per repository on this machine. While git adds a worktree it reads every other worktree's
+    entry under `.git/worktrees/`, and fails on one another process is still making: "failed to
+    read .git/worktrees/ID/commondir" (seen: two workers starting runs of one project). The lock
+    is a file in the repository's git directory, so that workers with Prefect homes of their
+    own share it."""
+    common = _common_dir(str(repo))
+    if common is None:  # not a repository (git says so itself)
+        return git(repo, *args)
+    with open(os.path.join(common, "agentflow-worktree.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return git(repo, *args)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+_common_dirs: dict[str, str | None] = {}
+
+
+def _common_dir(repo: str) -> str | None:
+    if repo not in _common_dirs:
+        done = git(repo, "rev-parse", "--git-common-dir")
+        found = done.stdout.decode().strip() if done.returncode == 0 else ""
+        _common_dirs[repo] = os.path.join(repo, found) if found else None  # relative to `repo`, or absolute
+    return _common_dirs[repo]
 
 
 class Base(BaseModel):
@@ -155,12 +186,12 @@ def open_tree(run_id: str, base: Base, made: Path | None = None) -> tuple[Worksp
     else:
         if directory.exists():  # a worktree git no longer knows: made again
             shutil.rmtree(directory)
-            git(base.top, "worktree", "prune")
+            worktree_git(base.top, "worktree", "prune")
         directory.parent.mkdir(parents=True, exist_ok=True)
-        if made is None or git(base.top, "worktree", "move", str(made), str(directory)).returncode != 0:
+        if made is None or worktree_git(base.top, "worktree", "move", str(made), str(directory)).returncode != 0:
             if made is not None:  # another file system (git moves by renaming): made here instead
                 remove(base.top, str(made))
-            _must(git(base.top, *PARALLEL_CHECKOUT, "worktree", "add", "--detach", "-q", str(directory),
+            _must(worktree_git(base.top, *PARALLEL_CHECKOUT, "worktree", "add", "--detach", "-q", str(directory),
                       base.commit), f"make the run's worktree at {directory}")
     if base.start:
         patches.bring(base.start)
@@ -177,7 +208,7 @@ def isolated(run_id: str, run_ws: Workspace, tree: str, number: int) -> Workspac
     directory = worktrees_root() / f"{run_id}.{number}"
     if directory.exists():
         remove(run_ws.dir, str(directory))
-    _must(git(run_ws.dir, *PARALLEL_CHECKOUT, "worktree", "add", "--detach", "-q", str(directory), commit),
+    _must(worktree_git(run_ws.dir, *PARALLEL_CHECKOUT, "worktree", "add", "--detach", "-q", str(directory), commit),
           f"make a step's worktree at {directory}")
     return Workspace(dir=str(directory), sub=run_ws.sub, mode="worktree", base=tree, store=run_ws.store,
                      isolated=True)
@@ -185,9 +216,9 @@ def isolated(run_id: str, run_ws: Workspace, tree: str, number: int) -> Workspac
 
 def remove(repo: str, directory: str) -> None:
     """Remove a worktree (and what git keeps of it)."""
-    if git(repo, "worktree", "remove", "--force", directory).returncode != 0 and os.path.isdir(directory):
+    if worktree_git(repo, "worktree", "remove", "--force", directory).returncode != 0 and os.path.isdir(directory):
         shutil.rmtree(directory, ignore_errors=True)
-        git(repo, "worktree", "prune")
+        worktree_git(repo, "worktree", "prune")
 
 
 def remove_run(run_id: str, base: Base) -> None:

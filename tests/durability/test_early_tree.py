@@ -97,3 +97,28 @@ def test_gc_finds_a_begun_tree_whose_process_died(repo, tmp_path):
     assert worktrees.left_behind() == [root / f"{early_tree.PENDING}{dead.pid}-ab12"]
     worktrees.remove_left_behind(root / f"{early_tree.PENDING}{dead.pid}-ab12")
     assert len(pending(repo)) == 1  # this process's own, still alive
+
+
+def test_worktree_commands_of_one_repository_wait_for_each_other(repo, tmp_path):
+    """`git worktree add` reads every worktree entry of the repository and fails on one another
+    process is making (seen: two workers, one project): each waits for the repository's lock,
+    a file in its git directory (shared by processes with Prefect homes of their own), also
+    when asked from one of its worktrees."""
+    import fcntl
+    import threading
+
+    first = tmp_path / "first"
+    assert worktrees.worktree_git(repo, "worktree", "add", "--detach", "-q", str(first)).returncode == 0
+    lock_file = repo / ".git" / "agentflow-worktree.lock"
+    assert lock_file.exists()
+    second = tmp_path / "second"
+    done: list[int] = []
+    with open(lock_file, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process making a worktree of this repository
+        adding = threading.Thread(target=lambda: done.append(worktrees.worktree_git(
+            first, "worktree", "add", "--detach", "-q", str(second)).returncode))
+        adding.start()
+        adding.join(timeout=1.0)
+        assert adding.is_alive() and not second.exists()  # it waits (asked from a worktree: the same lock)
+    adding.join(timeout=60)
+    assert done == [0] and (second / "a.txt").read_text() == "one\n"
