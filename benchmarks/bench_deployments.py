@@ -145,6 +145,7 @@ class Pool:
     url: str
     server_pid: int
     workers: list[subprocess.Popen]
+    env: dict[str, str]  # what a worker's flow-run process gets: this server, a Prefect home of its own
 
     def worker_rss_mib(self) -> dict[str, int]:
         return {f"worker {n}": round(_rss_kib(p.pid) / 1024) for n, p in enumerate(self.workers, 1)}
@@ -182,7 +183,7 @@ def _pool(workers: int, limit: int, database_url: str | None) -> Iterator[Pool]:
                     [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--name", f"b5-w{n}",
                      "--limit", str(limit)], cwd=work / f"w{n}", env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"},
                     stdout=open(work / f"w{n}.log", "w"), stderr=subprocess.STDOUT, start_new_session=True))
-            yield Pool(work, project, url, server_pid, processes)
+            yield Pool(work, project, url, server_pid, processes, env)
         finally:
             for process in processes:
                 try:
@@ -205,6 +206,7 @@ def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> 
             _deploy_peer(pool.url, pool.project)
             figures["peer"] = _submit_and_wait(pool.url, pool.project / "peer-marks.txt", runs, "b5-peer", _peer)
             figures["worker_rss_mib"] = {"after ours": rss_after_ours, "after the peer": pool.worker_rss_mib()}
+            figures["process_cpu_s"] = _process_cpu(pool, rounds=5)
         finally:
             peaks.stopped.set()
             peaks.join()
@@ -236,6 +238,38 @@ def describe_memory(figures: dict) -> list[tuple[str, str, str]]:
              "  ".join("/".join(str(rss[n][w]) for n in marks) for w in rss[marks[0]]),
              f"{figures['workers']} workers, each running at most {figures['limit']} at once; "
              f"{figures['lost']} runs lost")]
+
+
+def _process_cpu(pool: Pool, rounds: int) -> dict[str, float]:
+    """The CPU and the time one flow-run process takes (`python -m prefect.engine`, as a worker
+    starts it, with the commands it waits for), agentflow's and the peer's, interleaved,
+    medians. The runs are created Pending, which the workers leave alone (they take Scheduled
+    ones)."""
+    import resource
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Pending
+
+    taken: dict[str, list[float]] = {"ours": [], "peer": [], "ours wall": [], "peer wall": []}
+    names = {"ours": "b5-five-steps/b5-five-steps", "peer": "b5-peer/b5-peer"}
+    with temporary_settings({PREFECT_API_URL: pool.url}), get_client(sync_client=True) as client:
+        deployments = {who: client.read_deployment_by_name(name).id for who, name in names.items()}
+        for n in range(rounds):
+            for who, deployment in deployments.items():
+                flow_run = client.create_flow_run_from_deployment(deployment, parameters={"tag": f"cpu{n}"},
+                                                                  state=Pending())
+                cwd = Path(tempfile.mkdtemp(prefix="b5-run-", dir=pool.work))
+                before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+                done = subprocess.run([sys.executable, "-m", "prefect.engine"], cwd=cwd, capture_output=True,
+                                      text=True, env={**pool.env, "PREFECT__FLOW_RUN_ID": str(flow_run.id)})
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                state = client.read_flow_run(flow_run.id).state
+                if done.returncode != 0 or state is None or state.type.value != "COMPLETED":
+                    raise SystemExit(f"B5 CPU probe: {who}'s run did not complete:\n{done.stdout}{done.stderr}")
+                taken[who].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+                taken[f"{who} wall"].append(time.monotonic() - started)
+    return {who: statistics.median(values) for who, values in taken.items()}
 
 
 def _ours(n: int) -> str:
@@ -360,10 +394,23 @@ def _beside_the_peer(figures: dict) -> list[tuple[str, str, str]]:
         ("B5 a worker's pick to the run's first step, p50, s: agentflow / peer",
          f"{figures['first_step_p50_s']:.2f} / {peer['first_step_p50_s']:.2f}",
          "the flow-run process's start, imports and flow build (from the run's Pending state to its first task run)"),
+        *_process_cpu_row(figures),
         ("B5 worker RSS, MiB, after agentflow's runs / after the peer's too",
          " ".join(f"{rss['after ours'][w]}/{rss['after the peer'][w]}" for w in rss["after ours"]),
          f"each worker, after {figures['submitted']} and {2 * figures['submitted']} runs"),
     ]
+
+
+def _process_cpu_row(figures: dict) -> list[tuple[str, str, str]]:
+    cpu = figures.get("process_cpu_s")
+    if not cpu:
+        return []
+    return [("B5 one flow-run process, alone: CPU s / wall s, agentflow vs peer",
+             f"{cpu['ours']:.2f} / {cpu['ours wall']:.2f} vs {cpu['peer']:.2f} / {cpu['peer wall']:.2f}",
+             f"CPU ratio {cpu['ours'] / cpu['peer']:.2f}; `python -m prefect.engine` for one run, with the commands "
+             "it waits for, medians of 5, interleaved. In the throughput above the server shares the 2 cores: "
+             "agentflow's extra per step on the server (SC), its run's watchdog, and its wall time (Prefect's "
+             "heartbeat thread joined at the end: the runs' crash detection) are what it pays beyond this")]
 
 
 def main() -> None:
