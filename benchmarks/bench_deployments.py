@@ -108,6 +108,34 @@ def _tree_rss_kib(pid: int, tree: dict[int, list[int]]) -> int:
     return total
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its descendants (those alive, and those they waited for)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    tree, total, todo = _children(), 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        except (OSError, IndexError, ValueError):
+            pass
+        todo.extend(tree.get(current, ()))
+    return total / tick
+
+
+def _server_cpu_when_idle(pid: int) -> float:
+    """The server's CPU once it has done what the runs left it (events, task runs to record):
+    read when it took less than 0.05 s in the last second, or after 60 s."""
+    last, deadline = _tree_cpu_s(pid), time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = _tree_cpu_s(pid)
+        if now - last < 0.05:
+            return now
+        last = now
+    return last
+
+
 class PeakRss(threading.Thread):
     """The peak RSS of each watched process alone and with its descendants, every 0.5 s."""
 
@@ -200,11 +228,15 @@ def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> 
         peaks = PeakRss({"server": pool.server_pid, **{f"worker {n}": p.pid for n, p in enumerate(pool.workers, 1)}})
         peaks.start()
         try:
+            server_at_start = _server_cpu_when_idle(pool.server_pid)
             figures = _submit_and_wait(pool.url, pool.project / "marks.txt", runs, "b5-five-steps", _ours)
+            figures["server_cpu_per_run_s"] = (_server_cpu_when_idle(pool.server_pid) - server_at_start) / runs
             rss_after_ours = pool.worker_rss_mib()
             (pool.project / "peer.py").write_text(PEER)
             _deploy_peer(pool.url, pool.project)
+            server_at_start = _server_cpu_when_idle(pool.server_pid)
             figures["peer"] = _submit_and_wait(pool.url, pool.project / "peer-marks.txt", runs, "b5-peer", _peer)
+            figures["peer"]["server_cpu_per_run_s"] = (_server_cpu_when_idle(pool.server_pid) - server_at_start) / runs
             figures["worker_rss_mib"] = {"after ours": rss_after_ours, "after the peer": pool.worker_rss_mib()}
             figures["process_cpu_s"] = _process_cpu(pool, rounds=5)
         finally:
@@ -394,6 +426,10 @@ def _beside_the_peer(figures: dict) -> list[tuple[str, str, str]]:
         ("B5 a worker's pick to the run's first step, p50, s: agentflow / peer",
          f"{figures['first_step_p50_s']:.2f} / {peer['first_step_p50_s']:.2f}",
          "the flow-run process's start, imports and flow build (from the run's Pending state to its first task run)"),
+        ("B5 the server's CPU per run, s: agentflow / peer",
+         f"{figures['server_cpu_per_run_s']:.2f} / {peer['server_cpu_per_run_s']:.2f}",
+         f"ratio {figures['server_cpu_per_run_s'] / peer['server_cpu_per_run_s']:.2f}; from the first submit until "
+         "the server is idle again; it shares the machine's 2 cores with the workers' runs"),
         *_process_cpu_row(figures),
         ("B5 worker RSS, MiB, after agentflow's runs / after the peer's too",
          " ".join(f"{rss['after ours'][w]}/{rss['after the peer'][w]}" for w in rss["after ours"]),
