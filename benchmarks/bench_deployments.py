@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +44,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "fixtures")]
+
+from procstat import PeakRss, cpu_when_idle, rss_kib  # noqa: E402
 POOL = "agentflow-b5"
 
 WORKFLOW = f"""name: b5-five-steps
@@ -77,83 +78,6 @@ def peer(tag: str) -> None:
 """
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            tree[parent].append(int(entry.name))
-    return tree
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _tree_rss_kib(pid: int, tree: dict[int, list[int]]) -> int:
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        total += _rss_kib(current)
-        todo.extend(tree.get(current, ()))
-    return total
-
-
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and its descendants (those alive, and those they waited for)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    tree, total, todo = _children(), 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-        except (OSError, IndexError, ValueError):
-            pass
-        todo.extend(tree.get(current, ()))
-    return total / tick
-
-
-def _server_cpu_when_idle(pid: int) -> float:
-    """The server's CPU once it has done what the runs left it (events, task runs to record):
-    read when it took less than 0.05 s in the last second, or after 60 s."""
-    last, deadline = _tree_cpu_s(pid), time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(1)
-        now = _tree_cpu_s(pid)
-        if now - last < 0.05:
-            return now
-        last = now
-    return last
-
-
-class PeakRss(threading.Thread):
-    """The peak RSS of each watched process alone and with its descendants, every 0.5 s."""
-
-    def __init__(self, pids: dict[str, int]):
-        super().__init__(daemon=True)
-        self.pids = pids
-        self.alone: dict[str, int] = dict.fromkeys(pids, 0)
-        self.tree: dict[str, int] = dict.fromkeys(pids, 0)
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.wait(0.5):
-            tree = _children()
-            for name, pid in self.pids.items():
-                self.alone[name] = max(self.alone[name], _rss_kib(pid))
-                self.tree[name] = max(self.tree[name], _tree_rss_kib(pid, tree))
-
-
 def _database(url: str | None):
     if url:
         import contextlib
@@ -176,7 +100,7 @@ class Pool:
     env: dict[str, str]  # what a worker's flow-run process gets: this server, a Prefect home of its own
 
     def worker_rss_mib(self) -> dict[str, int]:
-        return {f"worker {n}": round(_rss_kib(p.pid) / 1024) for n, p in enumerate(self.workers, 1)}
+        return {f"worker {n}": round(rss_kib(p.pid) / 1024) for n, p in enumerate(self.workers, 1)}
 
 
 @contextmanager
@@ -228,15 +152,15 @@ def b5(runs: int, workers: int, limit: int, database_url: str | None = None) -> 
         peaks = PeakRss({"server": pool.server_pid, **{f"worker {n}": p.pid for n, p in enumerate(pool.workers, 1)}})
         peaks.start()
         try:
-            server_at_start = _server_cpu_when_idle(pool.server_pid)
+            server_at_start = cpu_when_idle(pool.server_pid)
             figures = _submit_and_wait(pool.url, pool.project / "marks.txt", runs, "b5-five-steps", _ours)
-            figures["server_cpu_per_run_s"] = (_server_cpu_when_idle(pool.server_pid) - server_at_start) / runs
+            figures["server_cpu_per_run_s"] = (cpu_when_idle(pool.server_pid) - server_at_start) / runs
             rss_after_ours = pool.worker_rss_mib()
             (pool.project / "peer.py").write_text(PEER)
             _deploy_peer(pool.url, pool.project)
-            server_at_start = _server_cpu_when_idle(pool.server_pid)
+            server_at_start = cpu_when_idle(pool.server_pid)
             figures["peer"] = _submit_and_wait(pool.url, pool.project / "peer-marks.txt", runs, "b5-peer", _peer)
-            figures["peer"]["server_cpu_per_run_s"] = (_server_cpu_when_idle(pool.server_pid) - server_at_start) / runs
+            figures["peer"]["server_cpu_per_run_s"] = (cpu_when_idle(pool.server_pid) - server_at_start) / runs
             figures["worker_rss_mib"] = {"after ours": rss_after_ours, "after the peer": pool.worker_rss_mib()}
             figures["process_cpu_s"] = _process_cpu(pool, rounds=5)
         finally:
