@@ -141,3 +141,25 @@ def test_every_step_and_run_outcome_is_an_event(tmp_path, monkeypatch):
     assert ("agentflow.step.skipped", "agentflow.step.Published_Run.v2.maybe") in found
     assert ("agentflow.step.completed", "agentflow.step.Published_Run.v2.last") in found
     assert result.run_id != again.run_id
+
+
+def test_the_run_log_reaches_the_server_a_batch_a_second_not_a_call_a_line(cli, write, prefect_server):
+    """60 quick steps: their 61 lines travel in a few calls (at most one batch a second, and
+    Prefect's own log worker's every 2 s), counted by a proxy in front of the server."""
+    import math
+    import time
+
+    from counting_proxy import CountingProxy
+
+    steps = "".join(f"  - {{id: s{i}, run: [echo, s{i}]}}\n" for i in range(60))
+    workflow = write(f"name: batched-lines\npattern: sequential\nsteps:\n{steps}")
+    proxy = CountingProxy(prefect_server)
+    try:
+        started = time.monotonic()
+        done = cli("run", str(workflow), cwd=workflow.parent, env={"PREFECT_API_URL": proxy.url})
+        wall = time.monotonic() - started
+        calls = proxy.requests("POST", "/api/logs/")
+    finally:
+        proxy.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 1 <= calls <= math.ceil(wall) + math.ceil(wall / 2) + 2, (calls, wall)
