@@ -61,6 +61,20 @@ def _git(cwd: Path, *args: str) -> None:
                    check=True, capture_output=True)
 
 
+def _watchdogs_of(pid: int) -> list[int]:
+    """The watchdog processes (durability/watchdog.py) that the process `pid` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if parent == pid and b"agentflow.flows.durability.watchdog" in command:
+            found.append(int(entry.name))
+    return found
+
+
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -106,6 +120,11 @@ def test_kill_9_then_resume_runs_each_step_once(cli, cli_env, tmp_path, at_start
 
     refused = cli("resume", run.run_id, cwd=tmp_path)
     assert refused.returncode == 2 and "still Running (pid" in refused.stderr, refused.stderr
+    # The run's watchdog would kill the held step as soon as the run dies (tests/test_faults.py);
+    # killed with it here (a machine's OOM killer, `kill -9 -1`), what finds the crash must.
+    watchdogs = _watchdogs_of(run.process.pid)
+    assert len(watchdogs) == 1, watchdogs
+    os.kill(watchdogs[0], signal.SIGKILL)
     run_id = run.kill()
     assert not gone(orphan), "the held step should have outlived the killed run (own session)"
     assert _lines(tmp_path / "out.txt") == ["s1", "s2"]
