@@ -42,7 +42,7 @@ from agentflow.tasks.results import AgentResult
 
 _log = logging.getLogger("agentflow")
 _KEY_JUNK = re.compile(r"[^a-z0-9]+")
-_PROGRESS_EVERY_S = 0.5  # a bar in the UI: twice a second is enough, and each is an API call
+_PROGRESS_EVERY_S = 1.0  # a bar in the UI: once a second is enough, and each move is an API call
 # The run's log lines reach the server a batch at a time, as Prefect's own log worker sends them
 # (every 2 s by its default): a batch waits at most this long, or until it holds _LOGS_BATCH
 # lines. Sent as they came, a 5-step run cost the server 7 log calls instead of 1-2 (benchmarks/ B5).
