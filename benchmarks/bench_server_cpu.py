@@ -4,6 +4,10 @@ its own with its default services (the event persister and triggers on: what a s
 part of its cost). The server's CPU (its process and its children's) is read from /proc from
 just before a flow call until the server has recorded the run and gone idle again.
 
+A third flow, the hand-written one that also sends after each task the outcome event an
+agentflow step sends (engine/announce.py's own function, the same shape), shows how much of
+the difference that event is.
+
 On a server shared by many workers, its CPU is the limit of the whole system: this is the
 figure that says how far one server scales. The flows run in a child process, which the
 parent steps through its rounds (one line on stdin per run), so that nothing else in the
@@ -112,7 +116,8 @@ def sent(url: str, flow_run_id: str, steps: int) -> dict[str, float]:
 
 
 def server_cpu(rounds: int, steps: int, start_server) -> dict:
-    """Median server CPU per step, ms, for agentflow's flow and the hand-written one."""
+    """Median server CPU per step, ms, for agentflow's flow, the hand-written one, and the
+    hand-written one with agentflow's outcome event per task ("hand_event")."""
     if not Path("/proc/self/stat").exists():
         return {}
     home = Path(tempfile.mkdtemp(prefix="agentflow-bench-sc-"))
@@ -120,13 +125,13 @@ def server_cpu(rounds: int, steps: int, start_server) -> dict:
     env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home / "client")}
     child = subprocess.Popen([sys.executable, str(Path(__file__)), "--child", str(steps)], cwd=home, env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    samples: dict[str, list[float]] = {"ours": [], "hand": []}
+    samples: dict[str, list[float]] = {"ours": [], "hand": [], "hand_event": []}
     last: dict[str, str] = {}
     try:
         assert child.stdout is not None and child.stdin is not None
         assert child.stdout.readline().strip() == "ready"  # both flows warmed (imports, registration)
         for _ in range(rounds):
-            for name in ("ours", "hand"):
+            for name in samples:
                 _idle(server.pid)
                 before = process_cpu_s(server.pid)
                 child.stdin.write(f"{name}\n")
@@ -137,7 +142,7 @@ def server_cpu(rounds: int, steps: int, start_server) -> dict:
                 samples[name].append((process_cpu_s(server.pid) - before) * 1000 / steps)
         child.stdin.close()
         child.wait(timeout=60)
-        what_was_sent = {name: sent(url, flow_run_id, steps) for name, flow_run_id in last.items()}
+        what_was_sent = {name: sent(url, flow_run_id, steps) for name, flow_run_id in last.items() if name != "hand_event"}
     finally:
         if child.poll() is None:
             child.kill()
@@ -146,7 +151,7 @@ def server_cpu(rounds: int, steps: int, start_server) -> dict:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
-    return {"ours": statistics.median(samples["ours"]), "hand": statistics.median(samples["hand"]),
+    return {**{name: statistics.median(values) for name, values in samples.items()},
             "ours_all": samples["ours"], "hand_all": samples["hand"], "sent": what_was_sent}
 
 
@@ -170,7 +175,22 @@ def _child(steps: int) -> None:
         for i in range(steps):
             noop_task(i)
 
-    flows = {"ours": ours, "hand": hand}
+    from prefect.context import FlowRunContext
+
+    from agentflow.flows.engine import announce
+    from agentflow.tasks.results import AgentResult
+
+    @flow(name="sc-hand-written-with-events", persist_result=False)
+    def hand_event() -> None:
+        context = FlowRunContext.get()
+        run_id = str(context.flow_run.id) if context and context.flow_run else None
+        for i in range(steps):
+            noop_task(i)
+            announce.step_outcome("sc-hand", run_id, f"s{i}", AgentResult(), "completed", None, None, {
+                "duration_s": 0.001, "attempts": 1, "cache_hits": 0, "cache_misses": 0, "tokens": 0,
+                "cost_usd": 0.0, "variant": None})
+
+    flows = {"ours": ours, "hand": hand, "hand_event": hand_event}
     for fn in flows.values():
         fn()
     print("ready", flush=True)
