@@ -48,24 +48,19 @@ def _child() -> None:
 
     sys.path[:0] = [str(HERE.parent), str(HERE)]
     import agentflow  # noqa: F401  (agentflow's Prefect defaults, before Prefect is imported)
-    from prefect import flow, task
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
     from agentflow import build_flow
     from agentflow.flows.language.loader import load_text
-    from bench_deployments import POOL, WORKFLOW
+    from bench_deployments import PEER, POOL, WORKFLOW
 
     ours = build_flow(load_text(WORKFLOW.replace(f"work_pool: {POOL}\n", "")))
 
-    @task
-    def mark(tag: str, i: int) -> None:
-        subprocess.run(["sh", "-c", f'echo "$0 s{i}" >> peer-marks.txt', tag], check=True)
-
-    @flow(name="b5-peer")
-    def peer(tag: str) -> None:
-        for i in range(1, 6):
-            mark(tag, i)
+    # B5's peer, the same source its deployment runs: a module of the project
+    Path("b5_peer.py").write_text(PEER)
+    sys.path.insert(0, str(Path.cwd()))
+    from b5_peer import peer
 
     calls: collections.Counter = collections.Counter()
 
