@@ -142,7 +142,8 @@ def server_cpu(rounds: int, steps: int, start_server) -> dict:
                 samples[name].append((process_cpu_s(server.pid) - before) * 1000 / steps)
         child.stdin.close()
         child.wait(timeout=60)
-        what_was_sent = {name: sent(url, flow_run_id, steps) for name, flow_run_id in last.items() if name != "hand_event"}
+        what_was_sent = {name: sent(url, flow_run_id, steps) for name, flow_run_id in last.items()
+                         if name != "hand_event"}
     finally:
         if child.poll() is None:
             child.kill()
